@@ -1,0 +1,67 @@
+"""The root ``flowcli`` app: global options, and the command groups assembled."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from flowcli import __version__
+from flowcli.cli import db as db_cmds
+from flowcli.cli.boundary import FlowcliGroup
+from flowcli.cli.state import AppState
+
+app = typer.Typer(
+    cls=FlowcliGroup,
+    name="flowcli",
+    help="Run and debug multi-role dialogue sessions against SQLite or PostgreSQL.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"flowcli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db",
+            help="SQLite file path or SQLAlchemy URL. Default: $FLOWCLI_DB, else ./flowcli.db.",
+            show_default=False,
+        ),
+    ] = None,
+    busy_timeout: Annotated[
+        float,
+        typer.Option(
+            "--busy-timeout",
+            help="Seconds to wait for another process's lock before giving up.",
+            min=0.0,
+            envvar="FLOWCLI_BUSY_TIMEOUT",
+        ),
+    ] = 5.0,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show Python tracebacks for errors.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print flowcli's version and exit.", callback=_version,
+            is_eager=True,
+        ),
+    ] = False,
+) -> None:
+    """Run and debug multi-role dialogue sessions against SQLite or PostgreSQL."""
+    ctx.obj = AppState(db_option=db, busy_timeout=busy_timeout, debug=debug)
+
+
+app.add_typer(db_cmds.app, name="db")

@@ -1,0 +1,76 @@
+"""The single error boundary: every exception a command raises ends here.
+
+A FlowcliError becomes one red ``Error: …`` line on stderr and its exit code; a
+database driver error is translated first; Ctrl-C exits 130; anything unexpected
+prints a short line and the hint to re-run with ``--debug`` (which shows the traceback).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from flowcli.errors import FlowcliError
+
+EXIT_INTERRUPTED = 130
+
+
+def _debug_enabled(ctx: typer.Context) -> bool:
+    obj = ctx.find_root().obj
+    return bool(getattr(obj, "debug", False)) or "--debug" in sys.argv
+
+
+def print_error(message: str) -> None:
+    from flowcli.render import err_console
+
+    # One line, no markup interpretation of user text.
+    err_console().print(f"[bold red]Error:[/bold red] {_escape(message)}", soft_wrap=True)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(" ".join(str(text).split("\n")))
+
+
+class FlowcliGroup(TyperGroup):
+    """Root group whose ``invoke`` is the one place errors turn into exit codes."""
+
+    def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise
+        except FlowcliError as exc:
+            if _debug_enabled(ctx):
+                raise
+            print_error(exc.message)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            print_error("interrupted")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except Exception as exc:
+            if _debug_enabled(ctx):
+                raise
+            translated = _translate_driver_error(exc)
+            if translated is not None:
+                print_error(translated.message)
+                raise typer.Exit(translated.exit_code) from None
+            print_error(
+                f"unexpected {type(exc).__name__}: {exc} (re-run with --debug for the traceback)"
+            )
+            raise typer.Exit(1) from None
+
+
+def _translate_driver_error(exc: BaseException) -> FlowcliError | None:
+    import sqlite3
+
+    mod = type(exc).__module__
+    if isinstance(exc, sqlite3.Error) or mod.startswith(("sqlalchemy", "psycopg")):
+        from flowcli.db.failures import describe_db_error
+
+        return describe_db_error(exc)
+    return None

@@ -1,0 +1,1 @@
+"""Database layer: models, connections (SQLite pragmas), migrations and schema checks."""

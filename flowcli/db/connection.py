@@ -1,0 +1,179 @@
+"""Opening a database: resolving ``--db``/``FLOWCLI_DB``, SQLite pragmas, transactions.
+
+Every SQLite connection gets ``foreign_keys=ON``, ``journal_mode=WAL``,
+``synchronous=NORMAL`` and a busy timeout. Write transactions on SQLite start with
+``BEGIN IMMEDIATE`` so a writer takes the lock up front instead of failing halfway.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from flowcli.errors import DatabaseError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection, Engine
+
+DEFAULT_DB_FILE = "flowcli.db"
+DEFAULT_BUSY_TIMEOUT = 5.0
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+@dataclass(frozen=True)
+class DatabaseTarget:
+    """Where the database is: a SQLAlchemy URL, plus the file path when it is SQLite."""
+
+    url: str
+    path: Path | None  # None for non-SQLite URLs and in-memory SQLite
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.startswith("sqlite")
+
+    @property
+    def display(self) -> str:
+        if self.path is not None:
+            return str(self.path)
+        return _mask_password(self.url)
+
+
+def _mask_password(url: str) -> str:
+    # Never print a password that came in a URL.
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        if ":" in creds:
+            creds = creds.split(":", 1)[0] + ":***"
+        return f"{scheme}://{creds}@{host}"
+    return url
+
+
+def resolve_target(db: str | None) -> DatabaseTarget:
+    """``--db`` wins, then ``FLOWCLI_DB``, then ``./flowcli.db``. A plain path is SQLite."""
+    value = db or os.environ.get("FLOWCLI_DB") or DEFAULT_DB_FILE
+    if "://" in value:
+        if value.startswith("sqlite"):
+            raw = value.split(":///", 1)[1] if ":///" in value else ""
+            if raw in ("", ":memory:") or raw.startswith("file:"):
+                return DatabaseTarget(value, None)
+            path = Path(raw.split("?", 1)[0]).expanduser()
+            return DatabaseTarget(f"sqlite:///{path.resolve()}", path.resolve())
+        return DatabaseTarget(value, None)
+    path = Path(value).expanduser().resolve()
+    return DatabaseTarget(f"sqlite:///{path}", path)
+
+
+def sqlite_file_state(path: Path) -> str:
+    """Classify a SQLite target file: 'missing', 'empty' or 'sqlite'.
+
+    Raises DatabaseError for anything flowcli must not touch: a directory, an
+    unreadable file, a file that is not SQLite, a missing parent folder.
+    """
+    if path.is_dir():
+        raise DatabaseError(f"{path} is a directory, not a database file")
+    if not path.exists():
+        if not path.parent.is_dir():
+            raise DatabaseError(f"cannot create {path}: folder {path.parent} does not exist")
+        return "missing"
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(len(SQLITE_MAGIC))
+    except PermissionError:
+        raise DatabaseError(f"cannot read {path}: permission denied") from None
+    except OSError as exc:
+        raise DatabaseError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not head:
+        return "empty"
+    if head != SQLITE_MAGIC:
+        raise DatabaseError(f"{path} is not a SQLite database (unrecognised file header)")
+    return "sqlite"
+
+
+@dataclass
+class Database:
+    """An opened database: the engine plus the knobs every command shares."""
+
+    target: DatabaseTarget
+    busy_timeout: float = DEFAULT_BUSY_TIMEOUT
+    _engine: Engine | None = field(default=None, repr=False)
+    # Filled by the schema guard once it has checked this database in this process.
+    schema_checked: bool = field(default=False, repr=False)
+
+    @property
+    def url(self) -> str:
+        return self.target.url
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.target.is_sqlite
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = create_db_engine(self.target, self.busy_timeout)
+        return self._engine
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A connection in a (deferred) read transaction, rolled back at the end."""
+        from flowcli.db.failures import translated
+
+        with translated(self), self.engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """One short write transaction: BEGIN IMMEDIATE on SQLite, committed on success."""
+        from flowcli.db.failures import translated
+
+        with translated(self):
+            eng = self.engine.execution_options(flowcli_write=True)
+            with eng.begin() as conn:
+                yield conn
+
+    def dispose(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+
+def create_db_engine(target: DatabaseTarget, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Engine:
+    from sqlalchemy import create_engine, event
+
+    if not target.is_sqlite:
+        return create_engine(target.url, pool_pre_ping=True)
+
+    engine = create_engine(
+        target.url,
+        connect_args={"timeout": busy_timeout, "check_same_thread": False},
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+        # Take transaction control away from the driver so BEGIN is ours to emit.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        cur.execute("PRAGMA foreign_keys = ON")
+        try:
+            cur.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.OperationalError:
+            # A read-only file or folder cannot switch to WAL; reads still work.
+            pass
+        cur.execute("PRAGMA synchronous = NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        if conn.get_execution_options().get("flowcli_write"):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("BEGIN")
+
+    return engine

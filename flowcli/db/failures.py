@@ -1,0 +1,85 @@
+"""Turning driver errors into flowcli errors that name the real problem.
+
+MRC showed users "this Session's transaction has been rolled back" for every failure
+after the first. Here each database error is reported as itself: locked, read-only,
+full, not a database, or a missing table with the command that repairs it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from flowcli.errors import (
+    DatabaseBusyError,
+    DatabaseError,
+    FlowcliError,
+    ReadOnlyDatabaseError,
+    SchemaError,
+)
+
+if TYPE_CHECKING:
+    from flowcli.db.connection import Database
+
+_MISSING_TABLE = re.compile(r"no such table: (\S+)")
+_MISSING_COLUMN = re.compile(r"(?:no such column|has no column named):? (\S+)")
+_PG_MISSING = re.compile(r'relation "([^"]+)" does not exist|column "([^"]+)".* does not exist')
+
+
+def describe_db_error(exc: BaseException, where: str = "database") -> FlowcliError:
+    """Map a SQLAlchemy / DBAPI exception to the flowcli error that explains it."""
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    low = text.lower()
+    if "database is locked" in low or "database table is locked" in low or "lock timeout" in low:
+        return DatabaseBusyError(
+            f"{where} is locked by another process (waited past the busy timeout); "
+            "try again, or raise --busy-timeout"
+        )
+    if "readonly database" in low or "read-only" in low or "read only" in low:
+        return ReadOnlyDatabaseError(f"{where} is read-only: cannot write ({text})")
+    if "disk is full" in low or "disk full" in low or "no space" in low or "too large" in low:
+        return DatabaseError(f"{where}: no room to write (disk or file-size limit full): {text}")
+    if "file is not a database" in low or "file is encrypted" in low:
+        return DatabaseError(f"{where} is not a SQLite database (or it is corrupt): {text}")
+    if "malformed" in low or "disk i/o error" in low or "corrupt" in low:
+        return DatabaseError(
+            f"{where} is damaged ({text}); run `flowcli db doctor` to examine it"
+        )
+    if "unable to open database" in low:
+        return DatabaseError(f"cannot open {where}: {text}")
+    m = _MISSING_TABLE.search(text)
+    if m:
+        return SchemaError(
+            f"table {m.group(1)} is missing from {where}; run `flowcli db doctor --fix`"
+        )
+    m = _MISSING_COLUMN.search(text)
+    if m:
+        return SchemaError(
+            f"column {m.group(1)} is missing from {where}; run `flowcli db doctor --fix`"
+        )
+    m = _PG_MISSING.search(text)
+    if m:
+        name = m.group(1) or m.group(2)
+        return SchemaError(f"{name} is missing from {where}; run `flowcli db doctor --fix`")
+    if "could not connect" in low or "connection refused" in low or "connection failed" in low:
+        return DatabaseError(f"cannot connect to {where}: {text}")
+    return DatabaseError(f"{where} error: {text}")
+
+
+@contextmanager
+def translated(db: Database | None = None) -> Iterator[None]:
+    """Re-raise SQLAlchemy and sqlite3 errors as flowcli errors."""
+    import sqlite3
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    where = f"database {db.target.display}" if db is not None else "database"
+    try:
+        yield
+    except FlowcliError:
+        raise
+    except (SQLAlchemyError, sqlite3.Error) as exc:
+        raise describe_db_error(exc, where) from exc

@@ -1,0 +1,153 @@
+"""Running flowcli's Alembic migrations from code (the ``db`` commands call these).
+
+The Config is built here, never from the working directory, and points at the
+migrations shipped in the wheel (``flowcli/migrations``) or, in a source checkout,
+at the top-level ``migrations/`` folder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from flowcli.db.schema import VERSION_TABLE, read_revisions
+from flowcli.errors import FlowcliError, SchemaError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+    from flowcli.db.connection import Database
+
+
+def migrations_dir() -> Path:
+    """The folder holding env.py and versions/, wherever flowcli is installed."""
+    import flowcli
+
+    pkg = Path(flowcli.__file__).resolve().parent
+    for candidate in (pkg / "migrations", pkg.parent / "migrations"):
+        if (candidate / "env.py").is_file():
+            return candidate
+    raise FlowcliError("flowcli's migrations are missing from this installation")
+
+
+def alembic_config(connection: Any = None) -> Config:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    cfg.set_main_option("version_table", VERSION_TABLE)
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def _script() -> Any:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config())
+
+
+def head_revision() -> str:
+    return str(_script().get_current_head())
+
+
+@dataclass
+class RevisionInfo:
+    revision: str
+    down_revision: str | None
+    doc: str
+    is_head: bool
+    is_current: bool
+
+
+def history(db: Database | None = None) -> list[RevisionInfo]:
+    """All revisions, newest first, marking which one the database is at."""
+    current = current_revision(db) if db is not None else None
+    script = _script()
+    heads = set(script.get_heads())
+    out = []
+    for rev in script.walk_revisions():
+        out.append(
+            RevisionInfo(
+                revision=rev.revision,
+                down_revision=rev.down_revision if isinstance(rev.down_revision, str) else None,
+                doc=(rev.doc or "").strip(),
+                is_head=rev.revision in heads,
+                is_current=rev.revision == current,
+            )
+        )
+    return out
+
+
+def current_revision(db: Database) -> str | None:
+    _check_openable(db)
+    with db.read() as conn:
+        revisions = read_revisions(conn)
+    if not revisions:
+        return None
+    if len(revisions) > 1:
+        raise SchemaError(
+            f"{VERSION_TABLE} has {len(revisions)} rows ({', '.join(revisions)}); "
+            "run `flowcli db doctor`"
+        )
+    return revisions[0]
+
+
+def _check_openable(db: Database) -> None:
+    if db.is_sqlite and db.target.path is not None:
+        from flowcli.db.connection import sqlite_file_state
+
+        sqlite_file_state(db.target.path)
+
+
+def _known(rev: str) -> None:
+    if rev in ("head", "base", "heads") or rev.endswith(("+1", "-1")):
+        return
+    from alembic.util import CommandError
+
+    try:
+        if _script().get_revision(rev) is None:
+            raise SchemaError(f"unknown revision {rev!r}; see `flowcli db history`")
+    except CommandError as exc:
+        raise SchemaError(f"unknown revision {rev!r}: {exc}") from None
+
+
+def _run(db: Database, fn_name: str, rev: str) -> None:
+    from alembic import command
+    from alembic.util import CommandError
+
+    _check_openable(db)
+    _known(rev)
+    from flowcli.db.failures import translated
+
+    with translated(db), db.engine.connect() as conn:
+        sqlite_fk_off = conn.dialect.name == "sqlite"
+        if sqlite_fk_off:
+            # A batch rebuild drops and re-creates a table; with foreign keys on, that
+            # DROP would cascade-delete the children's rows. The pragma only takes
+            # effect outside a transaction, hence the raw driver connection.
+            conn.connection.driver_connection.execute("PRAGMA foreign_keys = OFF")
+        try:
+            cfg = alembic_config(conn)
+            try:
+                getattr(command, fn_name)(cfg, rev)
+            except CommandError as exc:
+                raise SchemaError(f"{fn_name} to {rev} failed: {exc}") from None
+            conn.commit()
+        finally:
+            if sqlite_fk_off:
+                conn.rollback()
+                conn.connection.driver_connection.execute("PRAGMA foreign_keys = ON")
+    db.schema_checked = False
+
+
+def upgrade(db: Database, revision: str = "head") -> None:
+    _run(db, "upgrade", revision)
+
+
+def downgrade(db: Database, revision: str) -> None:
+    _run(db, "downgrade", revision)
+
+
+def stamp(db: Database, revision: str) -> None:
+    _run(db, "stamp", revision)

@@ -1,0 +1,139 @@
+"""Cheap facts about the schema that the hot path needs without importing Alembic.
+
+``HEAD_REVISION`` is the newest migration; a test holds it equal to Alembic's head.
+``require_schema`` is the guard every command that touches flowcli's tables passes:
+it creates a missing or empty SQLite file at head, and otherwise refuses, with one
+line naming the fix, a database that is unversioned, behind, ahead, or missing a
+table or column flowcli writes.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from flowcli.errors import SchemaError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+    from flowcli.db.connection import Database
+
+VERSION_TABLE = "flowcli_alembic_version"
+HEAD_REVISION = "0002"
+
+
+def read_revisions(conn: Connection) -> list[str] | None:
+    """The rows of flowcli's version table, or None when the table does not exist."""
+    from sqlalchemy import text
+
+    if VERSION_TABLE not in existing_tables(conn):
+        return None
+    rows = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
+    return [str(r) for r in rows]
+
+
+def existing_tables(conn: Connection) -> set[str]:
+    from sqlalchemy import text
+
+    if conn.dialect.name == "sqlite":
+        rows = conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'table'"))
+        return {r[0] for r in rows}
+    from sqlalchemy import inspect
+
+    return set(inspect(conn).get_table_names())
+
+
+def existing_columns(conn: Connection, table: str) -> set[str]:
+    from sqlalchemy import text
+
+    if conn.dialect.name == "sqlite":
+        return {r[1] for r in conn.execute(text(f'PRAGMA table_info("{table}")'))}
+    from sqlalchemy import inspect
+
+    return {c["name"] for c in inspect(conn).get_columns(table)}
+
+
+def missing_objects(conn: Connection) -> list[str]:
+    """Tables and columns of the models that the database lacks, as ``table[.column]``."""
+    from flowcli.db.models import Base
+
+    tables = existing_tables(conn)
+    missing: list[str] = []
+    for name, table in Base.metadata.tables.items():
+        if name not in tables:
+            missing.append(name)
+            continue
+        have = existing_columns(conn, name)
+        missing.extend(f"{name}.{col.name}" for col in table.columns if col.name not in have)
+    return missing
+
+
+def database_exists(db: Database) -> bool:
+    """False for a SQLite file that is missing or empty (flowcli would create it)."""
+    if not db.is_sqlite or db.target.path is None:
+        return True
+    from flowcli.db.connection import sqlite_file_state
+
+    return sqlite_file_state(db.target.path) == "sqlite"
+
+
+def create_if_new(db: Database) -> bool:
+    """Create a missing or empty SQLite file at head (the embedded default)."""
+    if database_exists(db):
+        return False
+    from flowcli.db.migrate import upgrade
+
+    upgrade(db, "head")
+    return True
+
+
+def require_schema(db: Database) -> None:
+    """Make sure the database has flowcli's schema at head, creating a new file if needed."""
+    if db.schema_checked:
+        return
+    if create_if_new(db):
+        db.schema_checked = True
+        return
+
+    fix_hint = "run `flowcli db doctor --fix`"
+    with db.read() as conn:
+        revisions = read_revisions(conn)
+        if revisions is None:
+            if not existing_tables(conn):
+                # An empty database (e.g. a fresh PostgreSQL schema) is created at head.
+                conn.rollback()
+                from flowcli.db.migrate import upgrade
+
+                upgrade(db, "head")
+                db.schema_checked = True
+                return
+            raise SchemaError(
+                f"database {db.target.display} is not managed by flowcli "
+                f"(no {VERSION_TABLE} table); {fix_hint} to adopt it"
+            )
+        if len(revisions) != 1:
+            raise SchemaError(
+                f"database {db.target.display} has {len(revisions)} rows in {VERSION_TABLE}; "
+                f"{fix_hint} to examine it"
+            )
+        current = revisions[0]
+        if current != HEAD_REVISION:
+            from flowcli.db.revisions import KNOWN_REVISIONS
+
+            if current in KNOWN_REVISIONS:
+                raise SchemaError(
+                    f"database {db.target.display} is at revision {current}, behind head "
+                    f"{HEAD_REVISION}; run `flowcli db upgrade`"
+                )
+            raise SchemaError(
+                f"database {db.target.display} is at revision {current}, which this flowcli "
+                f"does not know (it is newer than this flowcli, or revisions were deleted); "
+                "upgrade flowcli or run `flowcli db doctor`"
+            )
+        missing = missing_objects(conn)
+        if missing:
+            shown = ", ".join(missing[:5]) + (" …" if len(missing) > 5 else "")
+            raise SchemaError(
+                f"database {db.target.display} lacks {shown}; {fix_hint}"
+            )
+    db.schema_checked = True

@@ -1,0 +1,1 @@
+"""The doctor: checks of a database against the models, and safe repairs."""

@@ -1,0 +1,1 @@
+"""The flow engine: step selection, loops, conditions, responders, run_next, auto."""

@@ -1,0 +1,95 @@
+"""The one error tree of flowcli.
+
+Core code raises these; the CLI's single error boundary (flowcli.cli.app) turns
+them into one ``Error: …`` line on stderr and the error's exit code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class FlowcliError(Exception):
+    """Base of every expected failure. ``exit_code`` is what the CLI exits with."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, **data: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.data = data
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(FlowcliError):
+    """The command line itself is wrong (bad option value, conflicting flags)."""
+
+    exit_code = 2
+
+
+class NotFoundError(FlowcliError):
+    """A session, flow, role or log id that does not exist."""
+
+
+class DatabaseError(FlowcliError):
+    """The database cannot be opened or used: not SQLite, unreadable, locked, full."""
+
+
+class DatabaseUnavailableError(DatabaseError):
+    """The database could not even be examined (used by the doctor's exit code 2)."""
+
+    exit_code = 2
+
+
+class DatabaseBusyError(DatabaseError):
+    """Another process held the lock for longer than the busy timeout."""
+
+
+class ReadOnlyDatabaseError(DatabaseError):
+    """A write was attempted on a database that is read-only for this process."""
+
+
+class SchemaError(DatabaseError):
+    """The schema is not what flowcli needs: missing table or column, behind head."""
+
+
+class FlowValidationError(FlowcliError):
+    """A flow file is invalid. ``problems`` holds every message, one per finding."""
+
+    def __init__(self, problems: list[str], source: str = "flow") -> None:
+        self.problems = problems
+        first = problems[0] if problems else "invalid flow"
+        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+        super().__init__(first + more, problems=problems, source=source)
+
+
+class ExpressionError(FlowcliError):
+    """An expression or template is invalid or was refused by the sandbox."""
+
+
+class SessionStateError(FlowcliError):
+    """The session is in a state that does not allow the requested action."""
+
+
+class SessionBusyError(FlowcliError):
+    """Another process is running a step of this session right now."""
+
+
+class StepFailedError(FlowcliError):
+    """A step failed for good (its retries ran out); the session is now failed."""
+
+
+class ResponderError(FlowcliError):
+    """A responder could not produce a message. ``transient`` errors are retried."""
+
+    def __init__(self, message: str, *, transient: bool = False, retry_after: float | None = None,
+                 **data: Any) -> None:
+        super().__init__(message, **data)
+        self.transient = transient
+        self.retry_after = retry_after
+
+
+class DoctorError(FlowcliError):
+    """The doctor found errors, or a repair did not resolve what it targeted."""

@@ -1,0 +1,1 @@
+"""Flow files: parsing, validation, import and export."""

@@ -1,0 +1,1 @@
+"""flowcli's Alembic migrations (shipped inside the wheel as ``flowcli.migrations``)."""

@@ -1,0 +1,42 @@
+"""Every command and option explains itself (STYLE rule 4)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import typer
+
+from flowcli.cli.app import app
+
+
+def _walk(cmd: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    yield path, cmd
+    for name, sub in getattr(cmd, "commands", {}).items():
+        yield from _walk(sub, (*path, name))
+
+
+def test_every_command_and_option_has_help() -> None:
+    root = typer.main.get_command(app)
+    missing = []
+    for path, cmd in _walk(root):
+        if getattr(cmd, "hidden", False):
+            continue
+        if not (cmd.help or getattr(cmd, "short_help", None)):
+            missing.append(" ".join(path) or "flowcli")
+        for param in cmd.params:
+            if param.param_type_name == "option" and not getattr(param, "help", None):
+                missing.append(f"{' '.join(path)} {param.opts[0]}")
+            if param.param_type_name == "argument" and not getattr(param, "help", None):
+                missing.append(f"{' '.join(path)} <{param.name}>")
+    assert missing == []
+
+
+def test_help_runs_for_every_command(runner) -> None:
+    root = typer.main.get_command(app)
+    for path, cmd in _walk(root):
+        if getattr(cmd, "hidden", False):
+            continue
+        result = runner.invoke(app, [*path, "--help"])
+        assert result.exit_code == 0, (path, result.output)
+        assert "Usage" in result.stdout
