@@ -128,3 +128,12 @@ class Unprivileged:
 @pytest.fixture
 def unprivileged(tmp_path: Path) -> Unprivileged:
     return Unprivileged(tmp_path)
+
+
+@pytest.fixture
+def fake_llm():
+    from tests.llm_server import FakeLLM
+
+    server = FakeLLM().start()
+    yield server
+    server.stop()

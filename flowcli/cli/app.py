@@ -8,6 +8,11 @@ import typer
 
 from flowcli import __version__
 from flowcli.cli import db as db_cmds
+from flowcli.cli import flow as flow_cmds
+from flowcli.cli import logs as logs_cmds
+from flowcli.cli import role as role_cmds
+from flowcli.cli import run as run_cmds
+from flowcli.cli import session as session_cmds
 from flowcli.cli.boundary import FlowcliGroup
 from flowcli.cli.state import AppState
 
@@ -65,3 +70,11 @@ def root(
 
 
 app.add_typer(db_cmds.app, name="db")
+app.add_typer(flow_cmds.app, name="flow")
+app.add_typer(role_cmds.app, name="role")
+app.add_typer(session_cmds.app, name="session")
+app.add_typer(logs_cmds.app, name="logs")
+app.command("run-next")(run_cmds.run_next)
+app.command("auto")(run_cmds.auto)
+app.command("explain")(run_cmds.explain)
+app.command("demo")(run_cmds.demo)

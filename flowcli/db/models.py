@@ -58,6 +58,8 @@ class FlowTemplate(Base):
     termination_config: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime | None] = mapped_column(DateTime)
     updated_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # flowcli addition (revision 0003): the flow's default responder, JSON.
+    responder: Mapped[str | None] = mapped_column(Text)
 
 
 class FlowStep(Base):

@@ -1,0 +1,144 @@
+"""``flowcli flow …``: import, validate, list, show, export and graph flows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from flowcli.cli.options import JsonOption
+from flowcli.cli.state import open_db
+
+app = typer.Typer(help="Define flows in YAML/JSON files and store them.", no_args_is_help=True)
+
+FileArg = Annotated[Path, typer.Argument(help="A flow file (.yaml, .yml or .json).", show_default=False)]
+FlowIdArg = Annotated[int, typer.Argument(help="The flow's id.", min=1, show_default=False)]
+
+
+def _load(ctx: typer.Context, file: Path) -> object:
+    from flowcli.flows.spec import load_flow_file
+    from flowcli.flows.store import known_role_names
+
+    db = open_db(ctx)
+    return load_flow_file(file, known_roles=known_role_names(db))
+
+
+@app.command("import")
+def import_(
+    ctx: typer.Context,
+    file: FileArg,
+    replace: Annotated[
+        bool,
+        typer.Option("--replace", help="Rewrite the newest flow of that name in place "
+                     "instead of adding a new version."),
+    ] = False,
+    json_out: JsonOption = False,
+) -> None:
+    """Validate FILE and store it as a flow; prints the new flow's id."""
+    from flowcli.flows.store import import_flow
+    from flowcli.render import info, print_json
+
+    doc = _load(ctx, file)
+    result = import_flow(open_db(ctx), doc, replace=replace)  # type: ignore[arg-type]
+    if json_out:
+        print_json(result)
+        return
+    typer.echo(result.id)
+    how = "replaced" if result.replaced else "imported"
+    info(f"{how} flow {result.name!r} as id {result.id} (version {result.version}, "
+         f"{result.steps} steps)")
+
+
+@app.command()
+def validate(ctx: typer.Context, file: FileArg, json_out: JsonOption = False) -> None:
+    """Check FILE strictly; exit 0 when valid, 1 with every problem listed when not."""
+    from flowcli.errors import FlowValidationError
+    from flowcli.render import err_console, print_json
+
+    try:
+        doc = _load(ctx, file)
+    except FlowValidationError as exc:
+        if json_out:
+            print_json({"valid": False, "file": str(file), "problems": exc.problems})
+        else:
+            from rich.markup import escape
+
+            for problem in exc.problems:
+                err_console().print(f"[bold red]Error:[/bold red] {escape(problem)}", soft_wrap=True)
+        raise typer.Exit(1) from None
+    if json_out:
+        print_json({"valid": True, "file": str(file), "name": doc.name,  # type: ignore[attr-defined]
+                    "steps": len(doc.steps)})  # type: ignore[attr-defined]
+    else:
+        typer.echo(f"{file}: valid ({len(doc.steps)} steps)")  # type: ignore[attr-defined]
+
+
+@app.command("list")
+def list_(ctx: typer.Context, json_out: JsonOption = False) -> None:
+    """List stored flows."""
+    from flowcli.flows.store import list_flows
+    from flowcli.render import flow_table, print_json
+
+    flows = list_flows(open_db(ctx))
+    if json_out:
+        print_json(flows)
+    else:
+        flow_table(flows)
+
+
+@app.command()
+def show(ctx: typer.Context, flow_id: FlowIdArg, json_out: JsonOption = False) -> None:
+    """Show a flow's steps as a tree, with loops and conditions drawn."""
+    from flowcli.engine.snapshot import step_from_dict
+    from flowcli.flows.store import get_flow
+    from flowcli.render import flow_tree, print_json, warn
+
+    flow = get_flow(open_db(ctx), flow_id)
+    warnings = [f"step {s['order']}: {w}" for s in flow["steps"] for w in step_from_dict(s).warnings]
+    if json_out:
+        print_json({**flow, "warnings": warnings})
+        return
+    flow_tree(flow)
+    for w in warnings:
+        warn(w)
+
+
+@app.command()
+def export(
+    ctx: typer.Context,
+    flow_id: FlowIdArg,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Export JSON instead of YAML.")] = False,
+) -> None:
+    """Export a flow as a file that validates and imports again."""
+    from flowcli.flows.spec import dump_flow_yaml
+    from flowcli.flows.store import export_flow
+    from flowcli.render import to_json
+
+    data = export_flow(open_db(ctx), flow_id)
+    text = to_json(data) + "\n" if json_out else dump_flow_yaml(data)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+
+
+@app.command()
+def graph(
+    ctx: typer.Context,
+    flow_id: FlowIdArg,
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="mermaid or dot.")
+    ] = "mermaid",
+) -> None:
+    """Print the flow as a Mermaid or Graphviz DOT graph."""
+    from flowcli.errors import UsageError
+    from flowcli.flows.graph import flow_graph
+    from flowcli.flows.store import get_flow
+
+    if fmt not in ("mermaid", "dot"):
+        raise UsageError(f"--format must be mermaid or dot, not {fmt!r}")
+    typer.echo(flow_graph(get_flow(open_db(ctx), flow_id), fmt))

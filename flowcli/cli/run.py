@@ -1,0 +1,234 @@
+"""``flowcli run-next``, ``flowcli auto``, ``flowcli explain`` and ``flowcli demo``."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from flowcli.cli.options import (
+    BackoffOpt,
+    JsonOption,
+    LlmBaseUrlOpt,
+    LlmKeyOpt,
+    LlmRetriesOpt,
+    LlmModelOpt,
+    LlmTimeoutOpt,
+    ResponderOpt,
+    RetriesOpt,
+    SessionIdArg,
+    TemplateOpt,
+)
+from flowcli.cli.state import open_db
+
+EXIT_INTERRUPTED = 130
+
+
+def _options(responder: str | None, template: str | None, base_url: str | None,
+             model: str | None, api_key: str | None, timeout: float | None,
+             llm_retries: int | None) -> Any:
+    from flowcli.engine.responders import RESPONDER_KINDS, ResponderOptions
+    from flowcli.errors import UsageError
+
+    if responder is not None and responder not in RESPONDER_KINDS:
+        raise UsageError(f"--responder must be one of {', '.join(RESPONDER_KINDS)}, not {responder!r}")
+    return ResponderOptions(kind=responder, template=template, base_url=base_url, model=model,
+                            api_key=api_key, timeout=timeout, llm_retries=llm_retries)
+
+
+def run_next(
+    ctx: typer.Context,
+    session_id: SessionIdArg,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show which step would run and why; write nothing.")
+    ] = False,
+    retries: RetriesOpt = 2,
+    retry_backoff: BackoffOpt = 0.5,
+    responder: ResponderOpt = None,
+    template: TemplateOpt = None,
+    llm_base_url: LlmBaseUrlOpt = None,
+    llm_model: LlmModelOpt = None,
+    llm_api_key: LlmKeyOpt = None,
+    llm_timeout: LlmTimeoutOpt = None,
+    llm_retries: LlmRetriesOpt = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Execute the next step of a session (starting it if it has not started)."""
+    from flowcli.render import explain_panel, print_json, step_panel
+
+    db = open_db(ctx)
+    if dry_run:
+        from flowcli.engine.explain import explain_next
+
+        data = explain_next(db, session_id)
+        if json_out:
+            print_json(data)
+        else:
+            explain_panel(data, title="run-next --dry-run: nothing written")
+        return
+    from flowcli.engine.runner import run_next_step
+    from flowcli.errors import StepFailedError
+
+    options = _options(responder, template, llm_base_url, llm_model, llm_api_key, llm_timeout,
+                       llm_retries)
+    result = run_next_step(db, session_id, options, retries=retries, backoff=retry_backoff)
+    payload = _step_payload(db, result)
+    if json_out:
+        print_json(payload)
+    else:
+        step_panel(payload, result)
+    if result.failed:
+        raise StepFailedError(
+            f"step failed: {result.error}"
+            + (f"; session {session_id} is now failed" if result.session_failed else "")
+        )
+
+
+def _step_payload(db: Any, result: Any) -> dict[str, Any]:
+    """The run-next JSON document: the session's position, the full log row, the message."""
+    from flowcli.db import session_store as store
+
+    log = None
+    message = None
+    with db.read() as conn:
+        if result.log is not None:
+            log = store.fetch_log(conn, result.log["id"])
+        if result.message is not None:
+            message = store.fetch_message(conn, result.message["id"])
+            if message is not None:
+                message["speaker"] = result.message.get("speaker")
+                message["target"] = result.message.get("target")
+    session = {k: result.session.get(k) for k in (
+        "id", "status", "current_step_id", "current_round", "executed_steps_count", "error_reason",
+    )}
+    return {"session": session, "log": log, "message": message}
+
+
+class _StopFlag:
+    """First Ctrl-C: stop after the current step commits. Second: abort it (rolled back)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _StopFlag:
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread (e.g. some test runners)
+            self._previous = None
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        from flowcli.render import info
+
+        info("stopping after the current step (Ctrl-C again to abort it)…")
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def auto(
+    ctx: typer.Context,
+    session_id_arg: Annotated[
+        int | None, typer.Argument(help="The session's id (or use --session).", min=1,
+                                   show_default=False)
+    ] = None,
+    session: Annotated[
+        int | None, typer.Option("--session", "-s", help="The session's id.", min=1)
+    ] = None,
+    max_steps: Annotated[
+        int | None, typer.Option("--max-steps", help="Stop after this many steps.", min=0)
+    ] = None,
+    until_step: Annotated[
+        int | None,
+        typer.Option("--until-step", help="Stop before the step with this order runs.", min=1),
+    ] = None,
+    retries: RetriesOpt = 2,
+    retry_backoff: BackoffOpt = 0.5,
+    responder: ResponderOpt = None,
+    template: TemplateOpt = None,
+    llm_base_url: LlmBaseUrlOpt = None,
+    llm_model: LlmModelOpt = None,
+    llm_api_key: LlmKeyOpt = None,
+    llm_timeout: LlmTimeoutOpt = None,
+    llm_retries: LlmRetriesOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    json_out: JsonOption = False,
+) -> None:
+    """Run a session to its end (or until a stop condition), logging every step."""
+    from dataclasses import asdict
+
+    from flowcli.engine.runner import auto as run_auto
+    from flowcli.errors import StepFailedError, UsageError
+    from flowcli.render import AutoProgress, auto_summary, print_json
+
+    if session_id_arg is not None and session is not None and session_id_arg != session:
+        raise UsageError("give the session id once (positionally or with --session)")
+    sid = session if session is not None else session_id_arg
+    if sid is None:
+        raise UsageError("which session? give its id: `flowcli auto 51` or `--session 51`")
+    db = open_db(ctx)
+    options = _options(responder, template, llm_base_url, llm_model, llm_api_key, llm_timeout,
+                       llm_retries)
+    show_progress = not quiet and sys.stderr.isatty()
+    with _StopFlag() as stop, AutoProgress(enabled=show_progress) as progress:
+        summary = run_auto(
+            db, sid, options, max_steps=max_steps, until_step=until_step, retries=retries,
+            backoff=retry_backoff,
+            should_stop=lambda: stop.requested, on_step=progress.update,
+        )
+    if json_out:
+        print_json(asdict(summary))
+    elif not quiet:
+        auto_summary(summary)
+    if summary.stop_reason == "interrupted":
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if summary.final_status == "failed":
+        raise StepFailedError(
+            f"session {sid} failed: {summary.session.get('error_reason')} "
+            f"(after fixing the cause: `flowcli session resume {sid}`)"
+        )
+
+
+def explain(ctx: typer.Context, session_id: SessionIdArg, json_out: JsonOption = False) -> None:
+    """Say why the next step is next: condition, loop counters, round, limits. Writes nothing."""
+    from flowcli.engine.explain import explain_next
+    from flowcli.render import explain_panel, print_json
+
+    data = explain_next(open_db(ctx), session_id)
+    if json_out:
+        print_json(data)
+    else:
+        explain_panel(data)
+
+
+def demo(
+    ctx: typer.Context,
+    json_out: JsonOption = False,
+) -> None:
+    """Import the shipped demo flow, create a session, run it to the end, show its logs."""
+    from dataclasses import asdict
+
+    from flowcli.db.log_queries import iter_logs
+    from flowcli.engine.demo import run_demo
+    from flowcli.render import info, logs_table, print_json
+
+    db = open_db(ctx)
+    result = run_demo(db)
+    if json_out:
+        print_json({"flow_id": result.flow_id, "session_id": result.session_id,
+                    "summary": asdict(result.summary)})
+        return
+    info(f"flow {result.flow_id} imported from {result.flow_file}; "
+         f"session {result.session_id} created; "
+         f"ran {result.summary.steps_run} steps: {result.summary.final_status}")
+    with db.read() as conn:
+        logs_table(iter_logs(conn, result.session_id), title=f"session {result.session_id}")
+    info(f"next: `flowcli logs {result.session_id}`, `flowcli session transcript "
+         f"{result.session_id}`, `flowcli explain {result.session_id}`")

@@ -1,0 +1,126 @@
+"""Why the next step is next, read-only: used by ``run-next --dry-run`` and ``explain``.
+
+It evaluates the step's condition against the session as it is now, shows the loop
+counters and the jumps left, the round and how far the session is from its limits,
+and repeats the decision the previous execution recorded. It never writes.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+
+from flowcli.db import session_store as store
+from flowcli.engine.planner import plan_step
+from flowcli.engine.snapshot import parse_snapshot
+from flowcli.engine.state import EngineState
+from flowcli.errors import ExpressionError
+
+if TYPE_CHECKING:
+    from flowcli.db.connection import Database
+
+
+def explain_next(db: Database, session_id: int) -> dict[str, Any]:
+    from flowcli.engine.expressions import compile_expression
+    from flowcli.engine.runner import _LazyNames, _view
+
+    with db.read() as conn:
+        row = store.load_session(conn, session_id)
+        snapshot = parse_snapshot(row.flow_snapshot)
+        status = row.status or "not_started"
+        state = EngineState.from_json(row.engine_state)
+        out: dict[str, Any] = {
+            "session_id": session_id,
+            "status": status,
+            "flow": snapshot.data.get("name"),
+            "round": row.current_round,
+            "max_rounds": snapshot.max_rounds,
+            "executed_steps": row.executed_steps_count or 0,
+            "max_steps": snapshot.max_steps,
+            "steps_left_before_max_steps": max(0, snapshot.max_steps - (row.executed_steps_count or 0)),
+            "warnings": snapshot.warnings(),
+        }
+        last = conn.execute(
+            select(store.logs_t.c.id, store.logs_t.c.execution_order, store.logs_t.c.status,
+                   store.logs_t.c.result_type, store.logs_t.c.result_data,
+                   store.logs_t.c.error_message)
+            .where(store.logs_t.c.session_id == session_id)
+            .order_by(store.logs_t.c.execution_order.desc()).limit(1)
+        ).mappings().first()
+        if last is not None:
+            from flowcli.engine.snapshot import loads_json
+
+            data = loads_json(last["result_data"], {})
+            out["previous"] = {
+                "log_id": last["id"], "execution_order": last["execution_order"],
+                "status": last["status"], "result_type": last["result_type"],
+                "decision": data.get("decision") if isinstance(data, dict) else None,
+                "error": last["error_message"],
+            }
+        if status in ("finished", "cancelled"):
+            out["runnable"] = False
+            out["blocked_reason"] = f"the session is {status}"
+            out["step"] = None
+            return out
+        will_start = status == "not_started" or row.current_step_id is None
+        step = snapshot.first_step() if will_start else snapshot.step(row.current_step_id)
+        round_ = 1 if will_start else (row.current_round or 1)
+        plan = plan_step(snapshot, step, round_, state)
+        out["round"] = round_
+        out["will_start"] = will_start
+        out["runnable"] = status in ("running", "not_started")
+        out["blocked_reason"] = None if out["runnable"] else (
+            f"the session is {status}" + (f": {row.error_reason}" if row.error_reason else "")
+        )
+        out["step"] = {
+            "id": step.id, "order": step.order, "speaker": step.speaker, "target": step.target,
+            "task_type": step.task_type, "context_scope": step.context_scope,
+            "description": step.description,
+        }
+        out["loop_iteration"] = plan.loop_iteration
+        out["attempt"] = plan.attempt
+        out["parent_log_id"] = plan.parent_log_id
+        names = _LazyNames(
+            {"round": round_, "step": step.order, "loop_iteration": plan.loop_iteration,
+             "executed_steps": row.executed_steps_count or 0, "topic": row.topic,
+             "vars": row.vars(), "speaker": step.speaker, "target": step.target,
+             "task_type": step.task_type},
+            {"last": lambda: _view(store.last_message_view(conn, session_id)),
+             "messages": lambda: [_view(r) for r in store.all_message_views(conn, session_id)]},
+        )
+        cond = step.condition
+        if cond is None:
+            out["condition"] = None
+        else:
+            try:
+                value: bool | None = compile_expression(cond).evaluate_bool(names)
+                error = None
+            except ExpressionError as exc:
+                value, error = None, str(exc)
+            out["condition"] = {"expr": cond, "value": value, "error": error,
+                                "effect": "runs" if value else ("skipped" if error is None else "fails")}
+        loops = []
+        if plan.loop is not None:
+            loops.append(plan.loop)
+        if step.loop is not None and step.loop not in loops:
+            loops.append(step.loop)
+        out["loops"] = []
+        for loop in loops:
+            jumps = state.loops[loop.at_order].jumps if loop.at_order in state.loops else 0
+            out["loops"].append({
+                "loop_step_order": loop.at_order, "back_to_order": loop.to_order,
+                "max_loops": loop.max_loops, "jumps_made": jumps,
+                "jumps_left": max(0, loop.max_loops - jumps),
+                "this_step_is_the_loop_step": loop.at_order == step.order,
+                "if_run": (
+                    f"jump back to step {loop.to_order}" if jumps < loop.max_loops
+                    else "leave the loop"
+                ) if loop.at_order == step.order else None,
+            })
+        if snapshot.end_condition:
+            out["end_condition"] = snapshot.end_condition
+        remaining = [s for s in snapshot.steps if s.order > step.order]
+        out["steps_left_in_round"] = len(remaining) + 1
+        out["rounds_left"] = max(0, snapshot.max_rounds - round_)
+        return out

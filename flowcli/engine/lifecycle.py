@@ -1,0 +1,265 @@
+"""A session's life outside the steps: create (with snapshots), list, show, the legal
+status transitions (start, pause, resume, cancel) and delete.
+
+Creating a session snapshots its flow and roles into the row; the engine only ever
+reads those snapshots, so later edits to the template never reach this session.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import delete, func, insert, select
+
+from flowcli.db import session_store as store
+from flowcli.db.models import FlowTemplate, Message, Role, SessionRole, StepExecutionLog
+from flowcli.engine.snapshot import loads_json, parse_snapshot
+from flowcli.engine.state import EngineState
+from flowcli.errors import NotFoundError, SessionStateError, UsageError
+
+if TYPE_CHECKING:
+    from flowcli.db.connection import Database
+
+templates_t = FlowTemplate.__table__
+roles_t = Role.__table__
+MAX_TOPIC = 2000
+MAX_VAR_CHARS = 65_536
+SESSION_STATUSES = ("not_started", "running", "paused", "finished", "failed", "cancelled")
+
+
+def parse_assignments(pairs: list[str], what: str) -> list[tuple[str, str]]:
+    """``KEY=VALUE`` strings from the command line, checked."""
+    out = []
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageError(f"{what} {pair!r} is not KEY=VALUE")
+        out.append((key, value))
+    return out
+
+
+def parse_var_value(raw: str) -> Any:
+    """A ``--var`` value: JSON when it parses (numbers, booleans, objects), else text."""
+    if len(raw) > MAX_VAR_CHARS:
+        raise UsageError(f"--var value is {len(raw)} characters; the limit is {MAX_VAR_CHARS}")
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise UsageError("--var value is nested too deeply") from None
+    except ValueError:
+        return raw
+
+
+def parse_vars(pairs: list[str]) -> dict[str, Any]:
+    return {key: parse_var_value(value) for key, value in parse_assignments(pairs, "--var")}
+
+
+def create_session(
+    db: Database,
+    flow_id: int,
+    *,
+    topic: str | None = None,
+    role_map: dict[str, str] | None = None,
+    variables: dict[str, Any] | None = None,
+    user_id: int | None = None,
+) -> int:
+    """Create a ``not_started`` session of flow ``flow_id``; returns its id."""
+    from flowcli.flows.store import flow_steps, template_row
+
+    role_map = role_map or {}
+    variables = variables or {}
+    try:
+        vars_json = json.dumps(variables, ensure_ascii=False)
+    except (ValueError, RecursionError):
+        raise UsageError("session variables are not JSON-serialisable or nested too deeply") from None
+    now = store.utcnow()
+    with db.write() as conn:
+        flow = template_row(conn, flow_id)
+        steps = flow_steps(conn, flow_id)
+        if not steps:
+            raise SessionStateError(f"flow {flow_id} has no steps")
+        chosen_topic = (topic if topic is not None else flow.get("topic")) or flow["name"]
+        if not chosen_topic.strip():
+            raise UsageError("the topic is empty")
+        if len(chosen_topic) > MAX_TOPIC:
+            raise UsageError(f"topic is {len(chosen_topic)} characters; the limit is {MAX_TOPIC}")
+        refs: list[str] = []
+        for s in steps:
+            for ref in (s["speaker_role_ref"], s["target_role_ref"]):
+                if ref and ref not in refs:
+                    refs.append(ref)
+        for ref in role_map:
+            if ref not in refs:
+                raise UsageError(
+                    f"--role {ref}=…: the flow has no role ref {ref!r} (it has: {', '.join(refs)})"
+                )
+        roles_snapshot: dict[str, Any] = {}
+        for ref in refs:
+            wanted = role_map.get(ref, ref)
+            row = conn.execute(select(roles_t).where(roles_t.c.name == wanted)).mappings().first()
+            if row is None and wanted.isdigit():
+                row = conn.execute(select(roles_t).where(roles_t.c.id == int(wanted))).mappings().first()
+            if row is None:
+                hint = f"--role {ref}=ROLE" if ref not in role_map else "`flowcli role add`"
+                raise NotFoundError(f"role {wanted!r} (for {ref!r}) does not exist; use {hint}")
+            roles_snapshot[ref] = {"role_id": row["id"], "name": row["name"], "prompt": row["prompt"]}
+        snapshot = {
+            "id": flow["id"], "name": flow["name"], "topic": flow.get("topic"),
+            "type": flow["type"], "description": flow.get("description"),
+            "version": flow.get("version"), "is_active": flow.get("is_active"),
+            "termination_config": loads_json(flow.get("termination_config"), {}),
+            "responder": loads_json(flow.get("responder"), None),
+            "step_count": len(steps), "steps": steps,
+        }
+        result = conn.execute(insert(store.sessions_t).values(
+            user_id=user_id, topic=chosen_topic, flow_template_id=flow_id,
+            flow_snapshot=json.dumps(snapshot, ensure_ascii=False, default=str),
+            roles_snapshot=json.dumps(roles_snapshot, ensure_ascii=False),
+            status="not_started", current_step_id=None, current_round=0,
+            executed_steps_count=0, created_at=now, updated_at=now, version=1,
+            variables=vars_json, engine_state=EngineState().to_json(),
+        ))
+        session_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+        for ref, snap in roles_snapshot.items():
+            conn.execute(insert(store.session_roles_t).values(
+                session_id=session_id, role_ref=ref, role_id=snap["role_id"], created_at=now,
+            ))
+    return session_id
+
+
+def list_sessions(db: Database, status: list[str] | None = None, limit: int | None = None
+                  ) -> list[dict[str, Any]]:
+    t = store.sessions_t
+    stmt = select(
+        t.c.id, t.c.status, t.c.flow_template_id, t.c.topic, t.c.current_step_id,
+        t.c.current_round, t.c.executed_steps_count, t.c.error_reason, t.c.created_at,
+        t.c.updated_at, t.c.ended_at,
+    ).order_by(t.c.id)
+    if status:
+        bad = [s for s in status if s not in SESSION_STATUSES]
+        if bad:
+            raise UsageError(
+                f"unknown status {bad[0]!r}; choose from {', '.join(SESSION_STATUSES)}"
+            )
+        stmt = stmt.where(t.c.status.in_(status))
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    with db.read() as conn:
+        return [dict(r) for r in conn.execute(stmt).mappings()]
+
+
+def show_session(db: Database, session_id: int) -> dict[str, Any]:
+    with db.read() as conn:
+        row = store.load_session(conn, session_id)
+        logs_t = StepExecutionLog.__table__
+        msgs_t = Message.__table__
+        counts = dict(conn.execute(
+            select(logs_t.c.status, func.count()).where(logs_t.c.session_id == session_id)
+            .group_by(logs_t.c.status)
+        ).all())
+        messages = conn.execute(
+            select(func.count()).select_from(msgs_t).where(msgs_t.c.session_id == session_id)
+        ).scalar()
+        roles = [dict(r) for r in conn.execute(
+            select(store.session_roles_t.c.role_ref, store.session_roles_t.c.role_id,
+                   roles_t.c.name)
+            .join(roles_t, roles_t.c.id == store.session_roles_t.c.role_id)
+            .where(store.session_roles_t.c.session_id == session_id)
+            .order_by(store.session_roles_t.c.id)
+        ).mappings()]
+    data: dict[str, Any] = {
+        k: getattr(row, k) for k in (
+            "id", "topic", "flow_template_id", "status", "current_step_id", "current_round",
+            "executed_steps_count", "error_reason", "created_at", "updated_at", "ended_at",
+            "lease_owner", "lease_expires_at",
+        )
+    }
+    data["variables"] = row.vars()
+    data["log_counts"] = counts
+    data["message_count"] = messages
+    data["roles"] = roles
+    try:
+        snapshot = parse_snapshot(row.flow_snapshot)
+        data["flow_name"] = snapshot.data.get("name")
+        data["steps"] = [
+            {"id": s.id, "order": s.order, "speaker": s.speaker, "target": s.target,
+             "task_type": s.task_type, "current": s.id == row.current_step_id}
+            for s in snapshot.steps
+        ]
+        data["warnings"] = snapshot.warnings()
+    except SessionStateError as exc:
+        data["steps"] = []
+        data["warnings"] = [str(exc)]
+    return data
+
+
+# --- transitions ------------------------------------------------------------------------
+
+_TRANSITIONS = {
+    "start": ({"not_started"}, "running"),
+    "pause": ({"running"}, "paused"),
+    "resume": ({"paused", "failed"}, "running"),
+    "cancel": ({"not_started", "running", "paused", "failed"}, "cancelled"),
+}
+
+
+def transition(db: Database, session_id: int, action: str) -> dict[str, Any]:
+    """Apply a legal status change; anything else is refused with the reason."""
+    allowed, target = _TRANSITIONS[action]
+    with db.write() as conn:
+        row = store.load_session(conn, session_id, for_update=True)
+        status = row.status or "not_started"
+        if status not in allowed:
+            raise SessionStateError(
+                f"cannot {action} session {session_id}: it is {status} "
+                f"({action} applies to {', '.join(sorted(allowed))} sessions)"
+            )
+        values: dict[str, Any] = {"status": target}
+        if action == "start" or (action == "resume" and row.current_step_id is None
+                                 and status != "failed"):
+            first = parse_snapshot(row.flow_snapshot).first_step()
+            values.update(current_step_id=first.id, current_round=1)
+        if action == "resume" and status == "failed":
+            # A failed session runs its failed step again, with fresh retries.
+            state = EngineState.from_json(row.engine_state)
+            values["error_reason"] = None
+            values["engine_state"] = state.to_json()
+            if row.current_step_id is None:
+                first = parse_snapshot(row.flow_snapshot).first_step()
+                values.update(current_step_id=first.id, current_round=row.current_round or 1)
+        if action == "cancel":
+            values["ended_at"] = store.utcnow()
+            values["lease_owner"] = None
+            values["lease_expires_at"] = None
+        store.update_session(conn, row, values)
+        return row.position()
+
+
+def delete_session(db: Database, session_id: int) -> dict[str, int]:
+    """Delete a session and its logs, messages and session roles, in one transaction.
+
+    The children are deleted explicitly: databases whose foreign keys predate flowcli
+    have no ON DELETE CASCADE.
+    """
+    logs_t = StepExecutionLog.__table__
+    msgs_t = Message.__table__
+    sr_t = SessionRole.__table__
+    with db.write() as conn:
+        store.load_session(conn, session_id)
+        # Self-references first, so no row points at one being deleted.
+        conn.execute(logs_t.update().where(logs_t.c.session_id == session_id)
+                     .values(parent_log_id=None))
+        conn.execute(msgs_t.update().where(msgs_t.c.session_id == session_id)
+                     .values(reply_to_message_id=None))
+        counts = {
+            "step_execution_logs": conn.execute(
+                delete(logs_t).where(logs_t.c.session_id == session_id)).rowcount,
+            "messages": conn.execute(
+                delete(msgs_t).where(msgs_t.c.session_id == session_id)).rowcount,
+            "session_roles": conn.execute(
+                delete(sr_t).where(sr_t.c.session_id == session_id)).rowcount,
+        }
+        conn.execute(delete(store.sessions_t).where(store.sessions_t.c.id == session_id))
+    return counts

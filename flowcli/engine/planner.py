@@ -1,0 +1,137 @@
+"""Where the next step is chosen: conditions, loops, rounds and termination.
+
+Pure decisions over a session's snapshot, position and EngineState; no database and
+no I/O. ``plan_step`` says what runs now and with which counters; ``advance`` says
+where the session goes after it. docs/engine.md states these rules in prose.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flowcli.engine.snapshot import FlowSnapshot, Loop, Step
+from flowcli.engine.state import EngineState, LoopState
+
+
+@dataclass
+class StepPlan:
+    """What is about to run: the step, its round, its loop counters and its attempt."""
+
+    step: Step
+    round: int
+    loop: Loop | None  # the innermost loop whose body holds this step
+    loop_iteration: int
+    parent_log_id: int | None
+    attempt: int  # 1 for the first try at this position
+
+
+@dataclass
+class Advance:
+    """Where the session goes after a step ran (or was skipped)."""
+
+    next_step: Step | None
+    next_round: int
+    finished: bool
+    state: EngineState
+    loop_result: str | None = None  # loop_continue | loop_break
+    loop_check_result: bool | None = None
+    reason: str = ""
+
+
+def plan_step(snapshot: FlowSnapshot, step: Step, round_: int, state: EngineState) -> StepPlan:
+    loop = snapshot.innermost_loop(step.order)
+    iteration = 0
+    parent = None
+    if loop is not None and loop.at_order in state.loops:
+        loop_state = state.loops[loop.at_order]
+        iteration = loop_state.jumps
+        if iteration > 0:
+            parent = loop_state.first_logs.get(step.order)
+    return StepPlan(
+        step=step,
+        round=round_,
+        loop=loop,
+        loop_iteration=iteration,
+        parent_log_id=parent,
+        attempt=state.failed_attempts + 1,
+    )
+
+
+def advance(
+    snapshot: FlowSnapshot,
+    plan: StepPlan,
+    state: EngineState,
+    *,
+    log_id: int,
+    ran: bool,
+    exit_condition_met: bool | None = None,
+) -> Advance:
+    """Decide the next position. ``ran`` is False for a skipped step (no loop decision)."""
+    new_state = state.copy()
+    new_state.failed_attempts = 0
+    step = plan.step
+
+    # Remember each step's first pass, so its repeats can point back to it.
+    if plan.loop is not None:
+        loop_state = new_state.loops.setdefault(plan.loop.at_order, LoopState())
+        if plan.loop_iteration == 0:
+            loop_state.first_logs.setdefault(step.order, log_id)
+
+    loop_result: str | None = None
+    loop_check: bool | None = None
+    reason = ""
+    target: Step | None = None
+    if ran and step.loop is not None:
+        own = new_state.loops.setdefault(step.order, LoopState())
+        jumps = own.jumps
+        if exit_condition_met:
+            loop_result, loop_check = "loop_break", False
+            reason = f"exit condition met: loop ends after {jumps} jump(s)"
+        elif jumps < step.loop.max_loops:
+            loop_result, loop_check = "loop_continue", True
+            own.jumps = jumps + 1
+            target = snapshot.by_order.get(step.loop.to_order)
+            reason = f"loop back to step {step.loop.to_order} (jump {jumps + 1} of {step.loop.max_loops})"
+        else:
+            loop_result, loop_check = "loop_break", False
+            reason = f"loop done: {jumps} of {step.loop.max_loops} jumps made"
+        if loop_result == "loop_break":
+            # Leaving the loop: counters start again from 0 if it is entered anew.
+            new_state.loops.pop(step.order, None)
+
+    next_round = plan.round
+    finished = False
+    if target is None and step.next_step_id is not None and step.next_step_id in snapshot.by_id:
+        target = snapshot.by_id[step.next_step_id]
+        reason = reason or f"next_step_id points to step {target.order}"
+    if target is None:
+        target = snapshot.following(step)
+        if target is not None:
+            reason = reason or "next step in order"
+    if target is None:
+        if plan.round < snapshot.max_rounds:
+            target = snapshot.first_step()
+            next_round = plan.round + 1
+            new_state.loops.clear()
+            reason = (reason + "; " if reason else "") + f"round {next_round} begins"
+        else:
+            finished = True
+            new_state.loops.clear()
+            reason = (reason + "; " if reason else "") + "last step of the last round: finished"
+
+    if target is not None:
+        # A loop whose body no longer holds the session's position has been left.
+        for at_order in list(new_state.loops):
+            body = snapshot.by_order.get(at_order)
+            if body is None or body.loop is None or not body.loop.contains(target.order):
+                new_state.loops.pop(at_order, None)
+
+    return Advance(
+        next_step=None if finished else target,
+        next_round=next_round,
+        finished=finished,
+        state=new_state,
+        loop_result=loop_result,
+        loop_check_result=loop_check,
+        reason=reason,
+    )

@@ -1,0 +1,265 @@
+"""Responders: what writes a step's message.
+
+``template`` (the default) renders a sandboxed Jinja template: offline, deterministic,
+cheap enough to run inside the step's write transaction. ``openai`` calls an
+OpenAI-compatible Chat Completions endpoint over HTTP; it is never called inside a
+write transaction (the runner claims the step, calls it, then records the result).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from flowcli.errors import ExpressionError, ResponderError, UsageError
+
+DEFAULT_TEMPLATE = (
+    "[{{ speaker }}{% if target %} → {{ target }}{% endif %}] {{ task_type }} on "
+    "\"{{ topic }}\" (round {{ round }}, step {{ step }}"
+    "{% if loop_iteration %}, loop {{ loop_iteration }}{% endif %})"
+)
+
+# What each task asks of the speaker; used as the LLM's instruction.
+TASK_INSTRUCTIONS = {
+    "ask_question": "Ask {target} one clear question about the topic.",
+    "answer_question": "Answer the latest question from {target}.",
+    "review_answer": "Review the latest answer: say what is right and what is missing.",
+    "question": "Ask a question that moves the discussion forward.",
+    "summarize": "Summarise the discussion so far.",
+    "evaluate": "Evaluate the points made so far.",
+    "suggest": "Make a concrete suggestion.",
+    "challenge": "Challenge the latest claim with a counter-argument.",
+    "support": "Support the latest claim with an argument.",
+    "conclude": "Conclude the discussion.",
+    "comment": "Comment on the discussion.",
+}
+
+
+@dataclass
+class ResponderRequest:
+    session_id: int
+    topic: str
+    speaker: str
+    target: str | None
+    task_type: str
+    speaker_prompt: str | None
+    context: list[Any]  # MessageView objects, oldest first
+    names: Mapping[str, Any]  # the expression names of this execution
+
+
+@dataclass
+class ResponderReply:
+    content: str
+    tokens: dict[str, int] | None = None
+    model: str | None = None
+
+
+class Responder(Protocol):
+    name: str
+    # True when respond() does no network I/O and may run inside a write transaction.
+    is_local: bool
+
+    def respond(self, request: ResponderRequest) -> ResponderReply: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+@dataclass
+class TemplateResponder:
+    template: str = DEFAULT_TEMPLATE
+    name: str = "template"
+    is_local: bool = True
+
+    def __post_init__(self) -> None:
+        from flowcli.engine.expressions import compile_template
+
+        self._compiled = compile_template(self.template)
+
+    def respond(self, request: ResponderRequest) -> ResponderReply:
+        names = request.names
+        values = {k: names[k] for k in self._compiled.names_used if k in names}
+        try:
+            return ResponderReply(content=self._compiled.render(values))
+        except ExpressionError as exc:
+            raise ResponderError(f"template responder: {exc}") from None
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": "template"}
+
+
+@dataclass
+class OpenAIResponder:
+    """OpenAI-compatible Chat Completions. The API key never leaves the request header."""
+
+    base_url: str
+    model: str
+    api_key: str | None = field(default=None, repr=False)
+    timeout: float = 60.0
+    retries: int = 2
+    temperature: float | None = None
+    max_tokens: int | None = None
+    backoff: float = 0.5
+    max_retry_after: float = 30.0
+    name: str = "openai"
+    is_local: bool = False
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": "openai", "model": self.model, "base_url": self.base_url}
+
+    def build_messages(self, request: ResponderRequest) -> list[dict[str, str]]:
+        messages: list[dict[str, str]] = []
+        if request.speaker_prompt:
+            messages.append({"role": "system", "content": request.speaker_prompt})
+        for msg in request.context:
+            role = "assistant" if msg.speaker == request.speaker else "user"
+            messages.append({"role": role, "content": f"{msg.speaker or 'unknown'}: {msg.content}"})
+        instruction = TASK_INSTRUCTIONS.get(request.task_type, "Respond to the discussion.")
+        instruction = instruction.format(target=request.target or "the others")
+        messages.append({
+            "role": "user",
+            "content": (
+                f"Topic: {request.topic}\nYou are {request.speaker}. Task ({request.task_type}): "
+                f"{instruction}"
+            ),
+        })
+        return messages
+
+    def respond(self, request: ResponderRequest) -> ResponderReply:
+        body: dict[str, Any] = {"model": self.model, "messages": self.build_messages(request)}
+        if self.temperature is not None:
+            body["temperature"] = self.temperature
+        if self.max_tokens is not None:
+            body["max_tokens"] = self.max_tokens
+        last: ResponderError | None = None
+        for attempt in range(self.retries + 1):
+            try:
+                return self._post(body)
+            except ResponderError as exc:
+                last = exc
+                if not exc.transient or attempt == self.retries:
+                    break
+                delay = self.backoff * (2**attempt)
+                if exc.retry_after is not None:
+                    delay = min(max(exc.retry_after, 0.0), self.max_retry_after)
+                time.sleep(delay)
+        assert last is not None
+        raise last
+
+    def _scrub(self, text: str) -> str:
+        if self.api_key:
+            text = text.replace(self.api_key, "***")
+        return text
+
+    def _post(self, body: dict[str, Any]) -> ResponderReply:
+        import httpx
+
+        url = self.base_url.rstrip("/") + "/chat/completions"
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        deadline = time.monotonic() + self.timeout
+        try:
+            with httpx.Client(timeout=httpx.Timeout(self.timeout)) as client, client.stream(
+                "POST", url, json=body, headers=headers
+            ) as response:
+                chunks = []
+                # A server that drips bytes slowly never trips a per-read timeout;
+                # the overall deadline does.
+                for chunk in response.iter_bytes():
+                    chunks.append(chunk)
+                    if time.monotonic() > deadline:
+                        raise ResponderError(
+                            f"LLM response took longer than {self.timeout:g}s", transient=True
+                        )
+                raw = b"".join(chunks)
+                status = response.status_code
+                retry_after = _retry_after(response.headers.get("retry-after"))
+        except httpx.TimeoutException:
+            raise ResponderError(
+                f"LLM request to {self.base_url} timed out after {self.timeout:g}s", transient=True
+            ) from None
+        except httpx.ConnectError as exc:
+            raise ResponderError(
+                self._scrub(f"cannot connect to LLM at {self.base_url}: {exc}"), transient=True
+            ) from None
+        except httpx.HTTPError as exc:
+            raise ResponderError(
+                self._scrub(f"LLM request failed: {type(exc).__name__}: {exc}"), transient=True
+            ) from None
+        if status == 429 or status >= 500:
+            raise ResponderError(
+                f"LLM answered HTTP {status}", transient=True, retry_after=retry_after
+            )
+        if status >= 400:
+            detail = self._scrub(raw[:200].decode("utf-8", "replace"))
+            raise ResponderError(f"LLM rejected the request: HTTP {status}: {detail}")
+        try:
+            data = json.loads(raw)
+            content = data["choices"][0]["message"]["content"]
+            if not isinstance(content, str):
+                raise TypeError("content is not text")
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise ResponderError(f"LLM returned a malformed response ({exc})", transient=True) from None
+        usage = data.get("usage") if isinstance(data, dict) else None
+        tokens = None
+        if isinstance(usage, dict):
+            tokens = {k: int(v) for k, v in usage.items() if isinstance(v, int)}
+        return ResponderReply(content=content, tokens=tokens, model=data.get("model") or self.model)
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+@dataclass
+class ResponderOptions:
+    """What the command line says about responders (flags beat the flow's settings)."""
+
+    kind: str | None = None  # template | openai; None = the flow's, else template
+    template: str | None = None
+    base_url: str | None = None
+    model: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    timeout: float | None = None
+    llm_retries: int | None = None
+
+
+RESPONDER_KINDS = ("template", "openai")
+
+
+def build_responder(options: ResponderOptions, flow_responder: dict[str, Any] | None) -> Responder:
+    flow = flow_responder or {}
+    kind = options.kind or flow.get("type") or "template"
+    if kind == "template":
+        template = options.template or flow.get("template") or DEFAULT_TEMPLATE
+        try:
+            return TemplateResponder(template=template)
+        except ExpressionError as exc:
+            raise UsageError(f"responder template is invalid: {exc}") from None
+    if kind == "openai":
+        base_url = options.base_url or os.environ.get("FLOWCLI_LLM_BASE_URL") or flow.get("base_url")
+        model = options.model or os.environ.get("FLOWCLI_LLM_MODEL") or flow.get("model")
+        if not base_url:
+            raise UsageError("the openai responder needs --llm-base-url or FLOWCLI_LLM_BASE_URL")
+        if not model:
+            raise UsageError("the openai responder needs --llm-model or FLOWCLI_LLM_MODEL")
+        timeout = options.timeout or flow.get("timeout") or 60.0
+        return OpenAIResponder(
+            base_url=str(base_url),
+            model=str(model),
+            api_key=options.api_key or os.environ.get("FLOWCLI_LLM_API_KEY"),
+            timeout=float(timeout),
+            retries=options.llm_retries if options.llm_retries is not None else 2,
+            temperature=flow.get("temperature"),
+            max_tokens=flow.get("max_tokens"),
+        )
+    raise UsageError(f"unknown responder {kind!r}; choose one of: {', '.join(RESPONDER_KINDS)}")

@@ -1,0 +1,64 @@
+"""The engine's per-session memory, kept as JSON in ``sessions.engine_state``.
+
+It holds what MRC got wrong by keeping nowhere: how many times each active loop has
+jumped back (reset when the loop is entered anew), the log id of each step's first
+pass through the loop (the ``parent_log_id`` of its repeats), and how many attempts
+have failed at the current position.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class LoopState:
+    jumps: int = 0
+    first_logs: dict[int, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"jumps": self.jumps, "first_logs": {str(k): v for k, v in self.first_logs.items()}}
+
+
+@dataclass
+class EngineState:
+    loops: dict[int, LoopState] = field(default_factory=dict)
+    failed_attempts: int = 0
+
+    @classmethod
+    def from_json(cls, raw: str | None) -> EngineState:
+        if not raw:
+            return cls()
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            return cls()
+        if not isinstance(data, dict):
+            return cls()
+        loops: dict[int, LoopState] = {}
+        for key, value in (data.get("loops") or {}).items():
+            if not isinstance(value, dict):
+                continue
+            try:
+                loops[int(key)] = LoopState(
+                    jumps=int(value.get("jumps", 0)),
+                    first_logs={int(k): int(v) for k, v in (value.get("first_logs") or {}).items()},
+                )
+            except (TypeError, ValueError):
+                continue
+        attempts = data.get("failed_attempts", 0)
+        return cls(loops=loops, failed_attempts=attempts if isinstance(attempts, int) else 0)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "loops": {str(k): v.to_json() for k, v in sorted(self.loops.items())},
+                "failed_attempts": self.failed_attempts,
+            },
+            separators=(",", ":"),
+        )
+
+    def copy(self) -> EngineState:
+        return EngineState.from_json(self.to_json())

@@ -1,0 +1,146 @@
+"""Reading flow text (YAML, which includes JSON) and writing flows back as YAML.
+
+Parse errors come back as ``FlowValidationError`` with 1-based ``source:line:column``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import yaml
+from yaml.constructor import ConstructorError
+
+from flowcli.errors import FlowValidationError
+
+__all__ = ["dump_flow_yaml", "parse_flow_text"]
+
+
+class _FlowLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys: YAML would silently keep the last one,
+    and a step that says ``task_type`` twice is a mistake worth a line number."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                # Merge keys (<<) legitimately repeat; only plain scalar keys are compared.
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                    continue
+                key = self.construct_object(key_node, deep=False)
+                if key in seen:
+                    raise ConstructorError(
+                        "while constructing a mapping",
+                        node.start_mark,
+                        f"found duplicate key {_short(key)}",
+                        key_node.start_mark,
+                    )
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    if isinstance(value, str) and len(value) > limit:
+        return repr(value[:limit]) + "…"
+    return repr(value)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
+def _line_col(text: str, position: int) -> tuple[int, int]:
+    line = text.count("\n", 0, position) + 1
+    column = position - (text.rfind("\n", 0, position) + 1) + 1
+    return line, column
+
+
+def _describe_yaml_error(exc: yaml.YAMLError, text: str, source: str) -> str:
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        problem = exc.problem or exc.context or "invalid YAML"
+        context_mark = exc.context_mark
+        if exc.problem and exc.context:
+            where = ""
+            if context_mark is not None and context_mark is not mark:
+                where = f" at line {context_mark.line + 1}, column {context_mark.column + 1}"
+            problem = f"{problem} ({exc.context}{where})"
+        if mark is not None:
+            return _one_line(f"{source}:{mark.line + 1}:{mark.column + 1}: {problem}")
+        return _one_line(f"{source}: {problem}")
+    if isinstance(exc, yaml.reader.ReaderError):
+        line, column = _line_col(text, exc.position)
+        char = exc.character
+        code = ord(char) if isinstance(char, str) else char
+        return f"{source}:{line}:{column}: unacceptable character #x{code:04x}: {exc.reason}"
+    return _one_line(f"{source}: invalid YAML: {exc}")
+
+
+def _json_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+def parse_flow_text(text: str, source: str = "flow") -> dict[str, Any]:
+    """Parse YAML or JSON text into the raw flow mapping (not yet validated)."""
+    try:
+        data = yaml.load(text, Loader=_FlowLoader)  # a SafeLoader subclass: no object tags
+    except yaml.YAMLError as exc:
+        # JSON indented with tabs is valid JSON but not YAML; give JSON its chance.
+        try:
+            data = json.loads(text, object_pairs_hook=_json_pairs)
+        except (ValueError, RecursionError):
+            raise FlowValidationError([_describe_yaml_error(exc, text, source)], source) from None
+    except RecursionError:
+        raise FlowValidationError(
+            [f"{source}: the document is nested too deeply"], source
+        ) from None
+    except ValueError as exc:
+        # PyYAML lets int() errors through, e.g. an integer past Python's digit limit.
+        raise FlowValidationError([_one_line(f"{source}: invalid value: {exc}")], source) from None
+    if not isinstance(data, dict):
+        got = "an empty document" if data is None else type(data).__name__
+        raise FlowValidationError([f"{source}: the flow must be a mapping, got {got}"], source)
+    return data
+
+
+class _FlowDumper(yaml.SafeDumper):
+    """Block style with list items indented under their key, and no anchors/aliases:
+    an exported flow should read like a hand-written one."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    # PyYAML writes NEL (U+0085) raw in plain, single-quoted and block scalars, where a
+    # reader folds it into a space or newline; double quotes escape it as \N.
+    if any(char in value for char in "\x85\u2028\u2029"):
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"')
+    # Multi-line prompts and templates read best as literal blocks; PyYAML falls back
+    # to a quoted style by itself when a block cannot hold the text exactly.
+    if "\n" in value:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|")
+    return dumper.represent_str(value)
+
+
+_FlowDumper.add_representer(str, _represent_str)
+
+
+def dump_flow_yaml(data: dict[str, Any]) -> str:
+    """Readable block-style YAML; key order kept; parses back to the same data."""
+    return yaml.dump(
+        data,
+        Dumper=_FlowDumper,
+        sort_keys=False,
+        allow_unicode=True,
+        default_flow_style=False,
+        width=100,
+    )
