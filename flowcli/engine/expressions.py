@@ -21,6 +21,7 @@ includes, blocks or recursive loops. Limits (per evaluation or render) are the M
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import operator as op
 import types
@@ -224,7 +225,7 @@ def _check_comparable(left: Any, right: Any) -> None:
 
 def _check_membership(needle: Any, haystack: Any) -> None:
     cap = MAX_COMPARE_WORK
-    if isinstance(haystack, (dict, Mapping)):
+    if isinstance(haystack, Mapping):
         # hashing a tuple walks all of it
         if isinstance(needle, tuple) and _weight(needle, cap) > cap:
             _refuse("value is too large to look up")
@@ -925,8 +926,8 @@ class _Evaluator(simpleeval.SimpleEval):
             if isinstance(value, ast.FormattedValue):
                 text = self._eval_formattedvalue(value)
             else:
-                text = str(value.value) if isinstance(value, ast.Constant) else ""
-
+                assert isinstance(value, ast.Constant)  # the literal parts of an f-string
+                text = str(value.value)
             total += len(text)
             _check_length(total)
             parts.append(text)
@@ -1402,7 +1403,7 @@ class _SandboxEnvironment(ImmutableSandboxedEnvironment):
                 return obj[attribute]
             except (TypeError, LookupError):
                 return self.undefined(obj=obj, name=attribute)
-        if isinstance(obj, MessageView) and not attribute.startswith("_"):
+        if (obj is None or isinstance(obj, MessageView)) and not attribute.startswith("_"):
             return self.undefined(obj=obj, name=attribute)
         return self.unsafe_undefined(obj, attribute)
 
@@ -1462,7 +1463,13 @@ class Template:
         token = _BUDGET.set(_Budget())
         stream: Iterator[str] | None = None
         try:
-            stream = self._template.generate(dict(names))
+            # Only the names the template reads, so a lazy mapping loads nothing else.
+            context: dict[str, Any] = {}
+            for name in self.names_used:
+                # a missing one is reported by StrictUndefined if the template reaches it
+                with contextlib.suppress(KeyError):
+                    context[name] = names[name]
+            stream = self._template.generate(context)
             chunks: list[str] = []
             total = 0
             for chunk in stream:

@@ -125,8 +125,8 @@ def _fail(message: str) -> PydanticCustomError:
 
 
 def _sandbox_problem(source: str, kind: Literal["expression", "template"]) -> str | None:
-    # Imported lazily: the engine's sandbox pulls in simpleeval and Jinja, which plain
-    # flow parsing (and `flowcli flow list`) should not pay for.
+    # Imported lazily: the sandbox loads simpleeval and Jinja, which a flow without
+    # expressions or templates should not pay for.
     from flowcli.engine import expressions
 
     check = (
@@ -667,7 +667,9 @@ def _check_document(
                 if not isinstance(item, str) or not item:
                     continue
                 where = ("steps", index, "context_scope", item_index)
-                if item in CONTEXT_KEYWORDS:
+                # A list holds role names; a keyword there is a mistake unless a role
+                # really has that name.
+                if item in CONTEXT_KEYWORDS and item not in referable:
                     problems.append(
                         (
                             where,
@@ -701,13 +703,16 @@ def _format_loc(loc: Loc) -> str:
     return text
 
 
-def _sort_key(loc: Loc) -> tuple[int, int]:
-    # Top-level findings first, then step by step in file order, then whole-list ones.
+def _sort_key(problem: Problem) -> tuple[int, int, int]:
+    # Top-level findings first, then step by step in file order, then whole-list ones;
+    # within a place an unknown key comes first, since a typo explains a missing key.
+    loc, message = problem
+    typo_first = 0 if message.startswith("unknown key") else 1
     if loc and loc[0] == "steps":
         if len(loc) > 1 and isinstance(loc[1], int):
-            return (1, loc[1])
-        return (2, 0)
-    return (0, 0)
+            return (1, loc[1], typo_first)
+        return (2, 0, typo_first)
+    return (0, 0, typo_first)
 
 
 def _render(source: str, loc: Loc, message: str) -> str:
@@ -734,7 +739,7 @@ def validate_flow(
         found.extend(_from_pydantic(error) for error in exc.errors(include_url=False))
     found.extend(_check_document(normalized, known_roles, defaulted))
     if found:
-        found.sort(key=lambda problem: _sort_key(problem[0]))
+        found.sort(key=_sort_key)
         messages = list(dict.fromkeys(_render(source, loc, msg) for loc, msg in found))
         raise FlowValidationError(messages, source)
     assert document is not None  # model_validate either returned or added problems

@@ -72,11 +72,19 @@ scalars = st.one_of(
     st.text(max_size=30),
     st.sampled_from(DOMAIN_WORDS),
 )
-documents = st.recursive(
-    scalars,
-    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(keys, inner, max_size=6)),
-    max_leaves=20,
-)
+
+
+def nested(max_leaves: int) -> st.SearchStrategy[Any]:
+    return st.recursive(
+        scalars,
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=4), st.dictionaries(keys, inner, max_size=6)
+        ),
+        max_leaves=max_leaves,
+    )
+
+
+documents = nested(20)
 
 
 def assert_only_flow_errors(data: Any) -> FlowDocument | None:
@@ -106,7 +114,7 @@ def test_random_documents_fail_only_with_flow_errors(data: Any) -> None:
 
 
 @SETTINGS
-@given(st.dictionaries(keys, documents, max_size=6))
+@given(st.dictionaries(keys, nested(8), max_size=6))
 def test_random_mappings_fail_only_with_flow_errors(data: dict[Any, Any]) -> None:
     assert_only_flow_errors(data)
 

@@ -637,6 +637,19 @@ def test_source_names_the_file_in_every_message() -> None:
     assert info.value.data["source"] == "flows/broken.yaml"
 
 
+def test_a_typo_is_reported_before_the_key_it_hides() -> None:
+    with pytest.raises(FlowValidationError) as info:
+        validate_flow(
+            {"name": "x", "steps": [{"speeker_role_ref": "A", "task_type": "comment"}]},
+            "f.yaml",
+            known_roles=["A"],
+        )
+    assert info.value.problems == [
+        "f.yaml: steps[0]: unknown key 'speeker_role_ref'; did you mean 'speaker_role_ref'?",
+        "f.yaml: steps[0]: missing required key 'speaker_role_ref'",
+    ]
+
+
 def test_roles_known_to_the_database_are_accepted() -> None:
     text = flow(
         """
@@ -668,6 +681,17 @@ def test_a_scope_may_name_a_speaker_of_the_flow() -> None:
         known_roles={"Guest", "Host"},
     )
     assert [s.context_scope for s in doc.steps] == ["Host", ["Guest"]]
+
+
+def test_a_role_named_like_a_keyword_may_be_listed() -> None:
+    doc = validate_flow(
+        {
+            "name": "t",
+            "roles": {"all": {"prompt": "a role with an unlucky name"}},
+            "steps": [{"speaker": "all", "task": "comment", "context_scope": ["all"]}],
+        }
+    )
+    assert doc.steps[0].context_scope == ["all"]
 
 
 @pytest.mark.parametrize("keyword", CONTEXT_KEYWORDS)
@@ -730,6 +754,15 @@ def test_examples_show_what_they_promise() -> None:
     assert any(lc.max_loops == 1 and lc.next_step_order for lc in logic)
     assert any(lc.condition for lc in logic)
     assert demo.responder is not None and demo.responder.type == "template"
+
+
+def test_the_complete_example_in_the_docs_validates() -> None:
+    text = (EXAMPLES.parent / "docs" / "flow-format.md").read_text(encoding="utf-8")
+    block = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    doc = validate_flow(parse_flow_text(block, "flow-format.md"), "flow-format.md")
+    assert [s.speaker_role_ref for s in doc.steps] == ["Teacher", "Student", "Teacher", "Teacher"]
+    assert doc.steps[1].task_type == "answer_question"  # written with the `task` alias
+    assert doc.termination_config is not None and doc.termination_config.end_condition
 
 
 def test_flow_to_dict_is_canonical_and_quiet() -> None:

@@ -1,0 +1,163 @@
+"""Several processes on one session, kills, Ctrl-C and abandoned claims: each step once."""
+
+from __future__ import annotations
+
+import random
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+from tests.conftest import Cli, flowcli_subprocess_cmd, subprocess_env
+from tests.helpers import ROLES, logs, messages, new_session, session_row, step_orders
+from tests.llm_server import Behaviour
+
+LONG_LOOP = ROLES + """
+name: long loop
+steps:
+  - {speaker_role_ref: A, target_role_ref: B, task_type: ask_question, context_scope: last_message}
+  - speaker_role_ref: B
+    target_role_ref: A
+    task_type: answer_question
+    context_scope: last_message
+    logic_config: {next_step_order: 1, max_loops: LOOPS}
+  - {speaker_role_ref: C, task_type: conclude, context_scope: none}
+"""
+
+
+def long_loop(loops: int) -> str:
+    return LONG_LOOP.replace("LOOPS", str(loops)).replace("long loop", f"long loop {loops}")
+
+
+def spawn(db: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*flowcli_subprocess_cmd(), "--db", str(db), "--busy-timeout", "30", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env(),
+    )
+
+
+def assert_consistent(db: Path, session_id: int) -> list[dict]:
+    con = sqlite3.connect(db)
+    assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    con.close()
+    rows = logs(db, session_id)
+    orders = [r["execution_order"] for r in rows]
+    assert orders == list(range(1, len(rows) + 1)), "gap or duplicate in execution_order"
+    completed = [r for r in rows if r["status"] == "completed"]
+    assert len(messages(db, session_id)) == len(completed)
+    assert not [r for r in rows if r["status"] == "running"]
+    return rows
+
+
+def test_concurrent_drivers_run_each_step_once(cli: Cli) -> None:
+    loops = 100
+    sid = new_session(cli, long_loop(loops))
+    procs = [spawn(cli.db, "auto", str(sid), "--quiet") if i % 2 == 0 else
+             spawn(cli.db, "run-next", str(sid)) for i in range(6)]
+    outputs = [p.communicate(timeout=240) for p in procs]
+    for proc, (_out, err) in zip(procs, outputs, strict=True):
+        # A loser either ran its steps or says clearly why it did not.
+        assert proc.returncode == 0 or err.startswith("Error: "), err
+        assert "Traceback" not in err
+    # Whoever is left finishes the session.
+    if session_row(cli.db, sid)["status"] != "finished":
+        cli.ok("auto", str(sid), "--quiet")
+    rows = assert_consistent(cli.db, sid)
+    expected = [1, 2] * (loops + 1) + [3]
+    assert step_orders(rows) == expected
+    assert [r["status"] for r in rows] == ["completed"] * len(expected)
+    row = session_row(cli.db, sid)
+    assert row["executed_steps_count"] == len(expected) and row["status"] == "finished"
+
+
+def test_kill_during_auto_then_resume(cli: Cli) -> None:
+    loops = 150
+    sid = new_session(cli, long_loop(loops))
+    rng = random.Random(7)
+    for _ in range(4):
+        proc = spawn(cli.db, "auto", str(sid), "--quiet")
+        time.sleep(rng.uniform(0.6, 1.2))
+        proc.kill()
+        proc.wait()
+        assert_consistent(cli.db, sid)
+        if session_row(cli.db, sid)["status"] == "finished":
+            break
+    cli.ok("auto", str(sid), "--quiet")
+    rows = assert_consistent(cli.db, sid)
+    # Same number of completed executions as an uninterrupted run of the same flow.
+    assert len([r for r in rows if r["status"] == "completed"]) == 2 * (loops + 1) + 1
+    assert step_orders(rows) == [1, 2] * (loops + 1) + [3]
+
+
+def test_ctrl_c_stops_after_a_step_and_resumes(cli: Cli) -> None:
+    sid = new_session(cli, long_loop(400))
+    proc = spawn(cli.db, "auto", str(sid), "--quiet")
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    done = len(assert_consistent(cli.db, sid))
+    assert session_row(cli.db, sid)["status"] in ("running", "finished")
+    cli.ok("auto", str(sid), "--quiet")
+    rows = assert_consistent(cli.db, sid)
+    assert len(rows) == 2 * 401 + 1 and len(rows) >= done
+
+
+def _llm_args(fake_llm, timeout: str = "20") -> list[str]:
+    return ["--responder", "openai", "--llm-base-url", fake_llm.base_url, "--llm-model", "m",
+            "--llm-timeout", timeout, "--llm-retries", "0", "--retry-backoff", "0.01"]
+
+
+def test_claimed_step_makes_others_wait_then_abandoned_claim_is_recovered(cli: Cli, fake_llm) -> None:
+    sid = new_session(cli, long_loop(1))
+    fake_llm.then(Behaviour(kind="slow", delay=30))
+    proc = spawn(cli.db, "run-next", str(sid), *_llm_args(fake_llm))
+    deadline = time.time() + 20
+    while time.time() < deadline and not session_row(cli.db, sid)["lease_owner"]:
+        time.sleep(0.05)
+    assert session_row(cli.db, sid)["lease_owner"], "the step was never claimed"
+    # The claim is committed: a running log exists and the database is not locked.
+    assert [r["status"] for r in logs(cli.db, sid)] == ["running"]
+    busy = cli("run-next", str(sid), *_llm_args(fake_llm))
+    assert busy.exit_code == 1 and "is busy" in busy.stderr
+    while time.time() < deadline and not fake_llm.requests:
+        time.sleep(0.05)  # kill it while the LLM call is in flight
+    assert len(fake_llm.requests) == 1
+    proc.kill()
+    proc.wait()
+    # Time passes: the dead process's lease expires.
+    con = sqlite3.connect(cli.db)
+    con.execute("UPDATE sessions SET lease_expires_at = '2000-01-01 00:00:00' WHERE id = ?", (sid,))
+    con.commit()
+    con.close()
+    data = cli.json("run-next", str(sid), *_llm_args(fake_llm))
+    rows = logs(cli.db, sid)
+    assert [r["status"] for r in rows] == ["failed", "completed"], [r["error_message"] for r in rows]
+    assert "interrupted" in rows[0]["error_message"]
+    assert [r["attempt_count"] for r in rows] == [1, 2]
+    assert data["session"]["executed_steps_count"] == 1
+    assert session_row(cli.db, sid)["lease_owner"] is None
+
+
+def test_no_write_lock_held_during_llm_call(cli: Cli, fake_llm) -> None:
+    sid = new_session(cli, long_loop(1))
+    other = new_session(cli, long_loop(2))
+    fake_llm.then(Behaviour(kind="slow", delay=3))
+    proc = spawn(cli.db, "run-next", str(sid), *_llm_args(fake_llm))
+    deadline = time.time() + 20
+    while time.time() < deadline and not session_row(cli.db, sid)["lease_owner"]:
+        time.sleep(0.05)
+    # While the LLM is thinking, another session's steps write freely.
+    from flowcli.cli.app import app
+
+    started = time.time()
+    result = cli.runner.invoke(
+        app, ["--db", str(cli.db), "--busy-timeout", "0.5", "run-next", str(other)]
+    )
+    assert result.exit_code == 0, result.stderr
+    assert time.time() - started < 2.5
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert [r["status"] for r in logs(cli.db, sid)] == ["completed"]
