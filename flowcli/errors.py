@@ -84,8 +84,14 @@ class StepFailedError(FlowcliError):
 class ResponderError(FlowcliError):
     """A responder could not produce a message. ``transient`` errors are retried."""
 
-    def __init__(self, message: str, *, transient: bool = False, retry_after: float | None = None,
-                 **data: Any) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        transient: bool = False,
+        retry_after: float | None = None,
+        **data: Any,
+    ) -> None:
         super().__init__(message, **data)
         self.transient = transient
         self.retry_after = retry_after

@@ -94,9 +94,16 @@ def revision_table(revisions: list[Any]) -> None:
 # --- flows and roles -----------------------------------------------------------------
 
 STATUS_STYLES = {
-    "completed": "green", "finished": "green", "running": "cyan", "skipped": "yellow",
-    "failed": "red", "timeout": "red", "pending": "dim", "not_started": "dim",
-    "paused": "yellow", "cancelled": "magenta",
+    "completed": "green",
+    "finished": "green",
+    "running": "cyan",
+    "skipped": "yellow",
+    "failed": "red",
+    "timeout": "red",
+    "pending": "dim",
+    "not_started": "dim",
+    "paused": "yellow",
+    "cancelled": "magenta",
 }
 
 
@@ -125,9 +132,15 @@ def flow_table(flows: list[dict[str, Any]]) -> None:
     for col in ("id", "name", "type", "version", "steps", "active", "topic"):
         table.add_column(col, justify="right" if col in ("id", "steps") else "left")
     for f in flows:
-        table.add_row(str(f["id"]), _esc(f["name"]), _esc(f["type"]), _esc(f.get("version")),
-                      str(f["step_count"]), "yes" if f.get("is_active") is not False else "no",
-                      _esc((f.get("topic") or "")[:60]))
+        table.add_row(
+            str(f["id"]),
+            _esc(f["name"]),
+            _esc(f["type"]),
+            _esc(f.get("version")),
+            str(f["step_count"]),
+            "yes" if f.get("is_active") is not False else "no",
+            _esc((f.get("topic") or "")[:60]),
+        )
     out_console().print(table)
 
 
@@ -161,9 +174,11 @@ def flow_tree(flow: dict[str, Any]) -> None:
         if step.condition:
             node.add(f"[yellow]if[/yellow] {_esc(step.condition)} (skipped when false)")
         if step.loop is not None:
-            node.add(f"[magenta]↺ loop[/magenta] back to step {step.loop.to_order}, "
-                     f"at most {step.loop.max_loops} time(s) "
-                     f"(body runs {step.loop.max_loops + 1}×)")
+            node.add(
+                f"[magenta]↺ loop[/magenta] back to step {step.loop.to_order}, "
+                f"at most {step.loop.max_loops} time(s) "
+                f"(body runs {step.loop.max_loops + 1}×)"
+            )
             if step.exit_condition:
                 kind = step.exit_condition.get("type")
                 expr = step.exit_condition.get("expr")
@@ -182,14 +197,18 @@ def role_table(roles: list[dict[str, Any]]) -> None:
     table.add_column("prompt")
     for r in roles:
         prompt = " ".join(str(r["prompt"]).split())
-        table.add_row(str(r["id"]), _esc(r["name"]), _esc(prompt[:80] + ("…" if len(prompt) > 80 else "")))
+        table.add_row(
+            str(r["id"]), _esc(r["name"]), _esc(prompt[:80] + ("…" if len(prompt) > 80 else ""))
+        )
     out_console().print(table)
 
 
 def role_panel(role: dict[str, Any]) -> None:
     from rich.panel import Panel
 
-    out_console().print(Panel(_esc(role["prompt"]), title=f"role {role['id']}: {_esc(role['name'])}"))
+    out_console().print(
+        Panel(_esc(role["prompt"]), title=f"role {role['id']}: {_esc(role['name'])}")
+    )
 
 
 # --- sessions ---------------------------------------------------------------------------
@@ -200,11 +219,19 @@ def session_table(sessions: list[dict[str, Any]]) -> None:
 
     table = Table(title="sessions")
     for col in ("id", "status", "flow", "round", "steps", "topic", "updated"):
-        table.add_column(col, justify="right" if col in ("id", "flow", "round", "steps") else "left")
+        table.add_column(
+            col, justify="right" if col in ("id", "flow", "round", "steps") else "left"
+        )
     for s in sessions:
-        table.add_row(str(s["id"]), _status(s["status"]), str(s["flow_template_id"]),
-                      _esc(s.get("current_round")), _esc(s.get("executed_steps_count")),
-                      _esc((s.get("topic") or "")[:50]), _when(s.get("updated_at")))
+        table.add_row(
+            str(s["id"]),
+            _status(s["status"]),
+            str(s["flow_template_id"]),
+            _esc(s.get("current_round")),
+            _esc(s.get("executed_steps_count")),
+            _esc((s.get("topic") or "")[:50]),
+            _when(s.get("updated_at")),
+        )
     out_console().print(table)
 
 
@@ -222,20 +249,28 @@ def session_panel(data: dict[str, Any]) -> None:
     grid.add_row("executed steps", _esc(data.get("executed_steps_count")))
     grid.add_row("messages", _esc(data.get("message_count")))
     if data.get("log_counts"):
-        grid.add_row("log rows", ", ".join(f"{k}: {v}" for k, v in sorted(data["log_counts"].items())))
+        grid.add_row(
+            "log rows", ", ".join(f"{k}: {v}" for k, v in sorted(data["log_counts"].items()))
+        )
     if data.get("error_reason"):
         grid.add_row("error", f"[red]{_esc(data['error_reason'])}[/red]")
     if data.get("variables"):
         grid.add_row("variables", _esc(to_json(data["variables"], indent=None)))
     if data.get("roles"):
-        grid.add_row("roles", ", ".join(f"{_esc(r['role_ref'])}={_esc(r['name'])}" for r in data["roles"]))
+        grid.add_row(
+            "roles", ", ".join(f"{_esc(r['role_ref'])}={_esc(r['name'])}" for r in data["roles"])
+        )
     if data.get("lease_owner"):
-        grid.add_row("claimed by", f"{_esc(data['lease_owner'])} until {_when(data['lease_expires_at'])}")
+        grid.add_row(
+            "claimed by", f"{_esc(data['lease_owner'])} until {_when(data['lease_expires_at'])}"
+        )
     steps = []
     for s in data.get("steps", []):
         mark = "▶ " if s["current"] else "  "
         arrow = f" → {s['target']}" if s.get("target") else ""
-        steps.append(f"{mark}{s['order']}. {_esc(s['speaker'])}{_esc(arrow)} ({_esc(s['task_type'])})")
+        steps.append(
+            f"{mark}{s['order']}. {_esc(s['speaker'])}{_esc(arrow)} ({_esc(s['task_type'])})"
+        )
     if steps:
         grid.add_row("steps", "\n".join(steps))
     for w in data.get("warnings", []):
@@ -256,16 +291,23 @@ def step_panel(payload: dict[str, Any], result: Any) -> None:
     step = result.step
     if step is not None:
         arrow = f" → {step.target}" if step.target else ""
-        grid.add_row("step", f"{step.order}. {_esc(step.speaker)}{_esc(arrow)} ({_esc(step.task_type)})")
+        grid.add_row(
+            "step", f"{step.order}. {_esc(step.speaker)}{_esc(arrow)} ({_esc(step.task_type)})"
+        )
     if log:
-        grid.add_row("execution", f"#{log['execution_order']} round {log['round_index']}, "
-                     f"loop iteration {log['loop_iteration']}, attempt {log['attempt_count']}")
+        grid.add_row(
+            "execution",
+            f"#{log['execution_order']} round {log['round_index']}, "
+            f"loop iteration {log['loop_iteration']}, attempt {log['attempt_count']}",
+        )
         grid.add_row("status", f"{_status(log['status'])} ({_esc(log['result_type'])})")
     if result.condition:
         grid.add_row("condition", f"{_esc(result.condition)} → {result.condition_value}")
     decision = result.decision
     if decision is not None and decision.loop_result:
-        grid.add_row("loop", f"{decision.loop_result} (loop_check_result={decision.loop_check_result})")
+        grid.add_row(
+            "loop", f"{decision.loop_result} (loop_check_result={decision.loop_check_result})"
+        )
     message = payload.get("message")
     if message:
         grid.add_row("message", _esc(message["content"]))
@@ -275,10 +317,16 @@ def step_panel(payload: dict[str, Any], result: Any) -> None:
         grid.add_row("duration", f"{log['duration_ms']} ms")
     if decision is not None:
         grid.add_row("next", _esc(decision.reason))
-    grid.add_row("session", f"{_status(session['status'])}, round {session['current_round']}, "
-                 f"{session['executed_steps_count']} steps executed")
-    title = f"session {session['id']}: step executed" if not result.failed else \
-        f"session {session['id']}: step failed"
+    grid.add_row(
+        "session",
+        f"{_status(session['status'])}, round {session['current_round']}, "
+        f"{session['executed_steps_count']} steps executed",
+    )
+    title = (
+        f"session {session['id']}: step executed"
+        if not result.failed
+        else f"session {session['id']}: step failed"
+    )
     out_console().print(Panel(grid, title=title, border_style="red" if result.failed else "green"))
 
 
@@ -295,15 +343,20 @@ def explain_panel(data: dict[str, Any], title: str | None = None) -> None:
         grid.add_row("next step", f"none: {_esc(data.get('blocked_reason'))}")
     else:
         arrow = f" → {step['target']}" if step.get("target") else ""
-        grid.add_row("next step", f"{step['order']}. {_esc(step['speaker'])}{_esc(arrow)} "
-                     f"({_esc(step['task_type'])}), context: {_esc(step['context_scope'])}")
+        grid.add_row(
+            "next step",
+            f"{step['order']}. {_esc(step['speaker'])}{_esc(arrow)} "
+            f"({_esc(step['task_type'])}), context: {_esc(step['context_scope'])}",
+        )
         if data.get("will_start"):
             grid.add_row("", "the session starts with this step")
         if not data.get("runnable"):
             grid.add_row("blocked", f"[red]{_esc(data.get('blocked_reason'))}[/red]")
         prev = data.get("previous")
         if prev and prev.get("decision"):
-            grid.add_row("why", f"execution #{prev['execution_order']} decided: {_esc(prev['decision'])}")
+            grid.add_row(
+                "why", f"execution #{prev['execution_order']} decided: {_esc(prev['decision'])}"
+            )
         elif data.get("will_start"):
             grid.add_row("why", "it is the first step of the flow")
         cond = data.get("condition")
@@ -315,15 +368,20 @@ def explain_panel(data: dict[str, Any], title: str | None = None) -> None:
         grid.add_row("round", f"{data['round']} of {data['max_rounds']}")
         grid.add_row("loop iteration", f"{data['loop_iteration']} (attempt {data['attempt']})")
         for loop in data.get("loops", []):
-            line = (f"step {loop['loop_step_order']} → back to {loop['back_to_order']}: "
-                    f"{loop['jumps_made']} of {loop['max_loops']} jumps made, "
-                    f"{loop['jumps_left']} left")
+            line = (
+                f"step {loop['loop_step_order']} → back to {loop['back_to_order']}: "
+                f"{loop['jumps_made']} of {loop['max_loops']} jumps made, "
+                f"{loop['jumps_left']} left"
+            )
             if loop.get("if_run"):
                 line += f"; if run now: {loop['if_run']}"
             grid.add_row("loop", _esc(line))
-        grid.add_row("termination", f"{data['executed_steps']} of {data['max_steps']} max steps; "
-                     f"{data.get('steps_left_in_round', '?')} step(s) left in this round, "
-                     f"{data.get('rounds_left', '?')} round(s) after it")
+        grid.add_row(
+            "termination",
+            f"{data['executed_steps']} of {data['max_steps']} max steps; "
+            f"{data.get('steps_left_in_round', '?')} step(s) left in this round, "
+            f"{data.get('rounds_left', '?')} round(s) after it",
+        )
         if data.get("end_condition"):
             grid.add_row("ends when", _esc(data["end_condition"]))
     for w in data.get("warnings", []):
@@ -345,9 +403,12 @@ class AutoProgress:
             from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
             self._progress = Progress(
-                SpinnerColumn(), TextColumn("{task.description}"),
-                TextColumn("[bold]{task.completed}[/bold] steps"), TimeElapsedColumn(),
-                console=err_console(), transient=False,
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                TextColumn("[bold]{task.completed}[/bold] steps"),
+                TimeElapsedColumn(),
+                console=err_console(),
+                transient=False,
             )
             self._progress.__enter__()
             self._task = self._progress.add_task("starting", total=None)
@@ -374,8 +435,10 @@ class AutoProgress:
 
 def auto_summary(summary: Any) -> None:
     status = summary.final_status
-    line = (f"session {summary.session_id}: {summary.steps_run} step(s) run in "
-            f"{summary.elapsed_s:.2f}s; status {_status(status)}; stopped: {_esc(summary.stop_reason)}")
+    line = (
+        f"session {summary.session_id}: {summary.steps_run} step(s) run in "
+        f"{summary.elapsed_s:.2f}s; status {_status(status)}; stopped: {_esc(summary.stop_reason)}"
+    )
     if summary.failed_attempts:
         line += f"; {summary.failed_attempts} failed attempt(s)"
     err_console().print(line)
@@ -388,32 +451,48 @@ def _ms(value: Any) -> str:
     return "" if value is None else f"{value} ms"
 
 
-def logs_table(rows: Iterable[dict[str, Any]], title: str | None = None,
-               error_width: int = 40) -> int:
+def logs_table(
+    rows: Iterable[dict[str, Any]], title: str | None = None, error_width: int = 40
+) -> int:
     from rich.table import Table
 
     from flowcli.db.log_queries import step_info
 
     table = Table(title=title)
-    for col, justify in (("#", "right"), ("round", "right"), ("loop", "right"),
-                         ("try", "right"), ("step", "left"), ("status", "left"),
-                         ("result", "left"), ("duration", "right"), ("started", "left"),
-                         ("error", "left")):
+    for col, justify in (
+        ("#", "right"),
+        ("round", "right"),
+        ("loop", "right"),
+        ("try", "right"),
+        ("step", "left"),
+        ("status", "left"),
+        ("result", "left"),
+        ("duration", "right"),
+        ("started", "left"),
+        ("error", "left"),
+    ):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     count = 0
     for row in rows:
         info_ = step_info(row.get("step_snapshot"))
-        step = f"{info_.get('order', '?')} {info_.get('speaker') or ''} {info_.get('task_type') or ''}".strip()
+        parts = (info_.get("order", "?"), info_.get("speaker") or "", info_.get("task_type") or "")
+        step = " ".join(str(p) for p in parts).strip()
         if not info_:
             step = f"step_id {row['step_id']}"
         error = row.get("error_message") or ""
         if len(error) > error_width:
             error = error[: error_width - 1] + "…"
         table.add_row(
-            str(row["execution_order"]), _esc(row.get("round_index")),
-            _esc(row.get("loop_iteration")), _esc(row.get("attempt_count")), _esc(step),
-            _status(row.get("status")), _esc(row.get("result_type") or ""), _ms(row.get("duration_ms")),
-            _when(row.get("started_at") or row.get("created_at")), _esc(error),
+            str(row["execution_order"]),
+            _esc(row.get("round_index")),
+            _esc(row.get("loop_iteration")),
+            _esc(row.get("attempt_count")),
+            _esc(step),
+            _status(row.get("status")),
+            _esc(row.get("result_type") or ""),
+            _ms(row.get("duration_ms")),
+            _when(row.get("started_at") or row.get("created_at")),
+            _esc(error),
         )
         count += 1
     out_console().print(table)
@@ -432,8 +511,10 @@ def stream_json_array(rows: Iterable[dict[str, Any]]) -> None:
     write("[")
     first = True
     for row in rows:
-        write(("\n" if first else ",\n") + json.dumps(_plain_row(row), default=json_default,
-                                                      ensure_ascii=False))
+        write(
+            ("\n" if first else ",\n")
+            + json.dumps(_plain_row(row), default=json_default, ensure_ascii=False)
+        )
         first = False
     write("\n]\n" if not first else "]\n")
     sys.stdout.flush()
@@ -451,7 +532,12 @@ def stream_csv(rows: Iterable[dict[str, Any]]) -> None:
     writer = csv.writer(sys.stdout)
     writer.writerow(LOG_COLUMNS)
     for row in rows:
-        writer.writerow(["" if row.get(c) is None else
-                         (row[c].isoformat(sep=" ") if isinstance(row.get(c), datetime) else row[c])
-                         for c in LOG_COLUMNS])
+        writer.writerow(
+            [
+                ""
+                if row.get(c) is None
+                else (row[c].isoformat(sep=" ") if isinstance(row.get(c), datetime) else row[c])
+                for c in LOG_COLUMNS
+            ]
+        )
     sys.stdout.flush()

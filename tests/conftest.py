@@ -120,8 +120,13 @@ class Unprivileged:
         import subprocess
 
         return subprocess.run(
-            [*self.prefix(), *flowcli_subprocess_cmd(), *args], capture_output=True, text=True,
-            env=subprocess_env(), cwd=self.dir, timeout=120, **kwargs,
+            [*self.prefix(), *flowcli_subprocess_cmd(), *args],
+            capture_output=True,
+            text=True,
+            env=subprocess_env(),
+            cwd=self.dir,
+            timeout=120,
+            **kwargs,
         )
 
 

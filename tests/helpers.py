@@ -30,10 +30,13 @@ def new_session(cli: Cli, yaml_text: str, *create_args: str) -> int:
 def logs(db: Path, session_id: int) -> list[dict[str, Any]]:
     con = sqlite3.connect(db)
     con.row_factory = sqlite3.Row
-    rows = [dict(r) for r in con.execute(
-        "SELECT * FROM step_execution_logs WHERE session_id = ? ORDER BY execution_order",
-        (session_id,),
-    )]
+    rows = [
+        dict(r)
+        for r in con.execute(
+            "SELECT * FROM step_execution_logs WHERE session_id = ? ORDER BY execution_order",
+            (session_id,),
+        )
+    ]
     con.close()
     for row in rows:
         for key in ("step_snapshot", "context_snapshot", "result_data"):
@@ -52,10 +55,15 @@ def session_row(db: Path, session_id: int) -> dict[str, Any]:
 def messages(db: Path, session_id: int) -> list[dict[str, Any]]:
     con = sqlite3.connect(db)
     con.row_factory = sqlite3.Row
-    rows = [dict(r) for r in con.execute(
-        "SELECT m.*, sr.role_ref AS speaker FROM messages m "
-        "LEFT JOIN session_roles sr ON sr.id = m.speaker_session_role_id "
-        "WHERE m.session_id = ? ORDER BY m.id", (session_id,))]
+    rows = [
+        dict(r)
+        for r in con.execute(
+            "SELECT m.*, sr.role_ref AS speaker FROM messages m "
+            "LEFT JOIN session_roles sr ON sr.id = m.speaker_session_role_id "
+            "WHERE m.session_id = ? ORDER BY m.id",
+            (session_id,),
+        )
+    ]
     con.close()
     return rows
 

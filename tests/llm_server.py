@@ -63,8 +63,9 @@ class FakeLLM:
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 length = int(self.headers.get("Content-Length", "0"))
                 body = json.loads(self.rfile.read(length) or b"{}")
-                fake.requests.append({"path": self.path, "body": body,
-                                      "headers": dict(self.headers.items())})
+                fake.requests.append(
+                    {"path": self.path, "body": body, "headers": dict(self.headers.items())}
+                )
                 b = fake._next()
                 if b.delay and b.kind != "drip":
                     time.sleep(b.delay)
@@ -82,13 +83,21 @@ class FakeLLM:
                 if content is None:
                     last = body.get("messages", [{}])[-1].get("content", "")
                     content = f"reply #{len(fake.requests)} to: {last[:40]}"
-                payload = json.dumps({
-                    "id": "chatcmpl-test", "object": "chat.completion",
-                    "model": body.get("model", "test-model"),
-                    "choices": [{"index": 0, "finish_reason": "stop",
-                                 "message": {"role": "assistant", "content": content}}],
-                    "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
-                }).encode()
+                payload = json.dumps(
+                    {
+                        "id": "chatcmpl-test",
+                        "object": "chat.completion",
+                        "model": body.get("model", "test-model"),
+                        "choices": [
+                            {
+                                "index": 0,
+                                "finish_reason": "stop",
+                                "message": {"role": "assistant", "content": content},
+                            }
+                        ],
+                        "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
+                    }
+                ).encode()
                 if b.kind == "drip":
                     self.send_response(200)
                     self.send_header("Content-Type", "application/json")

@@ -60,7 +60,9 @@ def root(
     version: Annotated[
         bool,
         typer.Option(
-            "--version", help="Print flowcli's version and exit.", callback=_version,
+            "--version",
+            help="Print flowcli's version and exit.",
+            callback=_version,
             is_eager=True,
         ),
     ] = False,

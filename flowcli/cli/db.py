@@ -45,17 +45,21 @@ def downgrade(
 def current(ctx: typer.Context, json_out: JsonOption = False) -> None:
     """Print the revision the database is at."""
     from flowcli.db import migrate
-    from flowcli.db.schema import HEAD_REVISION
+    from flowcli.db.schema import HEAD_REVISION, create_if_new
     from flowcli.render import print_json
-
-    from flowcli.db.schema import create_if_new
 
     db = open_db(ctx, require_schema=False)
     create_if_new(db)
     rev = migrate.current_revision(db)
     if json_out:
-        print_json({"database": db.target.display, "current": rev, "head": HEAD_REVISION,
-                    "is_head": rev == HEAD_REVISION})
+        print_json(
+            {
+                "database": db.target.display,
+                "current": rev,
+                "head": HEAD_REVISION,
+                "is_head": rev == HEAD_REVISION,
+            }
+        )
         return
     typer.echo(f"{rev} (head)" if rev == HEAD_REVISION else (rev or "none (unversioned)"))
 

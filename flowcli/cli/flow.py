@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from flowcli.cli.options import JsonOption
+
+if TYPE_CHECKING:
+    from flowcli.flows.spec import FlowDocument
 from flowcli.cli.state import open_db
 
 app = typer.Typer(help="Define flows in YAML/JSON files and store them.", no_args_is_help=True)
 
-FileArg = Annotated[Path, typer.Argument(help="A flow file (.yaml, .yml or .json).", show_default=False)]
+FileArg = Annotated[
+    Path, typer.Argument(help="A flow file (.yaml, .yml or .json).", show_default=False)
+]
 FlowIdArg = Annotated[int, typer.Argument(help="The flow's id.", min=1, show_default=False)]
 
 
-def _load(ctx: typer.Context, file: Path) -> object:
+def _load(ctx: typer.Context, file: Path) -> FlowDocument:
     from flowcli.flows.spec import load_flow_file
     from flowcli.flows.store import known_role_names
 
@@ -30,8 +35,10 @@ def import_(
     file: FileArg,
     replace: Annotated[
         bool,
-        typer.Option("--replace", help="Rewrite the newest flow of that name in place "
-                     "instead of adding a new version."),
+        typer.Option(
+            "--replace",
+            help="Rewrite the newest flow of that name in place instead of adding a new version.",
+        ),
     ] = False,
     json_out: JsonOption = False,
 ) -> None:
@@ -40,14 +47,16 @@ def import_(
     from flowcli.render import info, print_json
 
     doc = _load(ctx, file)
-    result = import_flow(open_db(ctx), doc, replace=replace)  # type: ignore[arg-type]
+    result = import_flow(open_db(ctx), doc, replace=replace)
     if json_out:
         print_json(result)
         return
     typer.echo(result.id)
     how = "replaced" if result.replaced else "imported"
-    info(f"{how} flow {result.name!r} as id {result.id} (version {result.version}, "
-         f"{result.steps} steps)")
+    info(
+        f"{how} flow {result.name!r} as id {result.id} (version {result.version}, "
+        f"{result.steps} steps)"
+    )
 
 
 @app.command()
@@ -65,13 +74,21 @@ def validate(ctx: typer.Context, file: FileArg, json_out: JsonOption = False) ->
             from rich.markup import escape
 
             for problem in exc.problems:
-                err_console().print(f"[bold red]Error:[/bold red] {escape(problem)}", soft_wrap=True)
+                err_console().print(
+                    f"[bold red]Error:[/bold red] {escape(problem)}", soft_wrap=True
+                )
         raise typer.Exit(1) from None
     if json_out:
-        print_json({"valid": True, "file": str(file), "name": doc.name,  # type: ignore[attr-defined]
-                    "steps": len(doc.steps)})  # type: ignore[attr-defined]
+        print_json(
+            {
+                "valid": True,
+                "file": str(file),
+                "name": doc.name,
+                "steps": len(doc.steps),
+            }
+        )
     else:
-        typer.echo(f"{file}: valid ({len(doc.steps)} steps)")  # type: ignore[attr-defined]
+        typer.echo(f"{file}: valid ({len(doc.steps)} steps)")
 
 
 @app.command("list")
@@ -95,7 +112,9 @@ def show(ctx: typer.Context, flow_id: FlowIdArg, json_out: JsonOption = False) -
     from flowcli.render import flow_tree, print_json, warn
 
     flow = get_flow(open_db(ctx), flow_id)
-    warnings = [f"step {s['order']}: {w}" for s in flow["steps"] for w in step_from_dict(s).warnings]
+    warnings = [
+        f"step {s['order']}: {w}" for s in flow["steps"] for w in step_from_dict(s).warnings
+    ]
     if json_out:
         print_json({**flow, "warnings": warnings})
         return
@@ -130,9 +149,7 @@ def export(
 def graph(
     ctx: typer.Context,
     flow_id: FlowIdArg,
-    fmt: Annotated[
-        str, typer.Option("--format", "-f", help="mermaid or dot.")
-    ] = "mermaid",
+    fmt: Annotated[str, typer.Option("--format", "-f", help="mermaid or dot.")] = "mermaid",
 ) -> None:
     """Print the flow as a Mermaid or Graphviz DOT graph."""
     from flowcli.errors import UsageError

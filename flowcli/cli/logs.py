@@ -8,7 +8,6 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from flowcli.cli.options import JsonOption
 from flowcli.cli.state import open_db
 
 DEFAULT_SUBCOMMAND = "list"
@@ -52,26 +51,33 @@ def _parse_since(value: str | None) -> datetime | None:
 def list_(
     ctx: typer.Context,
     session_id_arg: Annotated[
-        int | None, typer.Argument(help="The session's id (or use --session).", min=1,
-                                   show_default=False)
+        int | None,
+        typer.Argument(help="The session's id (or use --session).", min=1, show_default=False),
     ] = None,
-    session: Annotated[int | None, typer.Option("--session", "-s", help="The session's id.", min=1)]
-    = None,
+    session: Annotated[
+        int | None, typer.Option("--session", "-s", help="The session's id.", min=1)
+    ] = None,
     status: Annotated[
         list[str] | None, typer.Option("--status", help="Only this status. Repeatable.")
     ] = None,
     failed: Annotated[bool, typer.Option("--failed", help="Only failed executions.")] = False,
-    step: Annotated[int | None, typer.Option("--step", help="Only the step with this order.")] = None,
+    step: Annotated[
+        int | None, typer.Option("--step", help="Only the step with this order.")
+    ] = None,
     round_: Annotated[int | None, typer.Option("--round", help="Only this round.")] = None,
     since: Annotated[
-        str | None, typer.Option("--since", help="Only executions created at or after this ISO time (UTC).")
+        str | None,
+        typer.Option("--since", help="Only executions created at or after this ISO time (UTC)."),
     ] = None,
     last: Annotated[
-        int | None, typer.Option("--last", help="The newest N executions, shown oldest first.", min=1)
+        int | None,
+        typer.Option("--last", help="The newest N executions, shown oldest first.", min=1),
     ] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="At most N rows.", min=0)] = None,
     offset: Annotated[int, typer.Option("--offset", help="Skip the first N rows.", min=0)] = 0,
-    json_out: Annotated[bool, typer.Option("--json", help="One JSON array of full log rows.")] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="One JSON array of full log rows.")
+    ] = False,
     jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON object per line.")] = False,
     csv_out: Annotated[bool, typer.Option("--csv", help="CSV with a header row.")] = False,
 ) -> None:
@@ -93,8 +99,15 @@ def list_(
     for s in statuses:
         if s not in LOG_STATUSES:
             raise UsageError(f"unknown status {s!r}; choose from {', '.join(LOG_STATUSES)}")
-    flt = LogFilter(statuses=statuses, step_order=step, round_index=round_,
-                    since=_parse_since(since), last=last, limit=limit, offset=offset)
+    flt = LogFilter(
+        statuses=statuses,
+        step_order=step,
+        round_index=round_,
+        since=_parse_since(since),
+        last=last,
+        limit=limit,
+        offset=offset,
+    )
     db = open_db(ctx)
     with db.read() as conn:
         from flowcli.db import session_store as store

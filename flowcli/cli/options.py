@@ -12,44 +12,64 @@ SessionIdArg = Annotated[int, typer.Argument(help="The session's id.", min=1, sh
 
 ResponderOpt = Annotated[
     str | None,
-    typer.Option("--responder", help="Responder: template or openai. Default: the flow's, else template."),
+    typer.Option(
+        "--responder", help="Responder: template or openai. Default: the flow's, else template."
+    ),
 ]
 TemplateOpt = Annotated[
     str | None, typer.Option("--template", help="Jinja template for the template responder.")
 ]
 LlmBaseUrlOpt = Annotated[
     str | None,
-    typer.Option("--llm-base-url", envvar="FLOWCLI_LLM_BASE_URL",
-                 help="OpenAI-compatible base URL (e.g. https://api.openai.com/v1).",
-                 show_envvar=True),
+    typer.Option(
+        "--llm-base-url",
+        envvar="FLOWCLI_LLM_BASE_URL",
+        help="OpenAI-compatible base URL (e.g. https://api.openai.com/v1).",
+        show_envvar=True,
+    ),
 ]
 LlmModelOpt = Annotated[
     str | None,
-    typer.Option("--llm-model", envvar="FLOWCLI_LLM_MODEL", help="Model name for the openai responder.",
-                 show_envvar=True),
+    typer.Option(
+        "--llm-model",
+        envvar="FLOWCLI_LLM_MODEL",
+        help="Model name for the openai responder.",
+        show_envvar=True,
+    ),
 ]
 LlmKeyOpt = Annotated[
     str | None,
-    typer.Option("--llm-api-key", envvar="FLOWCLI_LLM_API_KEY",
-                 help="API key for the openai responder (never logged).", show_envvar=True,
-                 show_default=False),
+    typer.Option(
+        "--llm-api-key",
+        envvar="FLOWCLI_LLM_API_KEY",
+        help="API key for the openai responder (never logged).",
+        show_envvar=True,
+        show_default=False,
+    ),
 ]
 LlmTimeoutOpt = Annotated[
     float | None,
-    typer.Option("--llm-timeout", help="Seconds before an LLM request is abandoned (default 60).",
-                 min=0.1),
+    typer.Option(
+        "--llm-timeout", help="Seconds before an LLM request is abandoned (default 60).", min=0.1
+    ),
 ]
 RetriesOpt = Annotated[
-    int, typer.Option("--retries", help="Retries of a failing step (transient errors), with backoff.",
-                      min=0)
+    int,
+    typer.Option(
+        "--retries", help="Retries of a failing step (transient errors), with backoff.", min=0
+    ),
 ]
 LlmRetriesOpt = Annotated[
     int | None,
-    typer.Option("--llm-retries", help="HTTP retries inside one LLM call (429/5xx/timeouts; default 2).",
-                 min=0),
+    typer.Option(
+        "--llm-retries",
+        help="HTTP retries inside one LLM call (429/5xx/timeouts; default 2).",
+        min=0,
+    ),
 ]
 BackoffOpt = Annotated[
     float,
-    typer.Option("--retry-backoff", help="First retry delay in seconds; doubles each retry.",
-                 min=0.0),
+    typer.Option(
+        "--retry-backoff", help="First retry delay in seconds; doubles each retry.", min=0.0
+    ),
 ]

@@ -16,10 +16,12 @@ app = typer.Typer(help="Add, list and show roles.", no_args_is_help=True)
 def add(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The role's unique name.", show_default=False)],
-    prompt: Annotated[str, typer.Option("--prompt", help="The role's system prompt.",
-                                        show_default=False)],
-    update: Annotated[bool, typer.Option("--update", help="Change the prompt of an existing role.")]
-    = False,
+    prompt: Annotated[
+        str, typer.Option("--prompt", help="The role's system prompt.", show_default=False)
+    ],
+    update: Annotated[
+        bool, typer.Option("--update", help="Change the prompt of an existing role.")
+    ] = False,
     json_out: JsonOption = False,
 ) -> None:
     """Add a role (or, with --update, change its prompt)."""

@@ -13,8 +13,8 @@ from flowcli.cli.options import (
     JsonOption,
     LlmBaseUrlOpt,
     LlmKeyOpt,
-    LlmRetriesOpt,
     LlmModelOpt,
+    LlmRetriesOpt,
     LlmTimeoutOpt,
     ResponderOpt,
     RetriesOpt,
@@ -26,16 +26,31 @@ from flowcli.cli.state import open_db
 EXIT_INTERRUPTED = 130
 
 
-def _options(responder: str | None, template: str | None, base_url: str | None,
-             model: str | None, api_key: str | None, timeout: float | None,
-             llm_retries: int | None) -> Any:
+def _options(
+    responder: str | None,
+    template: str | None,
+    base_url: str | None,
+    model: str | None,
+    api_key: str | None,
+    timeout: float | None,
+    llm_retries: int | None,
+) -> Any:
     from flowcli.engine.responders import RESPONDER_KINDS, ResponderOptions
     from flowcli.errors import UsageError
 
     if responder is not None and responder not in RESPONDER_KINDS:
-        raise UsageError(f"--responder must be one of {', '.join(RESPONDER_KINDS)}, not {responder!r}")
-    return ResponderOptions(kind=responder, template=template, base_url=base_url, model=model,
-                            api_key=api_key, timeout=timeout, llm_retries=llm_retries)
+        raise UsageError(
+            f"--responder must be one of {', '.join(RESPONDER_KINDS)}, not {responder!r}"
+        )
+    return ResponderOptions(
+        kind=responder,
+        template=template,
+        base_url=base_url,
+        model=model,
+        api_key=api_key,
+        timeout=timeout,
+        llm_retries=llm_retries,
+    )
 
 
 def run_next(
@@ -71,8 +86,9 @@ def run_next(
     from flowcli.engine.runner import run_next_step
     from flowcli.errors import StepFailedError
 
-    options = _options(responder, template, llm_base_url, llm_model, llm_api_key, llm_timeout,
-                       llm_retries)
+    options = _options(
+        responder, template, llm_base_url, llm_model, llm_api_key, llm_timeout, llm_retries
+    )
     result = run_next_step(db, session_id, options, retries=retries, backoff=retry_backoff)
     payload = _step_payload(db, result)
     if json_out:
@@ -100,9 +116,17 @@ def _step_payload(db: Any, result: Any) -> dict[str, Any]:
             if message is not None:
                 message["speaker"] = result.message.get("speaker")
                 message["target"] = result.message.get("target")
-    session = {k: result.session.get(k) for k in (
-        "id", "status", "current_step_id", "current_round", "executed_steps_count", "error_reason",
-    )}
+    session = {
+        k: result.session.get(k)
+        for k in (
+            "id",
+            "status",
+            "current_step_id",
+            "current_round",
+            "executed_steps_count",
+            "error_reason",
+        )
+    }
     return {"session": session, "log": log, "message": message}
 
 
@@ -136,8 +160,8 @@ class _StopFlag:
 def auto(
     ctx: typer.Context,
     session_id_arg: Annotated[
-        int | None, typer.Argument(help="The session's id (or use --session).", min=1,
-                                   show_default=False)
+        int | None,
+        typer.Argument(help="The session's id (or use --session).", min=1, show_default=False),
     ] = None,
     session: Annotated[
         int | None, typer.Option("--session", "-s", help="The session's id.", min=1)
@@ -174,14 +198,21 @@ def auto(
     if sid is None:
         raise UsageError("which session? give its id: `flowcli auto 51` or `--session 51`")
     db = open_db(ctx)
-    options = _options(responder, template, llm_base_url, llm_model, llm_api_key, llm_timeout,
-                       llm_retries)
+    options = _options(
+        responder, template, llm_base_url, llm_model, llm_api_key, llm_timeout, llm_retries
+    )
     show_progress = not quiet and sys.stderr.isatty()
     with _StopFlag() as stop, AutoProgress(enabled=show_progress) as progress:
         summary = run_auto(
-            db, sid, options, max_steps=max_steps, until_step=until_step, retries=retries,
+            db,
+            sid,
+            options,
+            max_steps=max_steps,
+            until_step=until_step,
+            retries=retries,
             backoff=retry_backoff,
-            should_stop=lambda: stop.requested, on_step=progress.update,
+            should_stop=lambda: stop.requested,
+            on_step=progress.update,
         )
     if json_out:
         print_json(asdict(summary))
@@ -222,13 +253,22 @@ def demo(
     db = open_db(ctx)
     result = run_demo(db)
     if json_out:
-        print_json({"flow_id": result.flow_id, "session_id": result.session_id,
-                    "summary": asdict(result.summary)})
+        print_json(
+            {
+                "flow_id": result.flow_id,
+                "session_id": result.session_id,
+                "summary": asdict(result.summary),
+            }
+        )
         return
-    info(f"flow {result.flow_id} imported from {result.flow_file}; "
-         f"session {result.session_id} created; "
-         f"ran {result.summary.steps_run} steps: {result.summary.final_status}")
+    info(
+        f"flow {result.flow_id} imported from {result.flow_file}; "
+        f"session {result.session_id} created; "
+        f"ran {result.summary.steps_run} steps: {result.summary.final_status}"
+    )
     with db.read() as conn:
         logs_table(iter_logs(conn, result.session_id), title=f"session {result.session_id}")
-    info(f"next: `flowcli logs {result.session_id}`, `flowcli session transcript "
-         f"{result.session_id}`, `flowcli explain {result.session_id}`")
+    info(
+        f"next: `flowcli logs {result.session_id}`, `flowcli session transcript "
+        f"{result.session_id}`, `flowcli explain {result.session_id}`"
+    )

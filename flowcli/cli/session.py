@@ -16,10 +16,14 @@ app = typer.Typer(help="Create, list, show and control sessions.", no_args_is_he
 def create(
     ctx: typer.Context,
     flow: Annotated[int, typer.Option("--flow", help="The flow's id.", min=1, show_default=False)],
-    topic: Annotated[str | None, typer.Option("--topic", help="Topic (default: the flow's).")] = None,
+    topic: Annotated[
+        str | None, typer.Option("--topic", help="Topic (default: the flow's).")
+    ] = None,
     role: Annotated[
         list[str] | None,
-        typer.Option("--role", help="Map a flow role ref to a role: REF=ROLE (name or id). Repeatable."),
+        typer.Option(
+            "--role", help="Map a flow role ref to a role: REF=ROLE (name or id). Repeatable."
+        ),
     ] = None,
     var: Annotated[
         list[str] | None,
@@ -33,8 +37,9 @@ def create(
 
     role_map = dict(parse_assignments(role or [], "--role"))
     variables = parse_vars(var or [])
-    session_id = create_session(open_db(ctx), flow, topic=topic, role_map=role_map,
-                                variables=variables)
+    session_id = create_session(
+        open_db(ctx), flow, topic=topic, role_map=role_map, variables=variables
+    )
     if json_out:
         print_json({"id": session_id})
     else:
@@ -110,7 +115,9 @@ def cancel(ctx: typer.Context, session_id: SessionIdArg, json_out: JsonOption = 
 
 @app.command()
 def delete(
-    ctx: typer.Context, session_id: SessionIdArg, yes: YesOption = False,
+    ctx: typer.Context,
+    session_id: SessionIdArg,
+    yes: YesOption = False,
     json_out: JsonOption = False,
 ) -> None:
     """Delete a session with its logs, messages and session roles."""
@@ -123,7 +130,9 @@ def delete(
         logs = sum(data["log_counts"].values())
         typer.confirm(
             f"Delete session {session_id} ({data['status']}, {logs} log rows, "
-            f"{data['message_count']} messages)?", abort=True, err=True,
+            f"{data['message_count']} messages)?",
+            abort=True,
+            err=True,
         )
     counts = delete_session(db, session_id)
     if json_out:

@@ -7,6 +7,7 @@ Every SQLite connection gets ``foreign_keys=ON``, ``journal_mode=WAL``,
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -161,11 +162,9 @@ def create_db_engine(target: DatabaseTarget, busy_timeout: float = DEFAULT_BUSY_
         cur = dbapi_conn.cursor()
         cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
         cur.execute("PRAGMA foreign_keys = ON")
-        try:
+        # A read-only file or folder cannot switch to WAL; reads still work.
+        with contextlib.suppress(sqlite3.OperationalError):
             cur.execute("PRAGMA journal_mode = WAL")
-        except sqlite3.OperationalError:
-            # A read-only file or folder cannot switch to WAL; reads still work.
-            pass
         cur.execute("PRAGMA synchronous = NORMAL")
         cur.close()
 

@@ -45,9 +45,7 @@ def describe_db_error(exc: BaseException, where: str = "database") -> FlowcliErr
     if "file is not a database" in low or "file is encrypted" in low:
         return DatabaseError(f"{where} is not a SQLite database (or it is corrupt): {text}")
     if "malformed" in low or "disk i/o error" in low or "corrupt" in low:
-        return DatabaseError(
-            f"{where} is damaged ({text}); run `flowcli db doctor` to examine it"
-        )
+        return DatabaseError(f"{where} is damaged ({text}); run `flowcli db doctor` to examine it")
     if "unable to open database" in low:
         return DatabaseError(f"cannot open {where}: {text}")
     m = _MISSING_TABLE.search(text)

@@ -14,9 +14,9 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from flowcli.db.models import STEP_LOG_COLUMNS, StepExecutionLog
+from flowcli.db.models import STEP_LOG_COLUMNS, sessions_table, step_logs_table
 
-logs_t = StepExecutionLog.__table__
+logs_t = step_logs_table
 LOG_COLUMNS = ("id", *STEP_LOG_COLUMNS)
 LOG_STATUSES = ("pending", "running", "completed", "failed", "skipped", "timeout")
 
@@ -52,10 +52,9 @@ def step_info(step_snapshot: str | None) -> dict[str, Any]:
 
 def step_ids_with_order(conn: Connection, session_id: int, order: int) -> list[int]:
     """Ids of the steps that had ``order`` in the session's snapshot (as the session ran)."""
-    from flowcli.db.models import Session
     from flowcli.engine.snapshot import loads_json
 
-    sessions_t = Session.__table__
+    sessions_t = sessions_table
     raw = conn.execute(
         select(sessions_t.c.flow_snapshot).where(sessions_t.c.id == session_id)
     ).scalar()
@@ -63,7 +62,11 @@ def step_ids_with_order(conn: Connection, session_id: int, order: int) -> list[i
     steps = data.get("steps", []) if isinstance(data, dict) else []
     ids = []
     for step in steps:
-        if isinstance(step, dict) and str(step.get("order")) == str(order) and step.get("id") is not None:
+        if (
+            isinstance(step, dict)
+            and str(step.get("order")) == str(order)
+            and step.get("id") is not None
+        ):
             ids.append(int(step["id"]))
     return ids
 
@@ -84,8 +87,9 @@ def _statement(conn: Connection, session_id: int, flt: LogFilter) -> Any:
     return stmt
 
 
-def iter_logs(conn: Connection, session_id: int, flt: LogFilter | None = None
-              ) -> Iterator[dict[str, Any]]:
+def iter_logs(
+    conn: Connection, session_id: int, flt: LogFilter | None = None
+) -> Iterator[dict[str, Any]]:
     """Log rows oldest first, streamed from the server side in batches."""
     flt = flt or LogFilter()
     stmt = _statement(conn, session_id, flt)

@@ -126,7 +126,7 @@ def _run(db: Database, fn_name: str, rev: str) -> None:
             # A batch rebuild drops and re-creates a table; with foreign keys on, that
             # DROP would cascade-delete the children's rows. The pragma only takes
             # effect outside a transaction, hence the raw driver connection.
-            conn.connection.driver_connection.execute("PRAGMA foreign_keys = OFF")
+            _driver(conn).execute("PRAGMA foreign_keys = OFF")
         try:
             cfg = alembic_config(conn)
             try:
@@ -137,8 +137,15 @@ def _run(db: Database, fn_name: str, rev: str) -> None:
         finally:
             if sqlite_fk_off:
                 conn.rollback()
-                conn.connection.driver_connection.execute("PRAGMA foreign_keys = ON")
+                _driver(conn).execute("PRAGMA foreign_keys = ON")
     db.schema_checked = False
+
+
+def _driver(conn: Any) -> Any:
+    """The DBAPI connection under a SQLAlchemy connection (for pragmas outside BEGIN)."""
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    return driver
 
 
 def upgrade(db: Database, revision: str = "head") -> None:

@@ -191,12 +191,28 @@ class StepExecutionLog(Base):
 
 # The columns of the bug report's INSERT, in its order; tests hold the model to it.
 STEP_LOG_COLUMNS: tuple[str, ...] = (
-    "session_id", "step_id", "parent_log_id", "execution_order", "round_index",
-    "loop_iteration", "attempt_count", "status", "result_type", "result_data",
-    "condition_evaluation", "loop_check_result", "error_message", "duration_ms",
-    "memory_usage_mb", "created_at", "started_at", "completed_at", "step_snapshot",
+    "session_id",
+    "step_id",
+    "parent_log_id",
+    "execution_order",
+    "round_index",
+    "loop_iteration",
+    "attempt_count",
+    "status",
+    "result_type",
+    "result_data",
+    "condition_evaluation",
+    "loop_check_result",
+    "error_message",
+    "duration_ms",
+    "memory_usage_mb",
+    "created_at",
+    "started_at",
+    "completed_at",
+    "step_snapshot",
     "context_snapshot",
 )
+
 
 def include_owned_name(name: str | None, type_: str, parent_names: object) -> bool:
     """Alembic filter: compare and migrate only flowcli's own tables."""
@@ -205,3 +221,12 @@ def include_owned_name(name: str | None, type_: str, parent_names: object) -> bo
 
 # Tables flowcli owns (creates, repairs). Anything else in a database is left alone.
 OWNED_TABLES: tuple[str, ...] = tuple(Base.metadata.tables)
+
+# Core handles on the tables, typed as Table, for the hot paths that bypass the ORM.
+roles_table = Base.metadata.tables["roles"]
+flow_templates_table = Base.metadata.tables["flow_templates"]
+flow_steps_table = Base.metadata.tables["flow_steps"]
+sessions_table = Base.metadata.tables["sessions"]
+session_roles_table = Base.metadata.tables["session_roles"]
+messages_table = Base.metadata.tables["messages"]
+step_logs_table = Base.metadata.tables["step_execution_logs"]

@@ -133,7 +133,5 @@ def require_schema(db: Database) -> None:
         missing = missing_objects(conn)
         if missing:
             shown = ", ".join(missing[:5]) + (" …" if len(missing) > 5 else "")
-            raise SchemaError(
-                f"database {db.target.display} lacks {shown}; {fix_hint}"
-            )
+            raise SchemaError(f"database {db.target.display} lacks {shown}; {fix_hint}")
     db.schema_checked = True

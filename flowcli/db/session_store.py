@@ -15,17 +15,28 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, func, insert, select, update
 
-from flowcli.db.models import Message, Role, Session, SessionRole, StepExecutionLog
+from flowcli.db.models import (
+    messages_table,
+    roles_table,
+    session_roles_table,
+    sessions_table,
+    step_logs_table,
+)
 from flowcli.errors import NotFoundError, SessionStateError
 
-sessions_t = Session.__table__
-messages_t = Message.__table__
-logs_t = StepExecutionLog.__table__
-session_roles_t = SessionRole.__table__
-roles_t = Role.__table__
+sessions_t = sessions_table
+messages_t = messages_table
+logs_t = step_logs_table
+session_roles_t = session_roles_table
+roles_t = roles_table
 
 SESSION_POSITION_COLUMNS = (
-    "id", "status", "current_step_id", "current_round", "executed_steps_count", "error_reason",
+    "id",
+    "status",
+    "current_step_id",
+    "current_round",
+    "executed_steps_count",
+    "error_reason",
 )
 
 
@@ -186,7 +197,10 @@ def role_prompt(conn: Connection, ref: str, roles_snapshot: dict[str, Any]) -> s
 
 
 def ensure_session_role(
-    conn: Connection, session_id: int, ref: str, roles_snapshot: dict[str, Any],
+    conn: Connection,
+    session_id: int,
+    ref: str,
+    roles_snapshot: dict[str, Any],
     known: dict[str, int],
 ) -> int:
     """The session_roles id for ``ref``, created (as MRC did, by role name) when missing."""
@@ -208,18 +222,16 @@ def ensure_session_role(
 
 _speaker = session_roles_t.alias("speaker_sr")
 _target = session_roles_t.alias("target_sr")
-_MESSAGE_VIEW = (
-    select(
-        messages_t.c.id,
-        _speaker.c.role_ref.label("speaker"),
-        _target.c.role_ref.label("target"),
-        messages_t.c.content,
-        messages_t.c.section,
-        messages_t.c.round_index,
-    )
-    .select_from(
-        messages_t.outerjoin(_speaker, _speaker.c.id == messages_t.c.speaker_session_role_id)
-        .outerjoin(_target, _target.c.id == messages_t.c.target_session_role_id)
+_MESSAGE_VIEW = select(
+    messages_t.c.id,
+    _speaker.c.role_ref.label("speaker"),
+    _target.c.role_ref.label("target"),
+    messages_t.c.content,
+    messages_t.c.section,
+    messages_t.c.round_index,
+).select_from(
+    messages_t.outerjoin(_speaker, _speaker.c.id == messages_t.c.speaker_session_role_id).outerjoin(
+        _target, _target.c.id == messages_t.c.target_session_role_id
     )
 )
 

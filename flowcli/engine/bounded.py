@@ -53,7 +53,10 @@ def bounded_dumps(value: Any, limit: int = MAX_SNAPSHOT_CHARS) -> str:
     if len(text) <= limit:
         return text
     return json.dumps(
-        {"truncated": True, "size": len(text),
-         "preview": text[: limit // 2] + TRUNCATION_MARKER.format(n=len(text) - limit // 2)},
+        {
+            "truncated": True,
+            "size": len(text),
+            "preview": text[: limit // 2] + TRUNCATION_MARKER.format(n=len(text) - limit // 2),
+        },
         ensure_ascii=False,
     )

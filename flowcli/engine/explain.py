@@ -38,23 +38,37 @@ def explain_next(db: Database, session_id: int) -> dict[str, Any]:
             "max_rounds": snapshot.max_rounds,
             "executed_steps": row.executed_steps_count or 0,
             "max_steps": snapshot.max_steps,
-            "steps_left_before_max_steps": max(0, snapshot.max_steps - (row.executed_steps_count or 0)),
+            "steps_left_before_max_steps": max(
+                0, snapshot.max_steps - (row.executed_steps_count or 0)
+            ),
             "warnings": snapshot.warnings(),
         }
-        last = conn.execute(
-            select(store.logs_t.c.id, store.logs_t.c.execution_order, store.logs_t.c.status,
-                   store.logs_t.c.result_type, store.logs_t.c.result_data,
-                   store.logs_t.c.error_message)
-            .where(store.logs_t.c.session_id == session_id)
-            .order_by(store.logs_t.c.execution_order.desc()).limit(1)
-        ).mappings().first()
+        last = (
+            conn.execute(
+                select(
+                    store.logs_t.c.id,
+                    store.logs_t.c.execution_order,
+                    store.logs_t.c.status,
+                    store.logs_t.c.result_type,
+                    store.logs_t.c.result_data,
+                    store.logs_t.c.error_message,
+                )
+                .where(store.logs_t.c.session_id == session_id)
+                .order_by(store.logs_t.c.execution_order.desc())
+                .limit(1)
+            )
+            .mappings()
+            .first()
+        )
         if last is not None:
             from flowcli.engine.snapshot import loads_json
 
             data = loads_json(last["result_data"], {})
             out["previous"] = {
-                "log_id": last["id"], "execution_order": last["execution_order"],
-                "status": last["status"], "result_type": last["result_type"],
+                "log_id": last["id"],
+                "execution_order": last["execution_order"],
+                "status": last["status"],
+                "result_type": last["result_type"],
                 "decision": data.get("decision") if isinstance(data, dict) else None,
                 "error": last["error_message"],
             }
@@ -70,24 +84,41 @@ def explain_next(db: Database, session_id: int) -> dict[str, Any]:
         out["round"] = round_
         out["will_start"] = will_start
         out["runnable"] = status in ("running", "not_started")
-        out["blocked_reason"] = None if out["runnable"] else (
-            f"the session is {status}" + (f": {row.error_reason}" if row.error_reason else "")
+        out["blocked_reason"] = (
+            None
+            if out["runnable"]
+            else (
+                f"the session is {status}" + (f": {row.error_reason}" if row.error_reason else "")
+            )
         )
         out["step"] = {
-            "id": step.id, "order": step.order, "speaker": step.speaker, "target": step.target,
-            "task_type": step.task_type, "context_scope": step.context_scope,
+            "id": step.id,
+            "order": step.order,
+            "speaker": step.speaker,
+            "target": step.target,
+            "task_type": step.task_type,
+            "context_scope": step.context_scope,
             "description": step.description,
         }
         out["loop_iteration"] = plan.loop_iteration
         out["attempt"] = plan.attempt
         out["parent_log_id"] = plan.parent_log_id
         names = _LazyNames(
-            {"round": round_, "step": step.order, "loop_iteration": plan.loop_iteration,
-             "executed_steps": row.executed_steps_count or 0, "topic": row.topic,
-             "vars": row.vars(), "speaker": step.speaker, "target": step.target,
-             "task_type": step.task_type},
-            {"last": lambda: _view(store.last_message_view(conn, session_id)),
-             "messages": lambda: [_view(r) for r in store.all_message_views(conn, session_id)]},
+            {
+                "round": round_,
+                "step": step.order,
+                "loop_iteration": plan.loop_iteration,
+                "executed_steps": row.executed_steps_count or 0,
+                "topic": row.topic,
+                "vars": row.vars(),
+                "speaker": step.speaker,
+                "target": step.target,
+                "task_type": step.task_type,
+            },
+            {
+                "last": lambda: _view(store.last_message_view(conn, session_id)),
+                "messages": lambda: [_view(r) for r in store.all_message_views(conn, session_id)],
+            },
         )
         cond = step.condition
         if cond is None:
@@ -98,8 +129,12 @@ def explain_next(db: Database, session_id: int) -> dict[str, Any]:
                 error = None
             except ExpressionError as exc:
                 value, error = None, str(exc)
-            out["condition"] = {"expr": cond, "value": value, "error": error,
-                                "effect": "runs" if value else ("skipped" if error is None else "fails")}
+            out["condition"] = {
+                "expr": cond,
+                "value": value,
+                "error": error,
+                "effect": "runs" if value else ("skipped" if error is None else "fails"),
+            }
         loops = []
         if plan.loop is not None:
             loops.append(plan.loop)
@@ -108,16 +143,23 @@ def explain_next(db: Database, session_id: int) -> dict[str, Any]:
         out["loops"] = []
         for loop in loops:
             jumps = state.loops[loop.at_order].jumps if loop.at_order in state.loops else 0
-            out["loops"].append({
-                "loop_step_order": loop.at_order, "back_to_order": loop.to_order,
-                "max_loops": loop.max_loops, "jumps_made": jumps,
-                "jumps_left": max(0, loop.max_loops - jumps),
-                "this_step_is_the_loop_step": loop.at_order == step.order,
-                "if_run": (
-                    f"jump back to step {loop.to_order}" if jumps < loop.max_loops
-                    else "leave the loop"
-                ) if loop.at_order == step.order else None,
-            })
+            out["loops"].append(
+                {
+                    "loop_step_order": loop.at_order,
+                    "back_to_order": loop.to_order,
+                    "max_loops": loop.max_loops,
+                    "jumps_made": jumps,
+                    "jumps_left": max(0, loop.max_loops - jumps),
+                    "this_step_is_the_loop_step": loop.at_order == step.order,
+                    "if_run": (
+                        f"jump back to step {loop.to_order}"
+                        if jumps < loop.max_loops
+                        else "leave the loop"
+                    )
+                    if loop.at_order == step.order
+                    else None,
+                }
+            )
         if snapshot.end_condition:
             out["end_condition"] = snapshot.end_condition
         remaining = [s for s in snapshot.steps if s.order > step.order]

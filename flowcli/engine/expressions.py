@@ -990,6 +990,21 @@ def _bind(target: ast.AST, value: Any, scope: dict[str, Any]) -> None:
         _bind(element, item, scope)
 
 
+def _reraise_foreign(exc: BaseException) -> None:
+    """Errors that are not the expression's fault pass through unchanged.
+
+    A lazily loaded name (``last``, ``messages``) reads the database; a locked or
+    damaged database is a database problem, not a failed condition, and must be
+    reported as itself.
+    """
+    from flowcli.errors import FlowcliError
+
+    if isinstance(exc, FlowcliError) and not isinstance(exc, ExpressionError):
+        raise exc
+    if type(exc).__module__.split(".")[0] in ("sqlalchemy", "sqlite3", "psycopg"):
+        raise exc
+
+
 class Expression:
     """A validated expression; immutable and safe to share. Build with compile_expression."""
 
@@ -1011,6 +1026,7 @@ class Expression:
             evaluator = _Evaluator(names)
             return evaluator._eval(self._tree.body)
         except Exception as exc:
+            _reraise_foreign(exc)
             raise ExpressionError(f"{_label('expression', self.source)}: {_describe(exc)}") from exc
         finally:
             if evaluator is not None:
@@ -1479,6 +1495,7 @@ class Template:
                 chunks.append(chunk)
             return "".join(chunks)
         except Exception as exc:
+            _reraise_foreign(exc)
             raise ExpressionError(f"{_label('template', self.source)}: {_describe(exc)}") from exc
         finally:
             if isinstance(stream, types.GeneratorType):

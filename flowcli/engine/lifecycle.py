@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, func, insert, select
 
 from flowcli.db import session_store as store
-from flowcli.db.models import FlowTemplate, Message, Role, SessionRole, StepExecutionLog
+from flowcli.db.models import (
+    flow_templates_table,
+    messages_table,
+    roles_table,
+    session_roles_table,
+    step_logs_table,
+)
 from flowcli.engine.snapshot import loads_json, parse_snapshot
 from flowcli.engine.state import EngineState
 from flowcli.errors import NotFoundError, SessionStateError, UsageError
@@ -21,8 +27,8 @@ from flowcli.errors import NotFoundError, SessionStateError, UsageError
 if TYPE_CHECKING:
     from flowcli.db.connection import Database
 
-templates_t = FlowTemplate.__table__
-roles_t = Role.__table__
+templates_t = flow_templates_table
+roles_t = roles_table
 MAX_TOPIC = 2000
 MAX_VAR_CHARS = 65_536
 SESSION_STATUSES = ("not_started", "running", "paused", "finished", "failed", "cancelled")
@@ -73,7 +79,9 @@ def create_session(
     try:
         vars_json = json.dumps(variables, ensure_ascii=False)
     except (ValueError, RecursionError):
-        raise UsageError("session variables are not JSON-serialisable or nested too deeply") from None
+        raise UsageError(
+            "session variables are not JSON-serialisable or nested too deeply"
+        ) from None
     now = store.utcnow()
     with db.write() as conn:
         flow = template_row(conn, flow_id)
@@ -100,42 +108,79 @@ def create_session(
             wanted = role_map.get(ref, ref)
             row = conn.execute(select(roles_t).where(roles_t.c.name == wanted)).mappings().first()
             if row is None and wanted.isdigit():
-                row = conn.execute(select(roles_t).where(roles_t.c.id == int(wanted))).mappings().first()
+                row = (
+                    conn.execute(select(roles_t).where(roles_t.c.id == int(wanted)))
+                    .mappings()
+                    .first()
+                )
             if row is None:
                 hint = f"--role {ref}=ROLE" if ref not in role_map else "`flowcli role add`"
                 raise NotFoundError(f"role {wanted!r} (for {ref!r}) does not exist; use {hint}")
-            roles_snapshot[ref] = {"role_id": row["id"], "name": row["name"], "prompt": row["prompt"]}
+            roles_snapshot[ref] = {
+                "role_id": row["id"],
+                "name": row["name"],
+                "prompt": row["prompt"],
+            }
         snapshot = {
-            "id": flow["id"], "name": flow["name"], "topic": flow.get("topic"),
-            "type": flow["type"], "description": flow.get("description"),
-            "version": flow.get("version"), "is_active": flow.get("is_active"),
+            "id": flow["id"],
+            "name": flow["name"],
+            "topic": flow.get("topic"),
+            "type": flow["type"],
+            "description": flow.get("description"),
+            "version": flow.get("version"),
+            "is_active": flow.get("is_active"),
             "termination_config": loads_json(flow.get("termination_config"), {}),
             "responder": loads_json(flow.get("responder"), None),
-            "step_count": len(steps), "steps": steps,
+            "step_count": len(steps),
+            "steps": steps,
         }
-        result = conn.execute(insert(store.sessions_t).values(
-            user_id=user_id, topic=chosen_topic, flow_template_id=flow_id,
-            flow_snapshot=json.dumps(snapshot, ensure_ascii=False, default=str),
-            roles_snapshot=json.dumps(roles_snapshot, ensure_ascii=False),
-            status="not_started", current_step_id=None, current_round=0,
-            executed_steps_count=0, created_at=now, updated_at=now, version=1,
-            variables=vars_json, engine_state=EngineState().to_json(),
-        ))
+        result = conn.execute(
+            insert(store.sessions_t).values(
+                user_id=user_id,
+                topic=chosen_topic,
+                flow_template_id=flow_id,
+                flow_snapshot=json.dumps(snapshot, ensure_ascii=False, default=str),
+                roles_snapshot=json.dumps(roles_snapshot, ensure_ascii=False),
+                status="not_started",
+                current_step_id=None,
+                current_round=0,
+                executed_steps_count=0,
+                created_at=now,
+                updated_at=now,
+                version=1,
+                variables=vars_json,
+                engine_state=EngineState().to_json(),
+            )
+        )
         session_id = int(result.inserted_primary_key[0])  # type: ignore[index]
         for ref, snap in roles_snapshot.items():
-            conn.execute(insert(store.session_roles_t).values(
-                session_id=session_id, role_ref=ref, role_id=snap["role_id"], created_at=now,
-            ))
+            conn.execute(
+                insert(store.session_roles_t).values(
+                    session_id=session_id,
+                    role_ref=ref,
+                    role_id=snap["role_id"],
+                    created_at=now,
+                )
+            )
     return session_id
 
 
-def list_sessions(db: Database, status: list[str] | None = None, limit: int | None = None
-                  ) -> list[dict[str, Any]]:
+def list_sessions(
+    db: Database, status: list[str] | None = None, limit: int | None = None
+) -> list[dict[str, Any]]:
     t = store.sessions_t
     stmt = select(
-        t.c.id, t.c.status, t.c.flow_template_id, t.c.topic, t.c.current_step_id,
-        t.c.current_round, t.c.executed_steps_count, t.c.error_reason, t.c.created_at,
-        t.c.updated_at, t.c.ended_at,
+        t.c.id,
+        t.c.status,
+        t.c.flow_template_id,
+        t.c.topic,
+        t.c.current_step_id,
+        t.c.current_round,
+        t.c.executed_steps_count,
+        t.c.error_reason,
+        t.c.created_at,
+        t.c.updated_at,
+        t.c.ended_at,
     ).order_by(t.c.id)
     if status:
         bad = [s for s in status if s not in SESSION_STATUSES]
@@ -153,27 +198,47 @@ def list_sessions(db: Database, status: list[str] | None = None, limit: int | No
 def show_session(db: Database, session_id: int) -> dict[str, Any]:
     with db.read() as conn:
         row = store.load_session(conn, session_id)
-        logs_t = StepExecutionLog.__table__
-        msgs_t = Message.__table__
-        counts = dict(conn.execute(
-            select(logs_t.c.status, func.count()).where(logs_t.c.session_id == session_id)
-            .group_by(logs_t.c.status)
-        ).all())
+        logs_t = step_logs_table
+        msgs_t = messages_table
+        counts: dict[str, int] = dict(
+            conn.execute(
+                select(logs_t.c.status, func.count())
+                .where(logs_t.c.session_id == session_id)
+                .group_by(logs_t.c.status)
+            ).all()
+        )
         messages = conn.execute(
             select(func.count()).select_from(msgs_t).where(msgs_t.c.session_id == session_id)
         ).scalar()
-        roles = [dict(r) for r in conn.execute(
-            select(store.session_roles_t.c.role_ref, store.session_roles_t.c.role_id,
-                   roles_t.c.name)
-            .join(roles_t, roles_t.c.id == store.session_roles_t.c.role_id)
-            .where(store.session_roles_t.c.session_id == session_id)
-            .order_by(store.session_roles_t.c.id)
-        ).mappings()]
+        roles = [
+            dict(r)
+            for r in conn.execute(
+                select(
+                    store.session_roles_t.c.role_ref,
+                    store.session_roles_t.c.role_id,
+                    roles_t.c.name,
+                )
+                .join(roles_t, roles_t.c.id == store.session_roles_t.c.role_id)
+                .where(store.session_roles_t.c.session_id == session_id)
+                .order_by(store.session_roles_t.c.id)
+            ).mappings()
+        ]
     data: dict[str, Any] = {
-        k: getattr(row, k) for k in (
-            "id", "topic", "flow_template_id", "status", "current_step_id", "current_round",
-            "executed_steps_count", "error_reason", "created_at", "updated_at", "ended_at",
-            "lease_owner", "lease_expires_at",
+        k: getattr(row, k)
+        for k in (
+            "id",
+            "topic",
+            "flow_template_id",
+            "status",
+            "current_step_id",
+            "current_round",
+            "executed_steps_count",
+            "error_reason",
+            "created_at",
+            "updated_at",
+            "ended_at",
+            "lease_owner",
+            "lease_expires_at",
         )
     }
     data["variables"] = row.vars()
@@ -184,8 +249,14 @@ def show_session(db: Database, session_id: int) -> dict[str, Any]:
         snapshot = parse_snapshot(row.flow_snapshot)
         data["flow_name"] = snapshot.data.get("name")
         data["steps"] = [
-            {"id": s.id, "order": s.order, "speaker": s.speaker, "target": s.target,
-             "task_type": s.task_type, "current": s.id == row.current_step_id}
+            {
+                "id": s.id,
+                "order": s.order,
+                "speaker": s.speaker,
+                "target": s.target,
+                "task_type": s.task_type,
+                "current": s.id == row.current_step_id,
+            }
             for s in snapshot.steps
         ]
         data["warnings"] = snapshot.warnings()
@@ -217,8 +288,9 @@ def transition(db: Database, session_id: int, action: str) -> dict[str, Any]:
                 f"({action} applies to {', '.join(sorted(allowed))} sessions)"
             )
         values: dict[str, Any] = {"status": target}
-        if action == "start" or (action == "resume" and row.current_step_id is None
-                                 and status != "failed"):
+        if action == "start" or (
+            action == "resume" and row.current_step_id is None and status != "failed"
+        ):
             first = parse_snapshot(row.flow_snapshot).first_step()
             values.update(current_step_id=first.id, current_round=1)
         if action == "resume" and status == "failed":
@@ -243,23 +315,30 @@ def delete_session(db: Database, session_id: int) -> dict[str, int]:
     The children are deleted explicitly: databases whose foreign keys predate flowcli
     have no ON DELETE CASCADE.
     """
-    logs_t = StepExecutionLog.__table__
-    msgs_t = Message.__table__
-    sr_t = SessionRole.__table__
+    logs_t = step_logs_table
+    msgs_t = messages_table
+    sr_t = session_roles_table
     with db.write() as conn:
         store.load_session(conn, session_id)
         # Self-references first, so no row points at one being deleted.
-        conn.execute(logs_t.update().where(logs_t.c.session_id == session_id)
-                     .values(parent_log_id=None))
-        conn.execute(msgs_t.update().where(msgs_t.c.session_id == session_id)
-                     .values(reply_to_message_id=None))
+        conn.execute(
+            logs_t.update().where(logs_t.c.session_id == session_id).values(parent_log_id=None)
+        )
+        conn.execute(
+            msgs_t.update()
+            .where(msgs_t.c.session_id == session_id)
+            .values(reply_to_message_id=None)
+        )
         counts = {
             "step_execution_logs": conn.execute(
-                delete(logs_t).where(logs_t.c.session_id == session_id)).rowcount,
+                delete(logs_t).where(logs_t.c.session_id == session_id)
+            ).rowcount,
             "messages": conn.execute(
-                delete(msgs_t).where(msgs_t.c.session_id == session_id)).rowcount,
+                delete(msgs_t).where(msgs_t.c.session_id == session_id)
+            ).rowcount,
             "session_roles": conn.execute(
-                delete(sr_t).where(sr_t.c.session_id == session_id)).rowcount,
+                delete(sr_t).where(sr_t.c.session_id == session_id)
+            ).rowcount,
         }
         conn.execute(delete(store.sessions_t).where(store.sessions_t.c.id == session_id))
     return counts

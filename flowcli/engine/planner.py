@@ -91,7 +91,10 @@ def advance(
             loop_result, loop_check = "loop_continue", True
             own.jumps = jumps + 1
             target = snapshot.by_order.get(step.loop.to_order)
-            reason = f"loop back to step {step.loop.to_order} (jump {jumps + 1} of {step.loop.max_loops})"
+            reason = (
+                f"loop back to step {step.loop.to_order} "
+                f"(jump {jumps + 1} of {step.loop.max_loops})"
+            )
         else:
             loop_result, loop_check = "loop_break", False
             reason = f"loop done: {jumps} of {step.loop.max_loops} jumps made"

@@ -19,7 +19,7 @@ from flowcli.errors import ExpressionError, ResponderError, UsageError
 
 DEFAULT_TEMPLATE = (
     "[{{ speaker }}{% if target %} → {{ target }}{% endif %}] {{ task_type }} on "
-    "\"{{ topic }}\" (round {{ round }}, step {{ step }}"
+    '"{{ topic }}" (round {{ round }}, step {{ step }}'
     "{% if loop_iteration %}, loop {{ loop_iteration }}{% endif %})"
 )
 
@@ -119,13 +119,15 @@ class OpenAIResponder:
             messages.append({"role": role, "content": f"{msg.speaker or 'unknown'}: {msg.content}"})
         instruction = TASK_INSTRUCTIONS.get(request.task_type, "Respond to the discussion.")
         instruction = instruction.format(target=request.target or "the others")
-        messages.append({
-            "role": "user",
-            "content": (
-                f"Topic: {request.topic}\nYou are {request.speaker}. Task ({request.task_type}): "
-                f"{instruction}"
-            ),
-        })
+        messages.append(
+            {
+                "role": "user",
+                "content": (
+                    f"Topic: {request.topic}\nYou are {request.speaker}. "
+                    f"Task ({request.task_type}): {instruction}"
+                ),
+            }
+        )
         return messages
 
     def respond(self, request: ResponderRequest) -> ResponderReply:
@@ -163,9 +165,10 @@ class OpenAIResponder:
             headers["Authorization"] = f"Bearer {self.api_key}"
         deadline = time.monotonic() + self.timeout
         try:
-            with httpx.Client(timeout=httpx.Timeout(self.timeout)) as client, client.stream(
-                "POST", url, json=body, headers=headers
-            ) as response:
+            with (
+                httpx.Client(timeout=httpx.Timeout(self.timeout)) as client,
+                client.stream("POST", url, json=body, headers=headers) as response,
+            ):
                 chunks = []
                 # A server that drips bytes slowly never trips a per-read timeout;
                 # the overall deadline does.
@@ -203,7 +206,9 @@ class OpenAIResponder:
             if not isinstance(content, str):
                 raise TypeError("content is not text")
         except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise ResponderError(f"LLM returned a malformed response ({exc})", transient=True) from None
+            raise ResponderError(
+                f"LLM returned a malformed response ({exc})", transient=True
+            ) from None
         usage = data.get("usage") if isinstance(data, dict) else None
         tokens = None
         if isinstance(usage, dict):
@@ -246,7 +251,9 @@ def build_responder(options: ResponderOptions, flow_responder: dict[str, Any] | 
         except ExpressionError as exc:
             raise UsageError(f"responder template is invalid: {exc}") from None
     if kind == "openai":
-        base_url = options.base_url or os.environ.get("FLOWCLI_LLM_BASE_URL") or flow.get("base_url")
+        base_url = (
+            options.base_url or os.environ.get("FLOWCLI_LLM_BASE_URL") or flow.get("base_url")
+        )
         model = options.model or os.environ.get("FLOWCLI_LLM_MODEL") or flow.get("model")
         if not base_url:
             raise UsageError("the openai responder needs --llm-base-url or FLOWCLI_LLM_BASE_URL")

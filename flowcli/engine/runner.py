@@ -135,7 +135,11 @@ def _view(row: tuple[Any, ...] | None) -> Any:
         return None
     mid, speaker, target, content, section, round_index = row
     return MessageView(
-        id=mid, speaker=speaker, target=target, content=content, section=section,
+        id=mid,
+        speaker=speaker,
+        target=target,
+        content=content,
+        section=section,
         round=round_index,
     )
 
@@ -259,9 +263,14 @@ class SessionRunner:
         if row.status == "not_started" or row.current_step_id is None:
             first = snapshot.first_step()
             store.update_session(
-                conn, row,
-                {"status": "running", "current_step_id": first.id, "current_round": 1,
-                 "executed_steps_count": row.executed_steps_count or 0},
+                conn,
+                row,
+                {
+                    "status": "running",
+                    "current_step_id": first.id,
+                    "current_round": 1,
+                    "executed_steps_count": row.executed_steps_count or 0,
+                },
                 bump_version=True,
             )
         executed = row.executed_steps_count or 0
@@ -271,8 +280,15 @@ class SessionRunner:
                 "before the flow finished"
             )
             store.update_session(conn, row, {"status": "failed", "error_reason": reason[:500]})
-            return StepResult(session=row.position(), step=None, log=None, message=None,
-                              failed=True, error=reason, session_failed=True)
+            return StepResult(
+                session=row.position(),
+                step=None,
+                log=None,
+                message=None,
+                failed=True,
+                error=reason,
+                session_failed=True,
+            )
         step = snapshot.step(row.current_step_id)
         plan = plan_step(snapshot, step, row.current_round or 1, state)
         roles_snapshot = loads_json(row.roles_snapshot, {})
@@ -291,10 +307,16 @@ class SessionRunner:
         }
         sid = row.id
         prep = _Prepared(
-            row=row, snapshot=snapshot, state=state, plan=plan,
-            names=_LazyNames(values, {}), roles_snapshot=roles_snapshot,
+            row=row,
+            snapshot=snapshot,
+            state=state,
+            plan=plan,
+            names=_LazyNames(values, {}),
+            roles_snapshot=roles_snapshot,
             execution_order=store.next_execution_order(conn, sid),
-            started_at=now, t0=time.perf_counter(), conn=conn,
+            started_at=now,
+            t0=time.perf_counter(),
+            conn=conn,
         )
 
         # The loaders read through prep.conn: a claimed step records its result on a
@@ -303,10 +325,13 @@ class SessionRunner:
             assert prep.conn is not None
             return prep.conn
 
-        prep.names = _LazyNames(values, {
-            "last": lambda: _view(store.last_message_view(current(), sid)),
-            "messages": lambda: [_view(r) for r in store.all_message_views(current(), sid)],
-        })
+        prep.names = _LazyNames(
+            values,
+            {
+                "last": lambda: _view(store.last_message_view(current(), sid)),
+                "messages": lambda: [_view(r) for r in store.all_message_views(current(), sid)],
+            },
+        )
         return prep
 
     def _recover_abandoned(
@@ -326,18 +351,24 @@ class SessionRunner:
         if not abandoned and row.lease_owner is None:
             return
         for log in abandoned:
-            store.update_log(conn, log["id"], {
-                "status": "failed",
-                "result_type": "error",
-                "error_message": (
-                    f"interrupted: the process running this step ({row.lease_owner or 'unknown'}) "
-                    "stopped before finishing it; the step runs again"
-                ),
-                "completed_at": now,
-            })
+            store.update_log(
+                conn,
+                log["id"],
+                {
+                    "status": "failed",
+                    "result_type": "error",
+                    "error_message": (
+                        "interrupted: the process running this step "
+                        f"({row.lease_owner or 'unknown'}) stopped before finishing it; "
+                        "the step runs again"
+                    ),
+                    "completed_at": now,
+                },
+            )
             state.failed_attempts += 1
         store.update_session(
-            conn, row,
+            conn,
+            row,
             {"lease_owner": None, "lease_expires_at": None, "engine_state": state.to_json()},
         )
 
@@ -355,8 +386,14 @@ class SessionRunner:
             value = compile_expression(cond).evaluate_bool(prep.names)
         except ExpressionError as exc:
             return self._record_failure(
-                conn, prep, None, f"condition {cond!r}: {exc}", retryable=False,
-                retries_left=retries_left, retry_after=None, claim_log_id=None,
+                conn,
+                prep,
+                None,
+                f"condition {cond!r}: {exc}",
+                retryable=False,
+                retries_left=retries_left,
+                retry_after=None,
+                claim_log_id=None,
             )
         prep.condition_value = value
         if value:
@@ -370,22 +407,33 @@ class SessionRunner:
         step = prep.plan.step
         n = step.context_param.get("n", 5)
         rows = store.message_views(
-            conn, prep.row.id, scope=step.context_scope, round_=prep.plan.round,
+            conn,
+            prep.row.id,
+            scope=step.context_scope,
+            round_=prep.plan.round,
             n=n if isinstance(n, int) and not isinstance(n, bool) else 5,
         )
         prep.context_ids = [r[0] for r in rows]
         prep.context_views = [_view(r) for r in rows]
         prompt_key = step.speaker
         if prompt_key not in self._role_prompts:
-            self._role_prompts[prompt_key] = store.role_prompt(conn, step.speaker, prep.roles_snapshot)
+            self._role_prompts[prompt_key] = store.role_prompt(
+                conn, step.speaker, prep.roles_snapshot
+            )
 
-    def _call(self, responder: Responder, prep: _Prepared) -> tuple[ResponderReply | None, ResponderError | None]:
+    def _call(
+        self, responder: Responder, prep: _Prepared
+    ) -> tuple[ResponderReply | None, ResponderError | None]:
         step = prep.plan.step
         request = ResponderRequest(
-            session_id=prep.row.id, topic=prep.row.topic, speaker=step.speaker,
-            target=step.target, task_type=step.task_type,
+            session_id=prep.row.id,
+            topic=prep.row.topic,
+            speaker=step.speaker,
+            target=step.target,
+            task_type=step.task_type,
             speaker_prompt=self._role_prompts.get(step.speaker),
-            context=prep.context_views, names=prep.names,
+            context=prep.context_views,
+            names=prep.names,
         )
         try:
             return responder.respond(request), None
@@ -399,12 +447,24 @@ class SessionRunner:
         self._load_context(conn, prep)
         timeout = getattr(responder, "timeout", 60.0) * (getattr(responder, "retries", 0) + 1)
         lease_until = store.utcnow() + timedelta(seconds=timeout + LEASE_MARGIN_SECONDS)
-        log_id = store.insert_log(conn, self._log_values(prep, {
-            "status": "running", "result_type": None,
-        }))
-        store.update_session(conn, prep.row, {
-            "lease_owner": self.owner, "lease_expires_at": lease_until,
-        })
+        log_id = store.insert_log(
+            conn,
+            self._log_values(
+                prep,
+                {
+                    "status": "running",
+                    "result_type": None,
+                },
+            ),
+        )
+        store.update_session(
+            conn,
+            prep.row,
+            {
+                "lease_owner": self.owner,
+                "lease_expires_at": lease_until,
+            },
+        )
         return log_id
 
     def _log_values(self, prep: _Prepared, extra: dict[str, Any]) -> dict[str, Any]:
@@ -450,18 +510,26 @@ class SessionRunner:
         }
 
     def _record_skip(self, conn: Connection, prep: _Prepared) -> StepResult:
-        values = self._log_values(prep, {
-            "status": "skipped", "result_type": "condition_false",
-            "condition_evaluation": False, **self._finish_values(prep),
-        })
+        values = self._log_values(
+            prep,
+            {
+                "status": "skipped",
+                "result_type": "condition_false",
+                "condition_evaluation": False,
+                **self._finish_values(prep),
+            },
+        )
         log_id = store.insert_log(conn, values)
         decision = advance(prep.snapshot, prep.plan, prep.state, log_id=log_id, ran=False)
-        data = {"skipped": True, "condition": prep.plan.step.condition,
-                "decision": decision.reason}
+        data = {"skipped": True, "condition": prep.plan.step.condition, "decision": decision.reason}
         self._write_position(conn, prep, decision, None, log_id, data, values)
         return StepResult(
-            session=prep.row.position(), step=prep.plan.step, log={"id": log_id, **values},
-            message=None, decision=decision, condition=prep.plan.step.condition,
+            session=prep.row.position(),
+            step=prep.plan.step,
+            log={"id": log_id, **values},
+            message=None,
+            decision=decision,
+            condition=prep.plan.step.condition,
             condition_value=False,
         )
 
@@ -478,19 +546,26 @@ class SessionRunner:
         if error is not None or reply is None:
             assert error is not None
             return self._record_failure(
-                conn, prep, responder, str(error), retryable=error.transient,
-                retries_left=retries_left, retry_after=error.retry_after,
+                conn,
+                prep,
+                responder,
+                str(error),
+                retryable=error.transient,
+                retries_left=retries_left,
+                retry_after=error.retry_after,
                 claim_log_id=claim_log_id,
             )
         if claim_log_id is None:
             self._load_context(conn, prep)
         step = prep.plan.step
         roles = self._session_roles(conn, prep.row.id)
-        speaker_sr = store.ensure_session_role(conn, prep.row.id, step.speaker,
-                                               prep.roles_snapshot, roles)
+        speaker_sr = store.ensure_session_role(
+            conn, prep.row.id, step.speaker, prep.roles_snapshot, roles
+        )
         target_sr = (
             store.ensure_session_role(conn, prep.row.id, step.target, prep.roles_snapshot, roles)
-            if step.target else None
+            if step.target
+            else None
         )
         now = store.utcnow()
         message_values = {
@@ -504,34 +579,66 @@ class SessionRunner:
             "created_at": now,
         }
         message_id = store.insert_message(conn, message_values)
-        message = {"id": message_id, **message_values, "speaker": step.speaker,
-                   "target": step.target}
+        message = {
+            "id": message_id,
+            **message_values,
+            "speaker": step.speaker,
+            "target": step.target,
+        }
         executed = (prep.row.executed_steps_count or 0) + 1
         after = prep.names.with_new_message(
-            _view((message_id, step.speaker, step.target, reply.content, step.task_type,
-                   prep.plan.round)),
+            _view(
+                (
+                    message_id,
+                    step.speaker,
+                    step.target,
+                    reply.content,
+                    step.task_type,
+                    prep.plan.round,
+                )
+            ),
             executed,
         )
         exit_met, loop_error = self._exit_condition(step, after)
         if loop_error is not None:
             return self._record_failure(
-                conn, prep, responder, loop_error, retryable=False, retries_left=0,
-                retry_after=None, claim_log_id=claim_log_id, rollback_message=message_id,
+                conn,
+                prep,
+                responder,
+                loop_error,
+                retryable=False,
+                retries_left=0,
+                retry_after=None,
+                claim_log_id=claim_log_id,
+                rollback_message=message_id,
             )
-        log_values = self._log_values(prep, {
-            "status": "completed", **self._finish_values(prep),
-        })
-        if claim_log_id is None:
-            log_id = store.insert_log(conn, log_values)
-        else:
-            log_id = claim_log_id
-        decision = advance(prep.snapshot, prep.plan, prep.state, log_id=log_id, ran=True,
-                           exit_condition_met=exit_met)
+        log_values = self._log_values(
+            prep,
+            {
+                "status": "completed",
+                **self._finish_values(prep),
+            },
+        )
+        log_id = store.insert_log(conn, log_values) if claim_log_id is None else claim_log_id
+        decision = advance(
+            prep.snapshot,
+            prep.plan,
+            prep.state,
+            log_id=log_id,
+            ran=True,
+            exit_condition_met=exit_met,
+        )
         end_met, end_error = self._end_condition(prep.snapshot, after)
         if end_error is not None:
             return self._record_failure(
-                conn, prep, responder, end_error, retryable=False, retries_left=0,
-                retry_after=None, claim_log_id=claim_log_id or log_id,
+                conn,
+                prep,
+                responder,
+                end_error,
+                retryable=False,
+                retries_left=0,
+                retry_after=None,
+                claim_log_id=claim_log_id or log_id,
                 rollback_message=message_id,
             )
         if end_met and not decision.finished:
@@ -550,15 +657,22 @@ class SessionRunner:
             "end_condition": end_met,
             "decision": decision.reason,
         }
-        self._write_position(conn, prep, decision, message, log_id, data, log_values,
-                             update_log=True)
+        self._write_position(
+            conn, prep, decision, message, log_id, data, log_values, update_log=True
+        )
         return StepResult(
-            session=prep.row.position(), step=step, log={"id": log_id, **log_values},
-            message=message, decision=decision, condition=step.condition,
+            session=prep.row.position(),
+            step=step,
+            log={"id": log_id, **log_values},
+            message=message,
+            decision=decision,
+            condition=step.condition,
             condition_value=prep.condition_value,
         )
 
-    def _exit_condition(self, step: Step, names: Mapping[str, Any]) -> tuple[bool | None, str | None]:
+    def _exit_condition(
+        self, step: Step, names: Mapping[str, Any]
+    ) -> tuple[bool | None, str | None]:
         exit_cond = step.exit_condition
         if step.loop is None or exit_cond is None:
             return None, None
@@ -576,7 +690,9 @@ class SessionRunner:
                 return None, f"exit condition {expr!r}: {exc}"
         return None, None
 
-    def _end_condition(self, snapshot: FlowSnapshot, names: Mapping[str, Any]) -> tuple[bool, str | None]:
+    def _end_condition(
+        self, snapshot: FlowSnapshot, names: Mapping[str, Any]
+    ) -> tuple[bool, str | None]:
         cond = snapshot.end_condition
         if cond is None:
             return False, None
@@ -609,12 +725,24 @@ class SessionRunner:
         data["finished"] = decision.finished
         log_values["result_data"] = bounded_dumps(data)
         if update_log:
-            store.update_log(conn, log_id, {
-                k: log_values[k] for k in (
-                    "status", "result_type", "result_data", "loop_check_result",
-                    "completed_at", "duration_ms", "memory_usage_mb", "condition_evaluation",
-                ) if k in log_values
-            })
+            store.update_log(
+                conn,
+                log_id,
+                {
+                    k: log_values[k]
+                    for k in (
+                        "status",
+                        "result_type",
+                        "result_data",
+                        "loop_check_result",
+                        "completed_at",
+                        "duration_ms",
+                        "memory_usage_mb",
+                        "condition_evaluation",
+                    )
+                    if k in log_values
+                },
+            )
         values: dict[str, Any] = {
             "current_step_id": decision.next_step.id if decision.next_step else None,
             "current_round": decision.next_round,
@@ -647,35 +775,68 @@ class SessionRunner:
 
             conn.execute(delete(store.messages_t).where(store.messages_t.c.id == rollback_message))
         final = not retryable or retries_left <= 0
-        data = {"responder": responder.describe() if responder else None,
-                "retryable": retryable, "final": final}
-        values = self._log_values(prep, {
-            "status": "failed", "result_type": "error", "error_message": message,
-            "result_data": bounded_dumps(data), **self._finish_values(prep),
-        })
+        data = {
+            "responder": responder.describe() if responder else None,
+            "retryable": retryable,
+            "final": final,
+        }
+        values = self._log_values(
+            prep,
+            {
+                "status": "failed",
+                "result_type": "error",
+                "error_message": message,
+                "result_data": bounded_dumps(data),
+                **self._finish_values(prep),
+            },
+        )
         if claim_log_id is None:
             log_id = store.insert_log(conn, values)
         else:
             log_id = claim_log_id
-            store.update_log(conn, log_id, {
-                k: values[k] for k in ("status", "result_type", "error_message", "result_data",
-                                       "completed_at", "duration_ms", "memory_usage_mb")
-            })
+            store.update_log(
+                conn,
+                log_id,
+                {
+                    k: values[k]
+                    for k in (
+                        "status",
+                        "result_type",
+                        "error_message",
+                        "result_data",
+                        "completed_at",
+                        "duration_ms",
+                        "memory_usage_mb",
+                    )
+                },
+            )
         state = prep.state.copy()
         state.failed_attempts += 1
         session_values: dict[str, Any] = {
-            "engine_state": state.to_json(), "lease_owner": None, "lease_expires_at": None,
+            "engine_state": state.to_json(),
+            "lease_owner": None,
+            "lease_expires_at": None,
         }
         if final:
-            reason = f"step {prep.plan.step.order} failed after {prep.plan.attempt} attempt(s): {message}"
+            reason = (
+                f"step {prep.plan.step.order} failed after {prep.plan.attempt} attempt(s): "
+                f"{message}"
+            )
             session_values["status"] = "failed"
             session_values["error_reason"] = reason[:500]
         store.update_session(conn, prep.row, session_values)
         return StepResult(
-            session=prep.row.position(), step=prep.plan.step, log={"id": log_id, **values},
-            message=None, condition=prep.plan.step.condition,
-            condition_value=prep.condition_value, failed=True, retryable=retryable and not final,
-            retry_after=retry_after, error=message, session_failed=final,
+            session=prep.row.position(),
+            step=prep.plan.step,
+            log={"id": log_id, **values},
+            message=None,
+            condition=prep.plan.step.condition,
+            condition_value=prep.condition_value,
+            failed=True,
+            retryable=retryable and not final,
+            retry_after=retry_after,
+            error=message,
+            session_failed=final,
         )
 
 
@@ -684,7 +845,7 @@ def accept_flag(content: str) -> bool:
     text = (content or "").strip()
     if text.startswith("```"):
         text = text.strip("`")
-        text = text[text.find("{"):] if "{" in text else text
+        text = text[text.find("{") :] if "{" in text else text
     try:
         data = json.loads(text)
     except ValueError:
@@ -692,7 +853,7 @@ def accept_flag(content: str) -> bool:
         if start < 0 or end <= start:
             return False
         try:
-            data = json.loads(text[start:end + 1])
+            data = json.loads(text[start : end + 1])
         except ValueError:
             return False
     return isinstance(data, dict) and data.get("accept") is True
@@ -802,8 +963,9 @@ def auto(
                 reason = "until_step"
                 break
         try:
-            result = runner.run_step(retries=retries, backoff=backoff, sleep=sleep,
-                                     on_attempt=count_attempt)
+            result = runner.run_step(
+                retries=retries, backoff=backoff, sleep=sleep, on_attempt=count_attempt
+            )
         except SessionStateError as exc:
             with db.read() as conn:
                 position = store.load_session(conn, session_id).position()
@@ -818,12 +980,22 @@ def auto(
         snapshot = runner._snapshot_cache[1] if runner._snapshot_cache else snapshot
     failed_attempts = len(failures)
     return AutoSummary(
-        session_id=session_id, steps_run=steps_run, failed_attempts=failed_attempts,
-        final_status=position.get("status"), stop_reason=reason, session=position,
-        elapsed_s=round(time.perf_counter() - t0, 3), error=error,
+        session_id=session_id,
+        steps_run=steps_run,
+        failed_attempts=failed_attempts,
+        final_status=position.get("status"),
+        stop_reason=reason,
+        session=position,
+        elapsed_s=round(time.perf_counter() - t0, 3),
+        error=error,
     )
 
 
 __all__ = [
-    "AutoSummary", "FlowcliError", "SessionRunner", "StepResult", "auto", "run_next_step",
+    "AutoSummary",
+    "FlowcliError",
+    "SessionRunner",
+    "StepResult",
+    "auto",
+    "run_next_step",
 ]

@@ -207,9 +207,10 @@ class FlowSnapshot:
         best: Loop | None = None
         for s in self.steps:
             loop = s.loop
-            if loop is not None and loop.contains(order):
-                if best is None or (loop.at_order - loop.to_order) < (best.at_order - best.to_order):
-                    best = loop
+            if loop is None or not loop.contains(order):
+                continue
+            if best is None or loop.at_order - loop.to_order < best.at_order - best.to_order:
+                best = loop
         return best
 
     def warnings(self) -> list[str]:

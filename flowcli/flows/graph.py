@@ -41,7 +41,7 @@ def flow_graph(flow: dict[str, Any], fmt: str = "mermaid") -> str:
             lines.append(f'  {node} [shape=box, label="{label}"];')
         lines.append('  done [shape=doublecircle, label="end"];')
         for a, b, text in edges:
-            style = ', style=dashed' if text.startswith("loop") else ""
+            style = ", style=dashed" if text.startswith("loop") else ""
             lines.append(f'  {a} -> {b} [label="{text}"{style}];')
         lines.append("}")
         return "\n".join(lines)

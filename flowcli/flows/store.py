@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
-from flowcli.db.models import FlowStep, FlowTemplate, Role, Session, StepExecutionLog
+from flowcli.db.models import (
+    flow_steps_table,
+    flow_templates_table,
+    roles_table,
+    sessions_table,
+    step_logs_table,
+)
 from flowcli.db.session_store import utcnow
 from flowcli.engine.snapshot import loads_json
 from flowcli.errors import FlowcliError, NotFoundError, UsageError
@@ -23,15 +29,24 @@ if TYPE_CHECKING:
     from flowcli.db.connection import Database
     from flowcli.flows.spec import FlowDocument
 
-templates_t = FlowTemplate.__table__
-steps_t = FlowStep.__table__
-roles_t = Role.__table__
-sessions_t = Session.__table__
-logs_t = StepExecutionLog.__table__
+templates_t = flow_templates_table
+steps_t = flow_steps_table
+roles_t = roles_table
+sessions_t = sessions_table
+logs_t = step_logs_table
 
 STEP_FIELDS = (
-    "id", "flow_template_id", "order", "speaker_role_ref", "target_role_ref", "task_type",
-    "context_scope", "context_param", "logic_config", "next_step_id", "description",
+    "id",
+    "flow_template_id",
+    "order",
+    "speaker_role_ref",
+    "target_role_ref",
+    "task_type",
+    "context_scope",
+    "context_param",
+    "logic_config",
+    "next_step_id",
+    "description",
 )
 
 
@@ -93,7 +108,8 @@ def import_flow(db: Database, doc: FlowDocument, *, replace: bool = False) -> Im
             "is_active": doc.is_active,
             "termination_config": (
                 json.dumps(doc.termination_config.model_dump(exclude_none=True))
-                if doc.termination_config else None
+                if doc.termination_config
+                else None
             ),
             "responder": (
                 json.dumps(doc.responder.model_dump(exclude_none=True)) if doc.responder else None
@@ -104,7 +120,8 @@ def import_flow(db: Database, doc: FlowDocument, *, replace: bool = False) -> Im
             template_id = int(existing[0])
             version = doc.version or existing[1]
             conn.execute(
-                update(templates_t).where(templates_t.c.id == template_id)
+                update(templates_t)
+                .where(templates_t.c.id == template_id)
                 .values(**values, version=version)
             )
             _retire_steps(conn, template_id)
@@ -119,8 +136,13 @@ def import_flow(db: Database, doc: FlowDocument, *, replace: bool = False) -> Im
         for step in doc.steps:
             conn.execute(insert(steps_t).values(**_step_row(template_id, step)))
     return ImportResult(
-        id=template_id, name=doc.name, version=version, replaced=existing is not None and replace,
-        steps=len(doc.steps), roles_created=created, roles_updated=updated,
+        id=template_id,
+        name=doc.name,
+        version=version,
+        replaced=existing is not None and replace,
+        steps=len(doc.steps),
+        roles_created=created,
+        roles_updated=updated,
     )
 
 
@@ -130,15 +152,21 @@ def _retire_steps(conn: Connection, template_id: int) -> None:
     Log rows reference steps by id and sessions run from snapshots holding those ids,
     so a step any session knows must stay; it leaves the flow by taking order -id.
     """
-    rows = conn.execute(
-        select(steps_t.c.id).where(steps_t.c.flow_template_id == template_id,
-                                   steps_t.c.order > 0)
-    ).scalars().all()
+    rows = (
+        conn.execute(
+            select(steps_t.c.id).where(
+                steps_t.c.flow_template_id == template_id, steps_t.c.order > 0
+            )
+        )
+        .scalars()
+        .all()
+    )
     if not rows:
         return
     used = set(
         conn.execute(select(logs_t.c.step_id).where(logs_t.c.step_id.in_(rows)).distinct())
-        .scalars().all()
+        .scalars()
+        .all()
     )
     for snap in conn.execute(
         select(sessions_t.c.flow_snapshot).where(sessions_t.c.flow_template_id == template_id)
@@ -148,9 +176,7 @@ def _retire_steps(conn: Connection, template_id: int) -> None:
             if isinstance(step, dict) and step.get("id") in rows:
                 used.add(step["id"])
     # Nothing may keep pointing at a step that leaves the flow.
-    conn.execute(
-        update(steps_t).where(steps_t.c.next_step_id.in_(rows)).values(next_step_id=None)
-    )
+    conn.execute(update(steps_t).where(steps_t.c.next_step_id.in_(rows)).values(next_step_id=None))
     for step_id in rows:
         if step_id in used:
             conn.execute(update(steps_t).where(steps_t.c.id == step_id).values(order=-step_id))
@@ -158,9 +184,7 @@ def _retire_steps(conn: Connection, template_id: int) -> None:
             conn.execute(delete(steps_t).where(steps_t.c.id == step_id))
 
 
-def _upsert_roles(
-    conn: Connection, roles: dict[str, str], now: Any
-) -> tuple[list[str], list[str]]:
+def _upsert_roles(conn: Connection, roles: dict[str, str], now: Any) -> tuple[list[str], list[str]]:
     created: list[str] = []
     updated: list[str] = []
     for name, prompt in roles.items():
@@ -168,12 +192,16 @@ def _upsert_roles(
             select(roles_t.c.id, roles_t.c.prompt).where(roles_t.c.name == name)
         ).first()
         if current is None:
-            conn.execute(insert(roles_t).values(name=name, prompt=prompt, created_at=now,
-                                                updated_at=now))
+            conn.execute(
+                insert(roles_t).values(name=name, prompt=prompt, created_at=now, updated_at=now)
+            )
             created.append(name)
         elif current[1] != prompt:
-            conn.execute(update(roles_t).where(roles_t.c.id == current[0])
-                         .values(prompt=prompt, updated_at=now))
+            conn.execute(
+                update(roles_t)
+                .where(roles_t.c.id == current[0])
+                .values(prompt=prompt, updated_at=now)
+            )
             updated.append(name)
     return created, updated
 
@@ -203,7 +231,9 @@ def flow_steps(conn: Connection, template_id: int) -> list[dict[str, Any]]:
 
 
 def template_row(conn: Connection, template_id: int) -> dict[str, Any]:
-    row = conn.execute(select(templates_t).where(templates_t.c.id == template_id)).mappings().first()
+    row = (
+        conn.execute(select(templates_t).where(templates_t.c.id == template_id)).mappings().first()
+    )
     if row is None:
         raise NotFoundError(f"flow {template_id} does not exist")
     return dict(row)
@@ -216,7 +246,8 @@ def get_flow(db: Database, template_id: int) -> dict[str, Any]:
         flow["responder"] = loads_json(flow.get("responder"), None)
         flow["steps"] = flow_steps(conn, template_id)
         flow["session_count"] = conn.execute(
-            select(func.count()).select_from(sessions_t)
+            select(func.count())
+            .select_from(sessions_t)
             .where(sessions_t.c.flow_template_id == template_id)
         ).scalar()
     return flow
@@ -224,17 +255,23 @@ def get_flow(db: Database, template_id: int) -> dict[str, Any]:
 
 def list_flows(db: Database) -> list[dict[str, Any]]:
     with db.read() as conn:
-        counts = dict(
+        counts: dict[int, int] = dict(
             conn.execute(
                 select(steps_t.c.flow_template_id, func.count())
-                .where(steps_t.c.order > 0).group_by(steps_t.c.flow_template_id)
+                .where(steps_t.c.order > 0)
+                .group_by(steps_t.c.flow_template_id)
             ).all()
         )
         rows = conn.execute(
-            select(templates_t.c.id, templates_t.c.name, templates_t.c.type,
-                   templates_t.c.version, templates_t.c.is_active, templates_t.c.topic,
-                   templates_t.c.created_at)
-            .order_by(templates_t.c.id)
+            select(
+                templates_t.c.id,
+                templates_t.c.name,
+                templates_t.c.type,
+                templates_t.c.version,
+                templates_t.c.is_active,
+                templates_t.c.topic,
+                templates_t.c.created_at,
+            ).order_by(templates_t.c.id)
         ).mappings()
         return [{**dict(r), "step_count": counts.get(r["id"], 0)} for r in rows]
 
@@ -252,9 +289,15 @@ def export_flow(db: Database, template_id: int) -> dict[str, Any]:
             if ref not in refs:
                 refs.append(ref)
     with db.read() as conn:
-        prompts = dict(conn.execute(
-            select(roles_t.c.name, roles_t.c.prompt).where(roles_t.c.name.in_(refs))
-        ).all()) if refs else {}
+        prompts = (
+            dict(
+                conn.execute(
+                    select(roles_t.c.name, roles_t.c.prompt).where(roles_t.c.name.in_(refs))
+                ).all()
+            )
+            if refs
+            else {}
+        )
     doc: dict[str, Any] = {"name": flow["name"]}
     for key in ("topic", "type", "description", "version"):
         if flow.get(key) not in (None, ""):
@@ -311,7 +354,9 @@ def _exportable_logic(logic: Any) -> dict[str, Any]:
 # --- roles --------------------------------------------------------------------------------
 
 
-def add_role(db: Database, name: str, prompt: str, *, update_existing: bool = False) -> dict[str, Any]:
+def add_role(
+    db: Database, name: str, prompt: str, *, update_existing: bool = False
+) -> dict[str, Any]:
     name = name.strip()
     if not name:
         raise UsageError("a role needs a name")
@@ -325,14 +370,17 @@ def add_role(db: Database, name: str, prompt: str, *, update_existing: bool = Fa
         if current is not None:
             if not update_existing:
                 raise FlowcliError(
-                    f"role {name!r} already exists (id {current}); use --update to change its prompt"
+                    f"role {name!r} already exists (id {current}); "
+                    "use --update to change its prompt"
                 )
-            conn.execute(update(roles_t).where(roles_t.c.id == current)
-                         .values(prompt=prompt, updated_at=now))
+            conn.execute(
+                update(roles_t).where(roles_t.c.id == current).values(prompt=prompt, updated_at=now)
+            )
             role_id = int(current)
         else:
-            result = conn.execute(insert(roles_t).values(name=name, prompt=prompt,
-                                                         created_at=now, updated_at=now))
+            result = conn.execute(
+                insert(roles_t).values(name=name, prompt=prompt, created_at=now, updated_at=now)
+            )
             role_id = int(result.inserted_primary_key[0])  # type: ignore[index]
     return get_role(db, str(role_id))
 
@@ -341,9 +389,11 @@ def get_role(db: Database, name_or_id: str) -> dict[str, Any]:
     with db.read() as conn:
         row = conn.execute(select(roles_t).where(roles_t.c.name == name_or_id)).mappings().first()
         if row is None and name_or_id.isdigit():
-            row = conn.execute(
-                select(roles_t).where(roles_t.c.id == int(name_or_id))
-            ).mappings().first()
+            row = (
+                conn.execute(select(roles_t).where(roles_t.c.id == int(name_or_id)))
+                .mappings()
+                .first()
+            )
         if row is None:
             raise NotFoundError(f"role {name_or_id!r} does not exist")
         return dict(row)

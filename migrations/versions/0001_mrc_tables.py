@@ -60,12 +60,16 @@ def upgrade() -> None:
         sa.Column("next_step_id", sa.Integer(), nullable=True),
         sa.Column("description", sa.String(length=500), nullable=True),
         sa.ForeignKeyConstraint(
-            ["flow_template_id"], ["flow_templates.id"],
-            name="fk_flow_steps_flow_template_id_flow_templates", ondelete="CASCADE",
+            ["flow_template_id"],
+            ["flow_templates.id"],
+            name="fk_flow_steps_flow_template_id_flow_templates",
+            ondelete="CASCADE",
         ),
         sa.ForeignKeyConstraint(
-            ["next_step_id"], ["flow_steps.id"],
-            name="fk_flow_steps_next_step_id_flow_steps", ondelete="SET NULL",
+            ["next_step_id"],
+            ["flow_steps.id"],
+            name="fk_flow_steps_next_step_id_flow_steps",
+            ondelete="SET NULL",
         ),
         sa.PrimaryKeyConstraint("id", name="pk_flow_steps"),
     )
@@ -87,7 +91,8 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(), nullable=True),
         sa.Column("ended_at", sa.DateTime(), nullable=True),
         sa.ForeignKeyConstraint(
-            ["flow_template_id"], ["flow_templates.id"],
+            ["flow_template_id"],
+            ["flow_templates.id"],
             name="fk_sessions_flow_template_id_flow_templates",
         ),
         sa.PrimaryKeyConstraint("id", name="pk_sessions"),
@@ -102,8 +107,10 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(), nullable=True),
         sa.ForeignKeyConstraint(["role_id"], ["roles.id"], name="fk_session_roles_role_id_roles"),
         sa.ForeignKeyConstraint(
-            ["session_id"], ["sessions.id"],
-            name="fk_session_roles_session_id_sessions", ondelete="CASCADE",
+            ["session_id"],
+            ["sessions.id"],
+            name="fk_session_roles_session_id_sessions",
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name="pk_session_roles"),
     )
@@ -132,12 +139,16 @@ def upgrade() -> None:
         sa.Column("step_snapshot", sa.Text(), nullable=True),
         sa.Column("context_snapshot", sa.Text(), nullable=True),
         sa.ForeignKeyConstraint(
-            ["parent_log_id"], ["step_execution_logs.id"],
-            name="fk_step_execution_logs_parent_log_id_step_execution_logs", ondelete="SET NULL",
+            ["parent_log_id"],
+            ["step_execution_logs.id"],
+            name="fk_step_execution_logs_parent_log_id_step_execution_logs",
+            ondelete="SET NULL",
         ),
         sa.ForeignKeyConstraint(
-            ["session_id"], ["sessions.id"],
-            name="fk_step_execution_logs_session_id_sessions", ondelete="CASCADE",
+            ["session_id"],
+            ["sessions.id"],
+            name="fk_step_execution_logs_session_id_sessions",
+            ondelete="CASCADE",
         ),
         sa.ForeignKeyConstraint(
             ["step_id"], ["flow_steps.id"], name="fk_step_execution_logs_step_id_flow_steps"
@@ -145,8 +156,10 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_step_execution_logs"),
     )
     op.create_index(
-        "ux_step_logs_session_order", "step_execution_logs",
-        ["session_id", "execution_order"], unique=True,
+        "ux_step_logs_session_order",
+        "step_execution_logs",
+        ["session_id", "execution_order"],
+        unique=True,
     )
     op.create_table(
         "messages",
@@ -161,20 +174,28 @@ def upgrade() -> None:
         sa.Column("section", sa.String(length=100), nullable=True),
         sa.Column("created_at", sa.DateTime(), nullable=True),
         sa.ForeignKeyConstraint(
-            ["reply_to_message_id"], ["messages.id"],
-            name="fk_messages_reply_to_message_id_messages", ondelete="SET NULL",
+            ["reply_to_message_id"],
+            ["messages.id"],
+            name="fk_messages_reply_to_message_id_messages",
+            ondelete="SET NULL",
         ),
         sa.ForeignKeyConstraint(
-            ["session_id"], ["sessions.id"],
-            name="fk_messages_session_id_sessions", ondelete="CASCADE",
+            ["session_id"],
+            ["sessions.id"],
+            name="fk_messages_session_id_sessions",
+            ondelete="CASCADE",
         ),
         sa.ForeignKeyConstraint(
-            ["speaker_session_role_id"], ["session_roles.id"],
-            name="fk_messages_speaker_session_role_id_session_roles", ondelete="CASCADE",
+            ["speaker_session_role_id"],
+            ["session_roles.id"],
+            name="fk_messages_speaker_session_role_id_session_roles",
+            ondelete="CASCADE",
         ),
         sa.ForeignKeyConstraint(
-            ["target_session_role_id"], ["session_roles.id"],
-            name="fk_messages_target_session_role_id_session_roles", ondelete="SET NULL",
+            ["target_session_role_id"],
+            ["session_roles.id"],
+            name="fk_messages_target_session_role_id_session_roles",
+            ondelete="SET NULL",
         ),
         sa.PrimaryKeyConstraint("id", name="pk_messages"),
     )

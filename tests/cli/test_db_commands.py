@@ -19,8 +19,16 @@ def test_upgrade_creates_every_table(cli: Cli) -> None:
     assert f"is at {HEAD_REVISION}" in result.stderr
     con = sqlite3.connect(cli.db)
     tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert {"roles", "flow_templates", "flow_steps", "sessions", "session_roles", "messages",
-            "step_execution_logs", "flowcli_alembic_version"} <= tables
+    assert {
+        "roles",
+        "flow_templates",
+        "flow_steps",
+        "sessions",
+        "session_roles",
+        "messages",
+        "step_execution_logs",
+        "flowcli_alembic_version",
+    } <= tables
 
 
 def test_current_prints_head(cli: Cli) -> None:
@@ -65,8 +73,9 @@ def test_unknown_revision_is_a_clean_error(cli: Cli) -> None:
     assert "Traceback" not in result.output
 
 
-def test_default_database_is_flowcli_db_in_cwd(runner, tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_database_is_flowcli_db_in_cwd(
+    runner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from flowcli.cli.app import app
 
     monkeypatch.chdir(tmp_path)
@@ -144,12 +153,18 @@ def test_unreadable_file(unprivileged) -> None:
 def test_debug_shows_traceback(tmp_path: Path) -> None:
     target = tmp_path / "d"
     target.mkdir()
-    plain = subprocess.run([*flowcli_subprocess_cmd(), "--db", str(target), "db", "upgrade"],
-                           capture_output=True, text=True, env=subprocess_env())
+    plain = subprocess.run(
+        [*flowcli_subprocess_cmd(), "--db", str(target), "db", "upgrade"],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+    )
     assert plain.returncode == 1 and "Traceback" not in plain.stderr
     debug = subprocess.run(
         [*flowcli_subprocess_cmd(), "--debug", "--db", str(target), "db", "upgrade"],
-        capture_output=True, text=True, env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
     )
     assert debug.returncode != 0 and "Traceback" in debug.stderr
 
@@ -160,8 +175,12 @@ def test_usage_error_exits_2(cli: Cli) -> None:
 
 
 def test_version_flag() -> None:
-    proc = subprocess.run([*flowcli_subprocess_cmd(), "--version"], capture_output=True,
-                          text=True, env=subprocess_env())
+    proc = subprocess.run(
+        [*flowcli_subprocess_cmd(), "--version"],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+    )
     from flowcli import __version__
 
     assert proc.returncode == 0 and proc.stdout.strip() == f"flowcli {__version__}"

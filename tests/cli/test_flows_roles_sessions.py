@@ -25,8 +25,9 @@ def test_import_prints_id_and_validate_exit_codes(cli: Cli, tmp_path: Path) -> N
     good = write_flow(tmp_path, LOOP_FLOW)
     assert cli.ok("flow", "validate", str(good)).stdout.strip().endswith("valid (3 steps)")
     assert cli.ok("flow", "import", str(good)).stdout.strip() == "1"
-    bad = write_flow(tmp_path, LOOP_FLOW.replace("speaker_role_ref: C", "speeker_role_ref: C"),
-                     "bad.yaml")
+    bad = write_flow(
+        tmp_path, LOOP_FLOW.replace("speaker_role_ref: C", "speeker_role_ref: C"), "bad.yaml"
+    )
     result = cli("flow", "validate", str(bad))
     assert result.exit_code == 1
     assert "speeker_role_ref" in result.stderr and "bad.yaml" in result.stderr
@@ -40,8 +41,10 @@ def test_failed_import_writes_nothing(cli: Cli, tmp_path: Path) -> None:
     result = cli("flow", "import", str(bad))
     assert result.exit_code == 1 and result.stderr.startswith("Error: ")
     con = sqlite3.connect(cli.db)
-    counts = [con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-              for t in ("flow_templates", "flow_steps", "roles")]
+    counts = [
+        con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+        for t in ("flow_templates", "flow_steps", "roles")
+    ]
     assert counts == [0, 0, 0]
 
 
@@ -54,7 +57,8 @@ def test_export_validates_and_imports_again(cli: Cli, tmp_path: Path) -> None:
         cli.ok("flow", "validate", str(path))
         again = cli.json("flow", "import", str(path))["id"]
         assert cli.ok("flow", "export", str(again)).stdout.replace(
-            "version: '2'", "version: '1'") == exported.replace("version: '2'", "version: '1'")
+            "version: '2'", "version: '1'"
+        ) == exported.replace("version: '2'", "version: '1'")
 
 
 def test_reimport_makes_a_new_version_unless_replace(cli: Cli) -> None:
@@ -83,8 +87,11 @@ def test_flow_show_tree_and_graphs(cli: Cli) -> None:
 def test_flow_show_warns_on_mrc_unbounded_loop(cli: Cli) -> None:
     flow_id = import_flow(cli, LOOP_FLOW)
     con = sqlite3.connect(cli.db)
-    con.execute("""UPDATE flow_steps SET logic_config = '{"next_step_order": 1}'
-                   WHERE flow_template_id = ? AND "order" = 2""", (flow_id,))
+    con.execute(
+        """UPDATE flow_steps SET logic_config = '{"next_step_order": 1}'
+                   WHERE flow_template_id = ? AND "order" = 2""",
+        (flow_id,),
+    )
     con.commit()
     con.close()
     result = cli.ok("flow", "show", str(flow_id))
@@ -99,15 +106,30 @@ def test_roles(cli: Cli) -> None:
     assert [r["name"] for r in cli.json("role", "list")] == ["Judge"]
     assert "You judge fairly." in cli.ok("role", "show", "Judge").stdout
     missing = cli("role", "show", "Nobody")
-    assert missing.exit_code == 1 and missing.stderr.strip() == "Error: role 'Nobody' does not exist"
+    assert (
+        missing.exit_code == 1 and missing.stderr.strip() == "Error: role 'Nobody' does not exist"
+    )
 
 
 def test_session_create_with_roles_vars_topic(cli: Cli) -> None:
     cli.ok("role", "add", "Expert", "--prompt", "You are an expert.")
     flow_id = import_flow(cli, LOOP_FLOW)
-    sid = cli.json("session", "create", "--flow", str(flow_id), "--topic", "Tides",
-                   "--role", "B=Expert", "--var", "n=3", "--var", "who=Ann",
-                   "--var", 'cfg={"a": [1, 2]}')["id"]
+    sid = cli.json(
+        "session",
+        "create",
+        "--flow",
+        str(flow_id),
+        "--topic",
+        "Tides",
+        "--role",
+        "B=Expert",
+        "--var",
+        "n=3",
+        "--var",
+        "who=Ann",
+        "--var",
+        'cfg={"a": [1, 2]}',
+    )["id"]
     data = cli.json("session", "show", str(sid))
     assert data["topic"] == "Tides" and data["status"] == "not_started"
     assert data["variables"] == {"n": 3, "who": "Ann", "cfg": {"a": [1, 2]}}
@@ -124,8 +146,7 @@ def test_session_create_with_roles_vars_topic(cli: Cli) -> None:
         (["--flow", "1", "--role", "Z=A"], "the flow has no role ref 'Z'"),
         (["--flow", "1", "--role", "B=Nobody"], "role 'Nobody' (for 'B') does not exist"),
         (["--flow", "1", "--var", "novalue"], "--var 'novalue' is not KEY=VALUE"),
-        (["--flow", "1", "--var", "deep=" + "[" * 100000 + "]" * 100000],
-         "--var value is"),
+        (["--flow", "1", "--var", "deep=" + "[" * 100000 + "]" * 100000], "--var value is"),
         (["--flow", "1", "--topic", "x" * 2001], "topic is 2001 characters"),
     ],
 )
@@ -144,8 +165,14 @@ def test_session_list_and_status_filter(cli: Cli) -> None:
     cli.ok("session", "start", str(b))
     listed = cli.json("session", "list")
     assert [s["id"] for s in listed] == [a, b]
-    for key in ("id", "status", "flow_template_id", "topic", "current_round",
-                "executed_steps_count"):
+    for key in (
+        "id",
+        "status",
+        "flow_template_id",
+        "topic",
+        "current_round",
+        "executed_steps_count",
+    ):
         assert key in listed[0]
     assert [s["id"] for s in cli.json("session", "list", "--status", "running")] == [b]
     assert cli("session", "list", "--status", "bogus").exit_code == 2
@@ -168,8 +195,14 @@ def test_legal_transitions(cli: Cli, sequence: list[str], final: str) -> None:
 
 @pytest.mark.parametrize(
     ("setup", "action"),
-    [([], "pause"), ([], "resume"), (["start"], "start"), (["cancel"], "resume"),
-     (["start", "pause"], "pause"), (["cancel"], "start")],
+    [
+        ([], "pause"),
+        ([], "resume"),
+        (["start"], "start"),
+        (["cancel"], "resume"),
+        (["start", "pause"], "pause"),
+        (["cancel"], "start"),
+    ],
 )
 def test_illegal_transitions(cli: Cli, setup: list[str], action: str) -> None:
     sid = new_session(cli, LOOP_FLOW)
@@ -203,7 +236,9 @@ def test_delete_cascades_and_asks_first(cli: Cli) -> None:
     con = sqlite3.connect(cli.db)
     for table in ("step_execution_logs", "messages", "session_roles", "sessions"):
         column = "id" if table == "sessions" else "session_id"
-        assert con.execute(f"SELECT count(*) FROM {table} WHERE {column} = ?", (sid,)).fetchone() == (0,)
+        assert con.execute(
+            f"SELECT count(*) FROM {table} WHERE {column} = ?", (sid,)
+        ).fetchone() == (0,)
     assert len(logs(cli.db, keep)) == 9
     assert cli("session", "show", str(sid)).exit_code == 1
 
@@ -215,13 +250,18 @@ def test_delete_works_without_on_delete_cascade(cli: Cli, tmp_path: Path) -> Non
     con = sqlite3.connect(cli.db)
     con.execute("PRAGMA foreign_keys = OFF")
     con.execute("PRAGMA writable_schema = ON")
-    con.execute("UPDATE sqlite_master SET sql = replace(sql, 'ON DELETE CASCADE', '') "
-                "WHERE type = 'table'")
+    con.execute(
+        "UPDATE sqlite_master SET sql = replace(sql, 'ON DELETE CASCADE', '') WHERE type = 'table'"
+    )
     con.commit()
     con.close()
     con = sqlite3.connect(cli.db)
-    assert "CASCADE" not in con.execute(
-        "SELECT sql FROM sqlite_master WHERE name = 'step_execution_logs'").fetchone()[0]
+    assert (
+        "CASCADE"
+        not in con.execute(
+            "SELECT sql FROM sqlite_master WHERE name = 'step_execution_logs'"
+        ).fetchone()[0]
+    )
     con.close()
     cli.ok("session", "delete", str(sid), "--yes")
     con = sqlite3.connect(cli.db)
@@ -229,8 +269,9 @@ def test_delete_works_without_on_delete_cascade(cli: Cli, tmp_path: Path) -> Non
     assert con.execute("PRAGMA foreign_key_check").fetchall() == []
 
 
-@pytest.mark.parametrize("command", [["session", "show"], ["session", "start"],
-                                     ["session", "delete", "--yes"], ["logs"]])
+@pytest.mark.parametrize(
+    "command", [["session", "show"], ["session", "start"], ["session", "delete", "--yes"], ["logs"]]
+)
 def test_unknown_session_ids(cli: Cli, command: list[str]) -> None:
     cli.ok("db", "upgrade")
     result = cli(*command, "99999")
@@ -240,19 +281,32 @@ def test_unknown_session_ids(cli: Cli, command: list[str]) -> None:
 
 def test_unknown_flow_ids(cli: Cli) -> None:
     cli.ok("db", "upgrade")
-    for command in (["flow", "show", "4242"], ["flow", "export", "4242"],
-                    ["flow", "graph", "4242"]):
+    for command in (
+        ["flow", "show", "4242"],
+        ["flow", "export", "4242"],
+        ["flow", "graph", "4242"],
+    ):
         result = cli(*command)
         assert result.exit_code == 1 and result.stderr.strip() == "Error: flow 4242 does not exist"
 
 
 def test_read_commands_emit_one_json_document(cli: Cli) -> None:
-    sid = new_session(cli, ROLES + """
+    sid = new_session(
+        cli,
+        ROLES
+        + """
 name: tiny
 steps:
   - {speaker_role_ref: A, task_type: comment, context_scope: none}
-""")
-    for args in (["flow", "list"], ["role", "list"], ["session", "list"],
-                 ["session", "show", str(sid)], ["flow", "show", "1"], ["role", "show", "A"]):
+""",
+    )
+    for args in (
+        ["flow", "list"],
+        ["role", "list"],
+        ["session", "list"],
+        ["session", "show", str(sid)],
+        ["flow", "show", "1"],
+        ["role", "show", "A"],
+    ):
         out = cli.ok(*args, "--json").stdout
         json.loads(out)

@@ -23,8 +23,28 @@ SEED_INSERT = (
     "created_at, started_at, completed_at, step_snapshot, context_snapshot) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-SEED_PARAMS = (51, 21, None, 1, 1, 0, 1, "completed", "success", None, None, None, None, None,
-               None, "2025-12-11 10:03:16.210626", None, None, None, None)
+SEED_PARAMS = (
+    51,
+    21,
+    None,
+    1,
+    1,
+    0,
+    1,
+    "completed",
+    "success",
+    None,
+    None,
+    None,
+    None,
+    None,
+    None,
+    "2025-12-11 10:03:16.210626",
+    None,
+    None,
+    None,
+    None,
+)
 
 
 def _db(path: Path) -> Database:
@@ -42,7 +62,9 @@ def test_models_match_head(tmp_path: Path) -> None:
     db = _db(tmp_path / "m.db")
     migrate.upgrade(db)
     with db.engine.connect() as conn:
-        ctx = MigrationContext.configure(conn, opts={"compare_type": True, "include_name": include_owned_name})
+        ctx = MigrationContext.configure(
+            conn, opts={"compare_type": True, "include_name": include_owned_name}
+        )
         diff = compare_metadata(ctx, Base.metadata)
     assert diff == []
 
@@ -104,8 +126,10 @@ def test_downgrade_one_step_keeps_rows(tmp_path: Path) -> None:
     migrate.downgrade(db, "0001")
     migrate.upgrade(db)
     con = sqlite3.connect(path)
-    counts = [con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-              for t in ("sessions", "messages", "step_execution_logs", "session_roles")]
+    counts = [
+        con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+        for t in ("sessions", "messages", "step_execution_logs", "session_roles")
+    ]
     assert counts == [1, 1, 1, 1]
 
 
@@ -119,23 +143,25 @@ def test_version_table_is_flowcli_own(tmp_path: Path) -> None:
     migrate.upgrade(_db(path))
     con = sqlite3.connect(path)
     assert con.execute("SELECT version_num FROM alembic_version").fetchall() == [("hostrev",)]
-    assert con.execute(f"SELECT version_num FROM {VERSION_TABLE}").fetchall() == [
-        (HEAD_REVISION,)
-    ]
+    assert con.execute(f"SELECT version_num FROM {VERSION_TABLE}").fetchall() == [(HEAD_REVISION,)]
 
 
 @pytest.mark.parametrize(
     ("pragma", "expected"),
     [("foreign_keys", 1), ("journal_mode", "wal"), ("busy_timeout", 7000)],
 )
-def test_every_sqlite_connection_sets_pragmas(tmp_path: Path, pragma: str, expected: object) -> None:
+def test_every_sqlite_connection_sets_pragmas(
+    tmp_path: Path, pragma: str, expected: object
+) -> None:
     db = Database(resolve_target(str(tmp_path / "p.db")), busy_timeout=7.0)
     with db.read() as conn:
         value = conn.exec_driver_sql(f"PRAGMA {pragma}").scalar()
     assert value == expected
 
 
-def test_migrations_found_outside_source_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_migrations_found_outside_source_tree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     assert (migrate.migrations_dir() / "env.py").is_file()
     assert migrate.head_revision() == HEAD_REVISION

@@ -13,7 +13,9 @@ from tests.conftest import Cli, flowcli_subprocess_cmd, subprocess_env
 from tests.helpers import ROLES, logs, messages, new_session, session_row, step_orders
 from tests.llm_server import Behaviour
 
-LONG_LOOP = ROLES + """
+LONG_LOOP = (
+    ROLES
+    + """
 name: long loop
 steps:
   - {speaker_role_ref: A, target_role_ref: B, task_type: ask_question, context_scope: last_message}
@@ -24,6 +26,7 @@ steps:
     logic_config: {next_step_order: 1, max_loops: LOOPS}
   - {speaker_role_ref: C, task_type: conclude, context_scope: none}
 """
+)
 
 
 def long_loop(loops: int) -> str:
@@ -33,7 +36,10 @@ def long_loop(loops: int) -> str:
 def spawn(db: Path, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [*flowcli_subprocess_cmd(), "--db", str(db), "--busy-timeout", "30", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=subprocess_env(),
     )
 
 
@@ -53,8 +59,12 @@ def assert_consistent(db: Path, session_id: int) -> list[dict]:
 def test_concurrent_drivers_run_each_step_once(cli: Cli) -> None:
     loops = 100
     sid = new_session(cli, long_loop(loops))
-    procs = [spawn(cli.db, "auto", str(sid), "--quiet") if i % 2 == 0 else
-             spawn(cli.db, "run-next", str(sid)) for i in range(6)]
+    procs = [
+        spawn(cli.db, "auto", str(sid), "--quiet")
+        if i % 2 == 0
+        else spawn(cli.db, "run-next", str(sid))
+        for i in range(6)
+    ]
     outputs = [p.communicate(timeout=240) for p in procs]
     for proc, (_out, err) in zip(procs, outputs, strict=True):
         # A loser either ran its steps or says clearly why it did not.
@@ -106,11 +116,25 @@ def test_ctrl_c_stops_after_a_step_and_resumes(cli: Cli) -> None:
 
 
 def _llm_args(fake_llm, timeout: str = "20") -> list[str]:
-    return ["--responder", "openai", "--llm-base-url", fake_llm.base_url, "--llm-model", "m",
-            "--llm-timeout", timeout, "--llm-retries", "0", "--retry-backoff", "0.01"]
+    return [
+        "--responder",
+        "openai",
+        "--llm-base-url",
+        fake_llm.base_url,
+        "--llm-model",
+        "m",
+        "--llm-timeout",
+        timeout,
+        "--llm-retries",
+        "0",
+        "--retry-backoff",
+        "0.01",
+    ]
 
 
-def test_claimed_step_makes_others_wait_then_abandoned_claim_is_recovered(cli: Cli, fake_llm) -> None:
+def test_claimed_step_makes_others_wait_then_abandoned_claim_is_recovered(
+    cli: Cli, fake_llm
+) -> None:
     sid = new_session(cli, long_loop(1))
     fake_llm.then(Behaviour(kind="slow", delay=30))
     proc = spawn(cli.db, "run-next", str(sid), *_llm_args(fake_llm))
@@ -134,7 +158,9 @@ def test_claimed_step_makes_others_wait_then_abandoned_claim_is_recovered(cli: C
     con.close()
     data = cli.json("run-next", str(sid), *_llm_args(fake_llm))
     rows = logs(cli.db, sid)
-    assert [r["status"] for r in rows] == ["failed", "completed"], [r["error_message"] for r in rows]
+    assert [r["status"] for r in rows] == ["failed", "completed"], [
+        r["error_message"] for r in rows
+    ]
     assert "interrupted" in rows[0]["error_message"]
     assert [r["attempt_count"] for r in rows] == [1, 2]
     assert data["session"]["executed_steps_count"] == 1

@@ -48,7 +48,9 @@ def test_run_next_panel_shows_decisions(cli: Cli) -> None:
 
 
 def test_skipped_step_json_has_null_message(cli: Cli) -> None:
-    flow = ROLES + """
+    flow = (
+        ROLES
+        + """
 name: skip
 steps:
   - speaker_role_ref: A
@@ -57,6 +59,7 @@ steps:
     logic_config: {condition: "round > 5"}
   - {speaker_role_ref: B, task_type: comment, context_scope: none}
 """
+    )
     sid = new_session(cli, flow)
     data = cli.json("run-next", str(sid))
     assert data["message"] is None
@@ -128,12 +131,15 @@ def test_messages_equal_completed_executions(cli: Cli) -> None:
 
 
 def test_template_error_fails_step_for_good_without_retry(cli: Cli) -> None:
-    flow = ROLES + """
+    flow = (
+        ROLES
+        + """
 name: broken
 responder: {type: template, template: "{{ vars.missing }}"}
 steps:
   - {speaker_role_ref: A, task_type: comment, context_scope: none}
 """
+    )
     sid = new_session(cli, flow)
     result = cli("auto", str(sid), "--quiet")
     assert result.exit_code == 1
@@ -146,18 +152,32 @@ steps:
 
 
 def _openai_flow() -> str:
-    return ROLES + """
+    return (
+        ROLES
+        + """
 name: llm
 steps:
   - {speaker_role_ref: A, target_role_ref: B, task_type: ask_question, context_scope: none}
   - {speaker_role_ref: B, target_role_ref: A, task_type: answer_question, context_scope: all}
 """
+    )
 
 
 def _llm_args(fake_llm: object) -> list[str]:
-    return ["--responder", "openai", "--llm-base-url", fake_llm.base_url,  # type: ignore[attr-defined]
-            "--llm-model", "m1", "--llm-api-key", "sk-secret-123", "--llm-timeout", "2",
-            "--retry-backoff", "0.01"]
+    return [
+        "--responder",
+        "openai",
+        "--llm-base-url",
+        fake_llm.base_url,  # type: ignore[attr-defined]
+        "--llm-model",
+        "m1",
+        "--llm-api-key",
+        "sk-secret-123",
+        "--llm-timeout",
+        "2",
+        "--retry-backoff",
+        "0.01",
+    ]
 
 
 def test_transient_failures_retry_with_counted_attempts(cli: Cli, fake_llm) -> None:
@@ -165,8 +185,9 @@ def test_transient_failures_retry_with_counted_attempts(cli: Cli, fake_llm) -> N
     # Each engine attempt makes 1 + --llm-retries HTTP calls; none here, so the engine's
     # own retries are what the log shows.
     fake_llm.then(Behaviour(kind="status", status=500), Behaviour(kind="status", status=503))
-    data = cli.json("run-next", str(sid), *_llm_args(fake_llm), "--retries", "2",
-                    "--llm-retries", "0")
+    data = cli.json(
+        "run-next", str(sid), *_llm_args(fake_llm), "--retries", "2", "--llm-retries", "0"
+    )
     rows = logs(cli.db, sid)
     assert [r["status"] for r in rows] == ["failed", "failed", "completed"]
     assert [r["attempt_count"] for r in rows] == [1, 2, 3]
@@ -178,8 +199,9 @@ def test_transient_failures_retry_with_counted_attempts(cli: Cli, fake_llm) -> N
 def test_retries_run_out_then_session_fails_and_auto_stops(cli: Cli, fake_llm) -> None:
     sid = new_session(cli, _openai_flow())
     fake_llm.default = Behaviour(kind="status", status=500)
-    result = cli("auto", str(sid), *_llm_args(fake_llm), "--retries", "1", "--llm-retries", "0",
-                 "--quiet")
+    result = cli(
+        "auto", str(sid), *_llm_args(fake_llm), "--retries", "1", "--llm-retries", "0", "--quiet"
+    )
     assert result.exit_code == 1
     rows = logs(cli.db, sid)
     assert [r["status"] for r in rows] == ["failed", "failed"]
@@ -214,8 +236,14 @@ def test_openai_responder_request_and_key_never_stored(cli: Cli, fake_llm) -> No
     assert any("reply #1" in m["content"] for m in second["body"]["messages"])
     rows = logs(cli.db, sid)
     assert rows[0]["result_data"]["tokens"]["total_tokens"] == 18
-    dump = sqlite3.connect(cli.db).execute("SELECT group_concat(result_data || context_snapshot "
-                                           "|| step_snapshot) FROM step_execution_logs").fetchone()[0]
+    dump = (
+        sqlite3.connect(cli.db)
+        .execute(
+            "SELECT group_concat(result_data || context_snapshot "
+            "|| step_snapshot) FROM step_execution_logs"
+        )
+        .fetchone()[0]
+    )
     assert "sk-secret-123" not in dump
 
 

@@ -10,7 +10,9 @@ import pytest
 from tests.conftest import Cli
 from tests.helpers import ROLES, logs, messages, new_session, session_row, step_orders
 
-LOOP_FLOW = ROLES + """
+LOOP_FLOW = (
+    ROLES
+    + """
 name: loop
 steps:
   - {speaker_role_ref: A, target_role_ref: B, task_type: ask_question, context_scope: none}
@@ -21,6 +23,7 @@ steps:
     logic_config: {next_step_order: 1, max_loops: 3}
   - {speaker_role_ref: C, task_type: summarize, context_scope: all}
 """
+)
 
 
 def test_loop_runs_body_max_loops_plus_one_times(cli: Cli) -> None:
@@ -64,7 +67,9 @@ def test_loop_counters_reset_in_a_later_round(cli: Cli) -> None:
 
 
 def test_false_condition_skips_with_a_log_and_no_message(cli: Cli) -> None:
-    flow = ROLES + """
+    flow = (
+        ROLES
+        + """
 name: cond
 steps:
   - {speaker_role_ref: A, task_type: comment, context_scope: none}
@@ -77,6 +82,7 @@ steps:
     context_scope: none
     logic_config: {condition: "executed_steps >= 1"}
 """
+    )
     sid = new_session(cli, flow)
     cli.ok("auto", str(sid), "--quiet")
     rows = logs(cli.db, sid)
@@ -90,7 +96,9 @@ steps:
 
 
 def test_exit_condition_ends_the_loop_not_the_session(cli: Cli) -> None:
-    flow = ROLES + """
+    flow = (
+        ROLES
+        + """
 name: exitloop
 responder:
   type: template
@@ -106,17 +114,25 @@ steps:
       exit_condition: {type: expression, expr: "'agree' in last.content"}
   - {speaker_role_ref: C, task_type: conclude, context_scope: all}
 """
+    )
     sid = new_session(cli, flow)
     cli.ok("auto", str(sid), "--quiet")
     rows = logs(cli.db, sid)
     assert step_orders(rows) == [1, 2, 1, 2, 3]
     assert [r["result_type"] for r in rows] == [
-        "success", "loop_continue", "success", "loop_break", "success"]
+        "success",
+        "loop_continue",
+        "success",
+        "loop_break",
+        "success",
+    ]
     assert session_row(cli.db, sid)["status"] == "finished"
 
 
 def test_llm_accept_flag_exit_condition(cli: Cli) -> None:
-    flow = ROLES + """
+    flow = (
+        ROLES
+        + """
 name: accept
 responder:
   type: template
@@ -131,6 +147,7 @@ steps:
       exit_condition: {type: llm_accept_flag}
   - {speaker_role_ref: B, task_type: conclude, context_scope: none}
 """
+    )
     sid = new_session(cli, flow)
     cli.ok("auto", str(sid), "--quiet")
     rows = logs(cli.db, sid)
@@ -151,7 +168,8 @@ def test_max_steps_fails_the_session_with_a_reason(cli: Cli) -> None:
 
 def test_end_condition_finishes_early(cli: Cli) -> None:
     flow = LOOP_FLOW.replace(
-        "name: loop", "name: ends\ntermination_config: {end_condition: 'executed_steps >= 3'}")
+        "name: loop", "name: ends\ntermination_config: {end_condition: 'executed_steps >= 3'}"
+    )
     sid = new_session(cli, flow)
     cli.ok("auto", str(sid), "--quiet")
     assert len(logs(cli.db, sid)) == 3
@@ -176,7 +194,9 @@ def test_end_condition_finishes_early(cli: Cli) -> None:
 def test_context_scopes(cli: Cli, scope: object, param: object, expected: list[int]) -> None:
     # Round 1: A, B. Round 2: A, B, then the probe step C sees the scope.
     param_line = f"    context_param: {json.dumps(param)}\n" if param else ""
-    flow = ROLES + f"""
+    flow = (
+        ROLES
+        + f"""
 name: scopes
 termination_config: {{max_rounds: 2}}
 steps:
@@ -187,6 +207,7 @@ steps:
     context_scope: {json.dumps(scope)}
 {param_line}    logic_config: {{condition: "round == 2"}}
 """
+    )
     sid = new_session(cli, flow)
     cli.ok("auto", str(sid), "--quiet")
     rows = logs(cli.db, sid)
@@ -217,7 +238,9 @@ def test_every_log_column_is_meaningful(cli: Cli) -> None:
 def test_next_step_id_is_honoured(cli: Cli) -> None:
     sid = new_session(cli, LOOP_FLOW.replace("name: loop", "name: jumpy"))
     con = sqlite3.connect(cli.db)
-    snap = json.loads(con.execute("SELECT flow_snapshot FROM sessions WHERE id=?", (sid,)).fetchone()[0])
+    snap = json.loads(
+        con.execute("SELECT flow_snapshot FROM sessions WHERE id=?", (sid,)).fetchone()[0]
+    )
     # Step 1 jumps straight to step 3 (MRC's next_step_id), skipping the loop.
     snap["steps"][0]["next_step_id"] = snap["steps"][2]["id"]
     con.execute("UPDATE sessions SET flow_snapshot=? WHERE id=?", (json.dumps(snap), sid))
@@ -233,11 +256,14 @@ def test_session_runs_from_snapshot_after_template_replaced(cli: Cli, tmp_path) 
     flow_id = import_flow(cli, LOOP_FLOW)
     sid = cli.json("session", "create", "--flow", str(flow_id))["id"]
     cli.ok("run-next", str(sid))
-    replacement = ROLES + """
+    replacement = (
+        ROLES
+        + """
 name: loop
 steps:
   - {speaker_role_ref: C, task_type: conclude, context_scope: none}
 """
+    )
     path = tmp_path / "replacement.yaml"
     path.write_text(replacement)
     assert cli.json("flow", "import", str(path), "--replace")["id"] == flow_id
@@ -251,7 +277,9 @@ steps:
 def test_mrc_max_loops_string_and_missing_max_loops(cli: Cli) -> None:
     sid = new_session(cli, LOOP_FLOW.replace("name: loop", "name: loose"))
     con = sqlite3.connect(cli.db)
-    snap = json.loads(con.execute("SELECT flow_snapshot FROM sessions WHERE id=?", (sid,)).fetchone()[0])
+    snap = json.loads(
+        con.execute("SELECT flow_snapshot FROM sessions WHERE id=?", (sid,)).fetchone()[0]
+    )
     snap["steps"][1]["logic_config"] = {"next_step_order": 1, "max_loops": "2"}
     con.execute("UPDATE sessions SET flow_snapshot=? WHERE id=?", (json.dumps(snap), sid))
     con.commit()
