@@ -69,6 +69,8 @@ def root(
 ) -> None:
     """Run and debug multi-role dialogue sessions against SQLite or PostgreSQL."""
     ctx.obj = AppState(db_option=db, busy_timeout=busy_timeout, debug=debug)
+    # Close pooled connections when the command ends, so nothing holds the file open.
+    ctx.call_on_close(ctx.obj.close)
 
 
 app.add_typer(db_cmds.app, name="db")
@@ -76,6 +78,7 @@ app.add_typer(flow_cmds.app, name="flow")
 app.add_typer(role_cmds.app, name="role")
 app.add_typer(session_cmds.app, name="session")
 app.add_typer(logs_cmds.app, name="logs")
+app.command("log")(logs_cmds.show)
 app.command("run-next")(run_cmds.run_next)
 app.command("auto")(run_cmds.auto)
 app.command("explain")(run_cmds.explain)

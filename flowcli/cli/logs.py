@@ -1,4 +1,5 @@
-"""``flowcli logs …``: step execution logs as tables, trees and exports."""
+"""``flowcli logs …``: step execution logs as tables, trees and exports, followed live,
+one log in detail, per-step statistics and a timeline."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
+from flowcli.cli.options import JsonOption
 from flowcli.cli.state import open_db
+
+EXIT_INTERRUPTED = 130
 
 DEFAULT_SUBCOMMAND = "list"
 
@@ -24,7 +28,10 @@ class _DefaultToList(TyperGroup):
 
 app = typer.Typer(
     cls=_DefaultToList,
-    help="Step execution logs: `flowcli logs SESSION_ID` shows a session's table.",
+    help=(
+        "Step execution logs: `flowcli logs SESSION_ID` shows a session's table; "
+        "`show`, `stats` and `timeline` look closer."
+    ),
     no_args_is_help=True,
 )
 
@@ -80,6 +87,21 @@ def list_(
     ] = False,
     jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON object per line.")] = False,
     csv_out: Annotated[bool, typer.Option("--csv", help="CSV with a header row.")] = False,
+    tree: Annotated[
+        bool, typer.Option("--tree", help="Nest each loop repeat under its first pass.")
+    ] = False,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow",
+            "-f",
+            help="Keep printing new executions until the session ends (Ctrl-C stops).",
+        ),
+    ] = False,
+    interval: Annotated[
+        float,
+        typer.Option("--interval", help="Seconds between polls with --follow.", min=0.05),
+    ] = 0.5,
 ) -> None:
     """Show a session's step executions as a table (or export them)."""
     from flowcli.db.log_queries import LOG_STATUSES, LogFilter, iter_logs
@@ -91,8 +113,12 @@ def list_(
     sid = session if session is not None else session_id_arg
     if sid is None:
         raise UsageError("which session? `flowcli logs 51` or `flowcli logs --session 51`")
-    if sum([json_out, jsonl, csv_out]) > 1:
-        raise UsageError("choose one of --json, --jsonl and --csv")
+    if sum([json_out, jsonl, csv_out, tree]) > 1:
+        raise UsageError("choose one of --json, --jsonl, --csv and --tree")
+    if follow and (json_out or tree):
+        raise UsageError("--follow prints rows as they come: use it with the table or --jsonl")
+    if follow and (limit is not None or offset):
+        raise UsageError("--follow cannot be combined with --limit/--offset (use --last)")
     statuses = list(status or [])
     if failed:
         statuses.append("failed")
@@ -109,6 +135,9 @@ def list_(
         offset=offset,
     )
     db = open_db(ctx)
+    if follow:
+        _follow(db, sid, flt, interval, jsonl=jsonl, csv_out=csv_out)
+        return
     with db.read() as conn:
         from flowcli.db import session_store as store
 
@@ -120,5 +149,97 @@ def list_(
             stream_jsonl(rows)
         elif csv_out:
             stream_csv(rows)
+        elif tree:
+            from flowcli.render.logs import logs_tree
+
+            logs_tree(rows, title=f"session {sid}")
         else:
             logs_table(rows, title=f"session {sid}")
+
+
+def _follow(db: Any, sid: int, flt: Any, interval: float, *, jsonl: bool, csv_out: bool) -> None:
+    """Print rows as ``follow_logs`` yields them; Ctrl-C ends quietly with exit 130."""
+    import sys
+
+    from flowcli.db.log_queries import follow_logs
+    from flowcli.render import info, stream_csv
+    from flowcli.render.logs import FollowedRows, follow_jsonl
+
+    rows = follow_logs(db, sid, flt, interval=interval)
+    try:
+        if jsonl:
+            for row in rows:
+                follow_jsonl(row)
+        elif csv_out:
+            stream_csv(_flushing(rows, sys.stdout))
+        else:
+            printer = FollowedRows()
+            printer.header()
+            for row in rows:
+                printer.row(row)
+    except KeyboardInterrupt:
+        info("stopped following")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+def _flushing(rows: Any, stream: Any) -> Any:
+    # Each CSV row reaches a reader as soon as it is written.
+    for row in rows:
+        yield row
+        stream.flush()
+
+
+LogIdArg = Annotated[int, typer.Argument(help="The log's id.", min=1, show_default=False)]
+SessionArg = Annotated[int, typer.Argument(help="The session's id.", min=1, show_default=False)]
+
+
+@app.command()
+def show(ctx: typer.Context, log_id: LogIdArg, json_out: JsonOption = False) -> None:
+    """One execution in full: every column, its JSON, and its context's diff against the
+    session's previous execution."""
+    from flowcli.db.log_queries import log_detail
+    from flowcli.render import print_json
+    from flowcli.render.logs import log_detail as render_detail
+
+    data = log_detail(open_db(ctx), log_id)
+    if json_out:
+        print_json(data)
+    else:
+        render_detail(data)
+
+
+@app.command()
+def stats(ctx: typer.Context, session_id: SessionArg, json_out: JsonOption = False) -> None:
+    """Per step: runs, skips, failures, duration p50/p95/max and peak memory."""
+    from flowcli.db.log_queries import step_stats
+    from flowcli.render import print_json
+    from flowcli.render.logs import stats_table
+
+    data = step_stats(open_db(ctx), session_id)
+    if json_out:
+        print_json(data)
+    else:
+        stats_table(data)
+
+
+@app.command()
+def timeline(
+    ctx: typer.Context,
+    session_id: SessionArg,
+    round_: Annotated[int | None, typer.Option("--round", help="Only this round.")] = None,
+    last: Annotated[
+        int | None, typer.Option("--last", help="Only the newest N executions.", min=1)
+    ] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """A bar per execution along the session's time span (failures marked ✗)."""
+    from flowcli.db.log_queries import LogFilter
+    from flowcli.db.log_queries import timeline as timeline_rows
+    from flowcli.render import print_json
+    from flowcli.render.logs import timeline_view
+
+    data = timeline_rows(open_db(ctx), session_id, LogFilter(round_index=round_, last=last))
+    if json_out:
+        print_json(data)
+    else:
+        timeline_view(data)

@@ -6,7 +6,20 @@ from typing import Annotated
 
 import typer
 
-from flowcli.cli.options import JsonOption, SessionIdArg, YesOption
+from flowcli.cli.options import (
+    BackoffOpt,
+    JsonOption,
+    LlmBaseUrlOpt,
+    LlmKeyOpt,
+    LlmModelOpt,
+    LlmRetriesOpt,
+    LlmTimeoutOpt,
+    ResponderOpt,
+    RetriesOpt,
+    SessionIdArg,
+    TemplateOpt,
+    YesOption,
+)
 from flowcli.cli.state import open_db
 
 app = typer.Typer(help="Create, list, show and control sessions.", no_args_is_help=True)
@@ -139,3 +152,135 @@ def delete(
         print_json({"id": session_id, "deleted": counts})
     else:
         info(f"deleted session {session_id}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+
+
+# --- the dialogue and debugging (issue 6) -------------------------------------------------
+
+
+@app.command()
+def transcript(ctx: typer.Context, session_id: SessionIdArg, json_out: JsonOption = False) -> None:
+    """The dialogue as speaker panels grouped by round (Markdown rendered)."""
+    from flowcli.engine.transcript import session_transcript
+    from flowcli.render import print_json
+    from flowcli.render.logs import transcript_view
+
+    messages = session_transcript(open_db(ctx), session_id)
+    if json_out:
+        print_json(messages)
+    else:
+        transcript_view(session_id, messages)
+
+
+@app.command()
+def fork(
+    ctx: typer.Context,
+    session_id: SessionIdArg,
+    at: Annotated[
+        int,
+        typer.Option(
+            "--at", help="The log id of the execution to fork after.", min=1, show_default=False
+        ),
+    ],
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", help="Change a session variable in the fork: VAR=VALUE (JSON or text)."
+        ),
+    ] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Create a new session in the state right after an execution; prints its id."""
+    from flowcli.engine.debugging import fork_session
+    from flowcli.engine.lifecycle import parse_assignments, parse_var_value
+    from flowcli.render import info, print_json
+
+    changes = {k: parse_var_value(v) for k, v in parse_assignments(set_ or [], "--set")}
+    data = fork_session(open_db(ctx), session_id, at, changes)
+    if json_out:
+        print_json({"id": data["id"]})
+        return
+    typer.echo(data["id"])
+    copied = data["copied"]
+    info(
+        f"session {data['id']} forked from session {session_id} after execution "
+        f"#{data['execution_order']} (log {at}): {copied['step_execution_logs']} log rows, "
+        f"{copied['messages']} messages copied; it is {data['status']}"
+    )
+
+
+@app.command()
+def retry(
+    ctx: typer.Context,
+    session_id: SessionIdArg,
+    retries: RetriesOpt = 2,
+    retry_backoff: BackoffOpt = 0.5,
+    responder: ResponderOpt = None,
+    template: TemplateOpt = None,
+    llm_base_url: LlmBaseUrlOpt = None,
+    llm_model: LlmModelOpt = None,
+    llm_api_key: LlmKeyOpt = None,
+    llm_timeout: LlmTimeoutOpt = None,
+    llm_retries: LlmRetriesOpt = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Run a failed session's failed step again (resume, then one step)."""
+    from flowcli.cli.run import _options, _step_payload
+    from flowcli.engine.debugging import retry_failed_step
+    from flowcli.errors import StepFailedError
+    from flowcli.render import print_json, step_panel
+
+    db = open_db(ctx)
+    options = _options(
+        responder, template, llm_base_url, llm_model, llm_api_key, llm_timeout, llm_retries
+    )
+    result = retry_failed_step(db, session_id, options, retries=retries, backoff=retry_backoff)
+    payload = _step_payload(db, result)
+    if json_out:
+        print_json(payload)
+    else:
+        step_panel(payload, result)
+    if result.failed:
+        raise StepFailedError(
+            f"step failed again: {result.error}"
+            + (f"; session {session_id} is failed" if result.session_failed else "")
+        )
+
+
+@app.command()
+def skip(
+    ctx: typer.Context,
+    session_id: SessionIdArg,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Why the step is skipped (kept in its log).")
+    ] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Mark the current (or failed) step skipped and move on, as a false condition would."""
+    from flowcli.engine.debugging import skip_step
+    from flowcli.render import print_json
+    from flowcli.render.logs import skip_panel
+
+    data = skip_step(open_db(ctx), session_id, reason)
+    if json_out:
+        print_json(data)
+    else:
+        skip_panel(data)
+
+
+@app.command()
+def diff(
+    ctx: typer.Context,
+    session_a: Annotated[int, typer.Argument(help="Session A's id.", min=1, show_default=False)],
+    session_b: Annotated[int, typer.Argument(help="Session B's id.", min=1, show_default=False)],
+    json_out: JsonOption = False,
+) -> None:
+    """Compare two sessions' executions side by side, aligned by round, step and loop."""
+    from flowcli.engine.debugging import diff_sessions
+    from flowcli.render import print_json
+    from flowcli.render.logs import diff_table
+
+    data = diff_sessions(open_db(ctx), session_a, session_b)
+    if json_out:
+        print_json(data)
+    else:
+        diff_table(data)

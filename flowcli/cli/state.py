@@ -26,6 +26,10 @@ class AppState:
             self._db = Database(resolve_target(self.db_option), busy_timeout=self.busy_timeout)
         return self._db
 
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.dispose()
+
 
 def state(ctx: typer.Context) -> AppState:
     obj = ctx.find_root().obj

@@ -1,0 +1,679 @@
+"""The doctor's checks: small registered objects run in order.
+
+Each check looks at one thing and returns a CheckResult with findings. Checks are
+grouped (file, version, schema, state); when a check in a group marks the database
+unexaminable or damaged, the checks after it are skipped, not run on bad ground.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+from flowcli.db.connection import SQLITE_MAGIC, DatabaseTarget
+from flowcli.db.revisions import KNOWN_REVISIONS
+from flowcli.db.schema import HEAD_REVISION, VERSION_TABLE
+from flowcli.doctor.findings import CheckResult, Finding, Fix
+
+
+@dataclass
+class DoctorContext:
+    target: DatabaseTarget
+    full: bool = False
+    conn: Connection | None = None
+    # Set by a check when the database cannot be examined at all (exit code 2).
+    unexaminable: str | None = None
+    # Set when later checks should not run (a damaged file, an empty one).
+    stop_reason: str | None = None
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.target.is_sqlite
+
+    def require_conn(self) -> Connection:
+        assert self.conn is not None
+        return self.conn
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    title: str
+    group: str
+    run: Callable[[DoctorContext], CheckResult]
+    sqlite_only: bool = False
+
+
+REGISTRY: list[Check] = []
+
+
+CheckFn = Callable[[DoctorContext], CheckResult]
+
+
+def check(
+    name: str, title: str, group: str, *, sqlite_only: bool = False
+) -> Callable[[CheckFn], CheckFn]:
+    def register(fn: CheckFn) -> CheckFn:
+        REGISTRY.append(Check(name, title, group, fn, sqlite_only))
+        return fn
+
+    return register
+
+
+def _result(
+    c: Check | str,
+    status: str,
+    summary: str,
+    findings: list[Finding] | None = None,
+) -> CheckResult:
+    spec = c if isinstance(c, Check) else next(x for x in REGISTRY if x.name == c)
+    return CheckResult(spec.name, spec.title, spec.group, status, summary, findings or [])
+
+
+def _status_of(findings: list[Finding]) -> str:
+    for level in ("error", "warning", "info"):
+        if any(f.severity == level for f in findings):
+            return level
+    return "ok"
+
+
+# --- the file ------------------------------------------------------------------------
+
+
+@check("file_access", "file exists, readable, writable", "file", sqlite_only=True)
+def check_file_access(ctx: DoctorContext) -> CheckResult:
+    path = ctx.target.path
+    if path is None:
+        return _result("file_access", "ok", "in-memory database")
+    if path.is_dir():
+        ctx.unexaminable = f"{path} is a directory, not a database file"
+        return _result(
+            "file_access",
+            "error",
+            ctx.unexaminable,
+            [Finding("file_access", "error", str(path), ctx.unexaminable)],
+        )
+    if not path.exists():
+        ctx.unexaminable = f"{path} does not exist (any flowcli command creates it at head)"
+        return _result(
+            "file_access",
+            "error",
+            "missing",
+            [Finding("file_access", "error", str(path), ctx.unexaminable)],
+        )
+    if not os.access(path, os.R_OK):
+        ctx.unexaminable = f"cannot read {path}: permission denied"
+        return _result(
+            "file_access",
+            "error",
+            "unreadable",
+            [Finding("file_access", "error", str(path), ctx.unexaminable)],
+        )
+    size = path.stat().st_size
+    ctx.facts["size"] = size
+    findings = []
+    writable = os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+    ctx.facts["writable"] = writable
+    if not writable:
+        findings.append(
+            Finding(
+                "file_access",
+                "warning",
+                str(path),
+                "the file or its folder is read-only for this user: reading commands work, "
+                "running steps and repairs do not",
+            )
+        )
+    if size == 0:
+        ctx.stop_reason = "empty file"
+        findings.append(
+            Finding(
+                "file_access",
+                "warning",
+                str(path),
+                "the file is empty (0 bytes): not corrupt, just new; flowcli creates its schema "
+                "on first use",
+                fix=Fix(
+                    "safe",
+                    "create flowcli's schema at head",
+                    ["-- alembic upgrade head"],
+                    applies_with="schema",
+                ),
+                data={"action": "upgrade"},
+            )
+        )
+    return _result(
+        "file_access",
+        _status_of(findings),
+        f"{size:,} bytes" + ("" if writable else ", read-only"),
+        findings,
+    )
+
+
+@check("sqlite_header", "really a SQLite file", "file", sqlite_only=True)
+def check_sqlite_header(ctx: DoctorContext) -> CheckResult:
+    path = ctx.target.path
+    if path is None:
+        return _result("sqlite_header", "ok", "in-memory")
+    with path.open("rb") as fh:
+        head = fh.read(len(SQLITE_MAGIC))
+    if head != SQLITE_MAGIC:
+        ctx.unexaminable = f"{path} is not a SQLite database (unrecognised file header)"
+        return _result(
+            "sqlite_header",
+            "error",
+            "not SQLite",
+            [Finding("sqlite_header", "error", str(path), ctx.unexaminable)],
+        )
+    return _result("sqlite_header", "ok", "SQLite format 3")
+
+
+@check("integrity", "integrity (quick_check; --full: integrity_check)", "file")
+def check_integrity(ctx: DoctorContext) -> CheckResult:
+    conn = ctx.require_conn()
+    if not ctx.is_sqlite:
+        version = conn.execute(text("SELECT version()")).scalar()
+        return _result("integrity", "ok", f"connected: {str(version).split(',')[0]}")
+    pragma = "integrity_check" if ctx.full else "quick_check"
+    rows = [r[0] for r in conn.execute(text(f"PRAGMA {pragma}"))]
+    if rows == ["ok"]:
+        return _result("integrity", "ok", f"{pragma}: ok")
+    ctx.stop_reason = "the file is damaged"
+    shown = "; ".join(str(r) for r in rows[:3]) + (" …" if len(rows) > 3 else "")
+    return _result(
+        "integrity",
+        "error",
+        f"{pragma}: {len(rows)} problem(s)",
+        [
+            Finding(
+                "integrity",
+                "error",
+                str(ctx.target.display),
+                f"{pragma} reports: {shown}",
+                fix=Fix(
+                    "manual",
+                    "restore a backup, or salvage rows with `sqlite3 DB .recover`; "
+                    "flowcli does not rewrite a damaged file",
+                ),
+            )
+        ],
+    )
+
+
+@check("foreign_keys", "foreign_key_check", "file", sqlite_only=True)
+def check_foreign_keys(ctx: DoctorContext) -> CheckResult:
+    conn = ctx.require_conn()
+    rows = conn.execute(text("PRAGMA foreign_key_check")).all()
+    if not rows:
+        return _result("foreign_keys", "ok", "no dangling references")
+    counts: dict[tuple[str, str], int] = {}
+    for table, _rowid, parent, _fkid in rows:
+        counts[(table, parent)] = counts.get((table, parent), 0) + 1
+    findings = [
+        Finding(
+            "foreign_keys",
+            "warning",
+            f"{table} → {parent}",
+            f"{n} row(s) of {table} point at missing rows of {parent}",
+            fix=Fix(
+                "manual",
+                "inspect them (`PRAGMA foreign_key_check`); flowcli never deletes user data",
+            ),
+        )
+        for (table, parent), n in sorted(counts.items())
+    ]
+    return _result("foreign_keys", "warning", f"{len(rows)} dangling reference(s)", findings)
+
+
+@check("journal_mode", "journal mode", "file", sqlite_only=True)
+def check_journal_mode(ctx: DoctorContext) -> CheckResult:
+    conn = ctx.require_conn()
+    mode = str(conn.execute(text("PRAGMA journal_mode")).scalar()).lower()
+    ctx.facts["journal_mode"] = mode
+    findings = []
+    path = ctx.target.path
+    wal = Path(str(path) + "-wal") if path else None
+    summary = mode
+    if wal is not None and wal.exists() and wal.stat().st_size > 0:
+        summary += f", WAL file present ({wal.stat().st_size:,} bytes)"
+    if mode != "wal":
+        findings.append(
+            Finding(
+                "journal_mode",
+                "warning",
+                "journal_mode",
+                f"journal mode is {mode}: readers and the writer block each other; flowcli "
+                "switches databases to WAL",
+                fix=Fix(
+                    "safe", "switch to WAL", ["PRAGMA journal_mode = WAL"], applies_with="schema"
+                ),
+                data={"action": "wal"},
+            )
+        )
+    return _result("journal_mode", _status_of(findings), summary, findings)
+
+
+# --- flowcli's version table ------------------------------------------------------------
+
+
+@check("version_table", f"flowcli's version table ({VERSION_TABLE})", "version")
+def check_version_table(ctx: DoctorContext) -> CheckResult:
+    from flowcli.db.models import Base
+    from flowcli.db.schema import existing_tables, read_revisions
+
+    conn = ctx.require_conn()
+    tables = existing_tables(conn)
+    owned = tables & set(Base.metadata.tables)
+    revisions = read_revisions(conn)
+    ctx.facts["owned_tables"] = owned
+    info: dict[str, Any] = {"current": None, "head": HEAD_REVISION, "state": None}
+    ctx.facts["revision"] = info
+    if revisions is None:
+        if not owned:
+            info["state"] = "absent"
+            return _result(
+                "version_table",
+                "error",
+                "absent: no flowcli tables yet",
+                [
+                    Finding(
+                        "version_table",
+                        "error",
+                        VERSION_TABLE,
+                        "unversioned database without flowcli's tables"
+                        + (
+                            " (it holds other applications' tables)"
+                            if tables - {"sqlite_sequence"}
+                            else ""
+                        )
+                        + ": flowcli cannot run on it yet",
+                        fix=Fix(
+                            "safe",
+                            "create flowcli's tables at head (other tables untouched)",
+                            ["-- alembic upgrade head"],
+                            applies_with="schema",
+                        ),
+                        data={"action": "upgrade"},
+                    )
+                ],
+            )
+        info["state"] = "absent"
+        return _result(
+            "version_table",
+            "error",
+            "absent: unversioned (foreign) database",
+            [
+                Finding(
+                    "version_table",
+                    "error",
+                    VERSION_TABLE,
+                    f"unversioned database that already has {len(owned)} of flowcli's tables (e.g. "
+                    "MRC's own database): flowcli refuses to run on it until it is adopted",
+                    fix=Fix(
+                        "safe",
+                        "adopt it: stamp the revision its tables match and upgrade, or add "
+                        "flowcli's missing tables and columns and stamp head",
+                        [f"-- create {VERSION_TABLE}", "-- alembic stamp/upgrade"],
+                        applies_with="schema",
+                    ),
+                    data={"action": "adopt"},
+                )
+            ],
+        )
+    if len(revisions) != 1:
+        info["state"] = "several"
+        info["current"] = revisions
+        return _result(
+            "version_table",
+            "error",
+            f"{len(revisions)} rows",
+            [
+                Finding(
+                    "version_table",
+                    "error",
+                    VERSION_TABLE,
+                    f"{VERSION_TABLE} has {len(revisions)} rows "
+                    f"({', '.join(revisions) or 'none'}): "
+                    "several heads or a damaged ledger",
+                    fix=Fix(
+                        "manual",
+                        "decide which revision the schema is at, then "
+                        "`flowcli db stamp REV` (the doctor does not guess)",
+                    ),
+                )
+            ],
+        )
+    current = revisions[0]
+    info["current"] = current
+    if current == HEAD_REVISION:
+        info["state"] = "head"
+        return _result("version_table", "ok", f"at head ({current})")
+    if current in KNOWN_REVISIONS:
+        info["state"] = "behind"
+        return _result(
+            "version_table",
+            "error",
+            f"behind: {current} < {HEAD_REVISION}",
+            [
+                Finding(
+                    "version_table",
+                    "error",
+                    VERSION_TABLE,
+                    f"the database is at revision {current}, behind head {HEAD_REVISION}: commands "
+                    "refuse to run until it is upgraded",
+                    fix=Fix(
+                        "safe",
+                        f"upgrade {current} → {HEAD_REVISION}",
+                        ["-- alembic upgrade head"],
+                        applies_with="schema",
+                    ),
+                    data={"action": "upgrade"},
+                )
+            ],
+        )
+    info["state"] = "unknown"
+    ctx.facts["unknown_revision"] = True
+    return _result(
+        "version_table",
+        "error",
+        f"unknown revision {current}",
+        [
+            Finding(
+                "version_table",
+                "error",
+                VERSION_TABLE,
+                f"revision {current} is not one this flowcli knows ({', '.join(KNOWN_REVISIONS)}): "
+                "the database was migrated by a newer flowcli, or revisions were deleted",
+                fix=Fix(
+                    "manual",
+                    "upgrade flowcli to the version that wrote it; stamping over an "
+                    "unknown revision would hide a real schema difference",
+                ),
+            )
+        ],
+    )
+
+
+# --- schema against the models ------------------------------------------------------------
+
+
+def _drift(ctx: DoctorContext) -> Any:
+    if "drift" not in ctx.facts:
+        from flowcli.doctor.schema_drift import detect_schema_drift
+
+        ctx.facts["drift"] = detect_schema_drift(ctx.require_conn())
+    return ctx.facts["drift"]
+
+
+def _schema_check(name: str, kinds: tuple[str, ...], ok_text: str) -> CheckFn:
+    def run(ctx: DoctorContext) -> CheckResult:
+        findings = [f for f in _drift(ctx).findings if f.check in kinds]
+        if ctx.facts.get("unknown_revision"):
+            for f in findings:
+                if f.fix is not None and f.fix.risk == "safe":
+                    # Repairing against models older than the database could do harm.
+                    f.fix = Fix("manual", "not repaired while the revision is unknown")
+        if not findings:
+            return _result(name, "ok", ok_text)
+        return _result(name, _status_of(findings), f"{len(findings)} found", findings)
+
+    return run
+
+
+check("missing_table", "tables the models need", "schema")(
+    _schema_check("missing_table", ("missing_table",), "all present")
+)
+check("missing_column", "columns the models need", "schema")(
+    _schema_check("missing_column", ("missing_column",), "all present")
+)
+check("column_mismatch", "types and nullability that matter", "schema")(
+    _schema_check("column_mismatch", ("column_mismatch",), "as the models say")
+)
+check("missing_index", "indexes flowcli's queries need", "schema")(
+    _schema_check("missing_index", ("missing_index",), "all present")
+)
+check("extra_objects", "other tables and columns (never touched)", "schema")(
+    _schema_check("extra_objects", ("extra_table", "extra_column"), "none")
+)
+
+
+# --- application state ------------------------------------------------------------------
+
+
+def _state_ready(ctx: DoctorContext, *columns: str) -> str | None:
+    drift = _drift(ctx)
+    need = {"sessions", "step_execution_logs"}
+    if not need <= drift.owned_present:
+        return "needs the sessions and step_execution_logs tables"
+    have = drift.columns.get("sessions", set())
+    missing = [c for c in columns if c not in have]
+    if missing:
+        return f"needs sessions.{missing[0]}"
+    return None
+
+
+def _now() -> datetime:
+    from flowcli.db.session_store import utcnow
+
+    return utcnow()
+
+
+@check("stuck_sessions", "sessions left running by a killed process", "state")
+def check_stuck_sessions(ctx: DoctorContext) -> CheckResult:
+    blocked = _state_ready(ctx, "lease_owner", "lease_expires_at")
+    if blocked:
+        return _result("stuck_sessions", "skipped", blocked)
+    conn = ctx.require_conn()
+    now = _now()
+    rows = conn.execute(
+        text(
+            "SELECT s.id, s.lease_owner, s.lease_expires_at, "
+            " (SELECT count(*) FROM step_execution_logs l WHERE l.session_id = s.id "
+            "  AND l.status = 'running') AS running_logs "
+            "FROM sessions s WHERE s.lease_owner IS NOT NULL OR EXISTS ("
+            " SELECT 1 FROM step_execution_logs l"
+            " WHERE l.session_id = s.id AND l.status = 'running')"
+        )
+    ).all()
+    findings = []
+    for sid, owner, expires, running in rows:
+        if isinstance(expires, str):
+            expires = datetime.fromisoformat(expires)
+        if owner is not None and expires is not None and expires > now:
+            continue  # a live claim: someone is running a step right now
+        what = f"{running} running log row(s)" if running else "an expired claim"
+        findings.append(
+            Finding(
+                "stuck_sessions",
+                "warning",
+                f"session {sid}",
+                f"session {sid} has {what} left by {owner or 'a process'} that stopped mid-step; "
+                "the next run recovers it, --fix-sessions marks it now",
+                fix=Fix(
+                    "safe",
+                    "mark the abandoned log rows failed (interrupted) and release the "
+                    "claim; the step runs again next time",
+                    [
+                        "UPDATE step_execution_logs SET status = 'failed' … "
+                        "WHERE status = 'running'",
+                        "UPDATE sessions SET lease_owner = NULL, lease_expires_at = NULL …",
+                    ],
+                    applies_with="sessions",
+                ),
+                data={"session_id": sid, "action": "release"},
+            )
+        )
+    return _result(
+        "stuck_sessions",
+        _status_of(findings),
+        f"{len(findings)} stuck" if findings else "none",
+        findings,
+    )
+
+
+@check("failed_running", "running sessions whose last execution failed", "state")
+def check_failed_running(ctx: DoctorContext) -> CheckResult:
+    blocked = _state_ready(ctx, "lease_owner")
+    if blocked:
+        return _result("failed_running", "skipped", blocked)
+    conn = ctx.require_conn()
+    rows = conn.execute(
+        text(
+            "SELECT s.id, l.error_message FROM sessions s JOIN step_execution_logs l "
+            "ON l.session_id = s.id AND l.execution_order = (SELECT max(execution_order) "
+            "FROM step_execution_logs WHERE session_id = s.id) "
+            "WHERE s.status = 'running' AND l.status = 'failed' AND s.lease_owner IS NULL"
+        )
+    ).all()
+    findings = [
+        Finding(
+            "failed_running",
+            "warning",
+            f"session {sid}",
+            f"session {sid} is running but its last execution failed "
+            f"({(err or '').strip()[:120]}); "
+            "its driver stopped between retries",
+            fix=Fix(
+                "safe",
+                "mark the session failed with that reason (`session resume` runs it again)",
+                ["UPDATE sessions SET status = 'failed', error_reason = … "],
+                applies_with="sessions",
+            ),
+            data={"session_id": sid, "action": "fail", "reason": f"last execution failed: {err}"},
+        )
+        for sid, err in rows
+    ]
+    return _result(
+        "failed_running",
+        _status_of(findings),
+        f"{len(findings)} found" if findings else "none",
+        findings,
+    )
+
+
+@check("missing_current_step", "sessions whose current step is not in their snapshot", "state")
+def check_missing_current_step(ctx: DoctorContext) -> CheckResult:
+    blocked = _state_ready(ctx)
+    if blocked:
+        return _result("missing_current_step", "skipped", blocked)
+    conn = ctx.require_conn()
+    findings = []
+    rows = conn.execute(
+        text(
+            "SELECT id, current_step_id, flow_snapshot FROM sessions "
+            "WHERE status IN ('running', 'paused') AND current_step_id IS NOT NULL"
+        )
+    )
+    for sid, step_id, snapshot in rows:
+        try:
+            data = json.loads(snapshot) if snapshot else {}
+        except ValueError:
+            data = {}
+        steps = data.get("steps", []) if isinstance(data, dict) else []
+        ids = {s.get("id") for s in steps if isinstance(s, dict)}
+        if step_id not in ids:
+            findings.append(
+                Finding(
+                    "missing_current_step",
+                    "error",
+                    f"session {sid}",
+                    f"session {sid} is positioned on step {step_id}, which its flow snapshot does "
+                    "not contain: it cannot run",
+                    fix=Fix(
+                        "safe",
+                        "mark the session failed with the reason",
+                        ["UPDATE sessions SET status = 'failed', error_reason = … "],
+                        applies_with="sessions",
+                    ),
+                    data={
+                        "session_id": sid,
+                        "action": "fail",
+                        "reason": f"current step {step_id} is not in the flow snapshot",
+                    },
+                )
+            )
+    return _result(
+        "missing_current_step",
+        _status_of(findings),
+        f"{len(findings)} found" if findings else "none",
+        findings,
+    )
+
+
+@check("orphan_logs", "log rows pointing at missing sessions or steps", "state")
+def check_orphan_logs(ctx: DoctorContext) -> CheckResult:
+    blocked = _state_ready(ctx)
+    if blocked:
+        return _result("orphan_logs", "skipped", blocked)
+    conn = ctx.require_conn()
+    no_session = (
+        conn.execute(
+            text(
+                "SELECT count(*) FROM step_execution_logs l WHERE NOT EXISTS "
+                "(SELECT 1 FROM sessions s WHERE s.id = l.session_id)"
+            )
+        ).scalar()
+        or 0
+    )
+    no_step = 0
+    if "flow_steps" in _drift(ctx).owned_present:
+        no_step = (
+            conn.execute(
+                text(
+                    "SELECT count(*) FROM step_execution_logs l WHERE NOT EXISTS "
+                    "(SELECT 1 FROM flow_steps f WHERE f.id = l.step_id)"
+                )
+            ).scalar()
+            or 0
+        )
+    findings = []
+    if no_session:
+        findings.append(
+            Finding(
+                "orphan_logs",
+                "warning",
+                "step_execution_logs.session_id",
+                f"{no_session} log row(s) belong to sessions that no longer exist",
+                fix=Fix(
+                    "manual", "flowcli never deletes user data; delete them yourself if unwanted"
+                ),
+            )
+        )
+    if no_step:
+        findings.append(
+            Finding(
+                "orphan_logs",
+                "warning",
+                "step_execution_logs.step_id",
+                f"{no_step} log row(s) name steps that no longer exist",
+                fix=Fix(
+                    "manual", "flowcli never deletes user data; the rows keep their step_snapshot"
+                ),
+            )
+        )
+    return _result(
+        "orphan_logs",
+        _status_of(findings),
+        "none" if not findings else f"{no_session + no_step} row(s)",
+        findings,
+    )
+
+
+def list_checks() -> list[dict[str, str]]:
+    return [
+        {
+            "check": c.name,
+            "group": c.group,
+            "title": c.title,
+            "applies_to": "SQLite" if c.sqlite_only else "all",
+        }
+        for c in REGISTRY
+    ]

@@ -1,0 +1,177 @@
+"""Running the doctor: examine (read-only), then optionally repair and examine again.
+
+Examination never writes: SQLite files are opened read-only (``mode=ro``), so even
+the journal mode is left as found. ``run_doctor`` is what ``flowcli db doctor`` calls.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from sqlalchemy import create_engine
+from sqlalchemy.pool import StaticPool
+
+from flowcli.db.connection import DatabaseTarget
+from flowcli.db.schema import HEAD_REVISION
+from flowcli.doctor.checks import REGISTRY, DoctorContext
+from flowcli.doctor.findings import CheckResult, DoctorReport
+from flowcli.errors import DoctorError, UsageError
+
+
+@dataclass
+class DoctorOptions:
+    full: bool = False
+    strict: bool = False
+    fix: bool = False
+    fix_sessions: bool = False
+    dry_run: bool = False
+    backup: bool = True
+    busy_timeout: float = 5.0
+
+
+def _readonly_engine(path: Path, busy_timeout: float) -> tuple[Any, Path | None]:
+    """An engine on the file that cannot write it. Returns (engine, temp copy or None).
+
+    A read-only connection cannot open a WAL database whose -shm file is gone (a crash
+    can leave just the -wal); then the file and its WAL are examined as a private copy.
+    """
+    uri = f"file:{quote(str(path))}?mode=ro"
+
+    def connect() -> sqlite3.Connection:
+        raw = sqlite3.connect(uri, uri=True, timeout=busy_timeout, check_same_thread=False)
+        raw.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        return raw
+
+    try:
+        probe = connect()
+        probe.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        probe.close()
+    except sqlite3.OperationalError as exc:
+        wal = Path(str(path) + "-wal")
+        if "unable to open" not in str(exc) or not wal.exists():
+            raise
+        tmp = Path(tempfile.mkdtemp(prefix="flowcli-doctor-"))
+        shutil.copy2(path, tmp / path.name)
+        shutil.copy2(wal, tmp / wal.name)
+        copy = tmp / path.name
+        engine = create_engine(
+            "sqlite://",
+            poolclass=StaticPool,
+            creator=lambda: sqlite3.connect(copy, timeout=busy_timeout, check_same_thread=False),
+        )
+        return engine, tmp
+    return create_engine("sqlite://", creator=connect, poolclass=StaticPool), None
+
+
+def examine(target: DatabaseTarget, options: DoctorOptions) -> tuple[DoctorReport, DoctorContext]:
+    from flowcli.db.failures import describe_db_error
+    from flowcli.errors import DatabaseBusyError
+
+    ctx = DoctorContext(target=target, full=options.full)
+    results: list[CheckResult] = []
+    engine = None
+    temp_copy: Path | None = None
+    conn = None
+    try:
+        for spec in REGISTRY:
+            if spec.sqlite_only and not ctx.is_sqlite:
+                continue
+            if ctx.unexaminable or ctx.stop_reason:
+                why = ctx.unexaminable or ctx.stop_reason
+                results.append(
+                    CheckResult(spec.name, spec.title, spec.group, "skipped", f"skipped: {why}")
+                )
+                continue
+            if spec.name not in ("file_access", "sqlite_header") and conn is None:
+                try:
+                    if ctx.is_sqlite and target.path is not None:
+                        engine, temp_copy = _readonly_engine(target.path, options.busy_timeout)
+                    else:
+                        engine = create_engine(target.url)
+                    conn = engine.connect()
+                    ctx.conn = conn
+                except Exception as exc:  # noqa: BLE001 - reported as the doctor's finding
+                    error = describe_db_error(exc, f"database {target.display}")
+                    ctx.unexaminable = error.message
+                    results.append(
+                        CheckResult(spec.name, spec.title, spec.group, "error", error.message)
+                    )
+                    continue
+            try:
+                results.append(spec.run(ctx))
+            except Exception as exc:  # noqa: BLE001 - a check that cannot read says why
+                error = describe_db_error(exc, f"database {target.display}")
+                if isinstance(error, DatabaseBusyError) or "not a SQLite" in error.message:
+                    ctx.unexaminable = error.message
+                else:
+                    ctx.stop_reason = error.message
+                results.append(
+                    CheckResult(spec.name, spec.title, spec.group, "error", error.message)
+                )
+    finally:
+        if conn is not None:
+            conn.close()
+        if engine is not None:
+            engine.dispose()
+        if temp_copy is not None:
+            shutil.rmtree(temp_copy, ignore_errors=True)
+    revision = ctx.facts.get("revision") or {"current": None, "head": HEAD_REVISION, "state": None}
+    report = DoctorReport(
+        database=target.display,
+        revision=revision,
+        checks=results,
+        examinable=ctx.unexaminable is None,
+        strict=options.strict,
+    )
+    if ctx.unexaminable:
+        report.unresolved.append({"reason": ctx.unexaminable})
+    return report, ctx
+
+
+def run_doctor(
+    target: DatabaseTarget,
+    options: DoctorOptions,
+    confirm: Callable[[DoctorReport], bool] | None = None,
+) -> DoctorReport:
+    """Examine; with ``fix``: back up, repair in one transaction, examine again.
+
+    Raises DoctorError when a repair left a finding it targeted unresolved.
+    """
+    from flowcli.doctor.repair import apply_repairs
+
+    if options.fix_sessions and not options.fix:
+        options.fix = True
+    report, ctx = examine(target, options)
+    if not options.fix or not report.examinable:
+        return report
+    chosen = report.fixable(with_sessions=options.fix_sessions)
+    if not chosen or options.dry_run:
+        return report
+    if ctx.facts.get("writable") is False:
+        raise UsageError(f"{target.display} is read-only for this user: cannot repair it")
+    if confirm is not None and not confirm(report):
+        return report
+    outcome = apply_repairs(
+        target,
+        report,
+        ctx.facts,
+        fix_sessions=options.fix_sessions,
+        backup=options.backup,
+        busy_timeout=options.busy_timeout,
+    )
+    after, _ctx = examine(target, options)
+    after.backup = outcome.backup
+    after.repairs = outcome.actions
+    still = {f.key for f in after.findings}
+    after.unresolved = [{"check": c, "object": o} for c, o in outcome.targeted if (c, o) in still]
+    if after.unresolved:
+        shown = ", ".join(f"{u['check']} {u['object']}" for u in after.unresolved)
+        raise DoctorError(f"the repair did not resolve: {shown}", report=after)
+    return after

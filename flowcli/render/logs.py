@@ -1,0 +1,460 @@
+"""Terminal views of step logs and debugging results: trees, followed rows, one log in
+detail, statistics, the timeline, transcripts, session diffs, skips and forks.
+
+Builders take the plain data that flowcli.db.log_queries and flowcli.engine.debugging
+return; results go to stdout, notes to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from flowcli.render import (
+    _esc,
+    _status,
+    _when,
+    json_default,
+    out_console,
+)
+
+
+def _step_label(row: dict[str, Any]) -> str:
+    from flowcli.db.log_queries import step_info
+
+    info = step_info(row.get("step_snapshot"))
+    if not info:
+        return f"step_id {row.get('step_id')}"
+    parts = (info.get("order", "?"), info.get("speaker") or "", info.get("task_type") or "")
+    return " ".join(str(p) for p in parts).strip()
+
+
+def _ms(value: Any) -> str:
+    return "" if value is None else f"{value} ms"
+
+
+def _cut(text: Any, width: int) -> str:
+    value = "" if text is None else " ".join(str(text).split())
+    return value if len(value) <= width else value[: max(0, width - 1)] + "…"
+
+
+# --- the tree of repeats -------------------------------------------------------------
+
+
+def logs_tree(rows: Iterable[dict[str, Any]], title: str) -> int:
+    """Executions as a tree: each loop repeat nested under its first pass."""
+    from rich.tree import Tree
+
+    tree = Tree(_esc(title))
+    nodes: dict[int, Any] = {}
+    count = 0
+    for row in rows:
+        label = (
+            f"#{row['execution_order']} {_esc(_step_label(row))}  "
+            f"round {_esc(row.get('round_index'))}, loop {_esc(row.get('loop_iteration'))}, "
+            f"try {_esc(row.get('attempt_count'))}  {_status(row.get('status'))}"
+        )
+        if row.get("result_type"):
+            label += f" ({_esc(row['result_type'])})"
+        if row.get("duration_ms") is not None:
+            label += f"  {row['duration_ms']} ms"
+        if row.get("error_message"):
+            label += f"  [red]{_esc(_cut(row['error_message'], 60))}[/red]"
+        parent = nodes.get(row.get("parent_log_id") or -1, tree)
+        nodes[row["id"]] = parent.add(label)
+        count += 1
+    out_console().print(tree)
+    return count
+
+
+# --- rows printed as they arrive (logs --follow) ---------------------------------------
+
+_FOLLOW_COLUMNS = (
+    ("#", 6, ">"),
+    ("round", 5, ">"),
+    ("loop", 4, ">"),
+    ("try", 3, ">"),
+    ("step", 30, "<"),
+    ("status", 9, "<"),
+    ("result", 16, "<"),
+    ("duration", 10, ">"),
+    ("started", 19, "<"),
+)
+
+
+class FollowedRows:
+    """One line per execution in fixed-width columns, so rows printed later line up
+    with the header printed first."""
+
+    def __init__(self, error_width: int = 40) -> None:
+        self.error_width = error_width
+        self.count = 0
+
+    def header(self) -> None:
+        cells = [f"{name:{align}{width}}" for name, width, align in _FOLLOW_COLUMNS]
+        out_console().print("[bold]" + _esc("  ".join(cells) + "  error") + "[/bold]")
+
+    def row(self, row: dict[str, Any]) -> None:
+        values = [
+            str(row["execution_order"]),
+            row.get("round_index"),
+            row.get("loop_iteration"),
+            row.get("attempt_count"),
+            _step_label(row),
+            row.get("status") or "-",
+            row.get("result_type") or "",
+            _ms(row.get("duration_ms")),
+            _when(row.get("started_at") or row.get("created_at")),
+        ]
+        cells = []
+        for (name, width, align), value in zip(_FOLLOW_COLUMNS, values, strict=True):
+            text = f"{_cut(value, width):{align}{width}}"
+            cells.append(_status_cell(text, value) if name == "status" else _esc(text))
+        error = _cut(row.get("error_message"), self.error_width)
+        line = "  ".join(cells) + ("  [red]" + _esc(error) + "[/red]" if error else "")
+        out_console().print(line, soft_wrap=True)
+        self.count += 1
+
+
+def _status_cell(padded: str, status: Any) -> str:
+    from flowcli.render import STATUS_STYLES
+
+    style = STATUS_STYLES.get(str(status), "")
+    return f"[{style}]{_esc(padded)}[/{style}]" if style else _esc(padded)
+
+
+def follow_jsonl(row: dict[str, Any]) -> None:
+    """One log row as a JSON line, flushed at once so a reader sees it now."""
+    from flowcli.db.log_queries import LOG_COLUMNS
+
+    plain = {c: row.get(c) for c in LOG_COLUMNS}
+    sys.stdout.write(json.dumps(plain, default=json_default, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+# --- one log in detail -----------------------------------------------------------------
+
+_DETAIL_JSON_KEYS = ("result_data", "step_snapshot", "context_snapshot")
+
+
+def _json_view(value: Any) -> Any:
+    from rich.json import JSON
+    from rich.text import Text
+
+    if isinstance(value, dict | list):
+        return JSON(json.dumps(value, default=json_default, ensure_ascii=False), indent=2)
+    return Text("" if value is None else str(value))
+
+
+def log_detail(data: dict[str, Any]) -> None:
+    """Every column of a log, its JSON columns highlighted, and its context's diff."""
+    from rich.panel import Panel
+    from rich.table import Table
+
+    from flowcli.db.log_queries import LOG_COLUMNS
+
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    step = data.get("step") or {}
+    for col in LOG_COLUMNS:
+        if col in _DETAIL_JSON_KEYS:
+            continue
+        value = data.get(col)
+        if col == "status":
+            shown = _status(value)
+        elif isinstance(value, datetime):
+            shown = _esc(value.isoformat(sep=" "))
+        elif col == "error_message" and value:
+            shown = f"[red]{_esc(value)}[/red]"
+        else:
+            shown = _esc("" if value is None else value)
+        grid.add_row(col, shown)
+    if step:
+        arrow = f" → {step['target']}" if step.get("target") else ""
+        grid.add_row(
+            "step",
+            f"{_esc(step.get('order'))}. {_esc(step.get('speaker'))}{_esc(arrow)} "
+            f"({_esc(step.get('task_type'))})",
+        )
+    console = out_console()
+    console.print(
+        Panel(
+            grid,
+            title=f"log {data['id']}: session {data['session_id']}, "
+            f"execution #{data['execution_order']}",
+        )
+    )
+    message = data.get("message")
+    if message:
+        who = _esc(message.get("speaker") or "?")
+        if message.get("target"):
+            who += f" → {_esc(message['target'])}"
+        console.print(Panel(_esc(message.get("content")), title=f"message {message['id']}: {who}"))
+    for key in _DETAIL_JSON_KEYS:
+        console.print(Panel(_json_view(data.get(key)), title=key))
+    context_diff_table(data.get("context_diff") or {}, data.get("previous_log_id"))
+
+
+def context_diff_table(diff: dict[str, Any], previous_log_id: int | None) -> None:
+    from rich.table import Table
+
+    against = (
+        f"log {previous_log_id} (the previous execution)"
+        if previous_log_id is not None
+        else "nothing (first execution)"
+    )
+    table = Table(title=f"context compared with {against}")
+    table.add_column("")
+    table.add_column("path")
+    table.add_column("before")
+    table.add_column("after")
+
+    def show(value: Any) -> str:
+        return _esc(_cut(json.dumps(value, default=json_default, ensure_ascii=False), 80))
+
+    for path, value in (diff.get("added") or {}).items():
+        table.add_row("[green]+[/green]", _esc(path), "", show(value))
+    for path, value in (diff.get("removed") or {}).items():
+        table.add_row("[red]-[/red]", _esc(path), show(value), "")
+    for path, (old, new) in (diff.get("changed") or {}).items():
+        table.add_row("[yellow]~[/yellow]", _esc(path), show(old), show(new))
+    if table.row_count == 0:
+        out_console().print(f"context unchanged from {_esc(against)}")
+    else:
+        out_console().print(table)
+
+
+# --- statistics and timeline -------------------------------------------------------------
+
+
+def stats_table(data: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"session {data['session_id']}: steps")
+    for col in ("step", "speaker", "task", "runs", "skips", "failures", "p50", "p95", "max"):
+        right = col not in ("speaker", "task")
+        table.add_column(col, justify="right" if right else "left")
+    table.add_column("max memory", justify="right")
+    for s in data["steps"]:
+        table.add_row(
+            _esc(s["order"] if s["order"] is not None else f"id {s['step_id']}"),
+            _esc(s["speaker"]),
+            _esc(s["task_type"]),
+            str(s["runs"]),
+            str(s["skips"]),
+            f"[red]{s['failures']}[/red]" if s["failures"] else "0",
+            _ms(s["p50_ms"]),
+            _ms(s["p95_ms"]),
+            _ms(s["max_ms"]),
+            "" if s["max_memory_mb"] is None else f"{s['max_memory_mb']:.1f} MB",
+        )
+    total = data["total"]
+    table.caption = (
+        f"{total['executions']} executions: {total['runs']} runs, {total['skips']} skips, "
+        f"{total['failures']} failures; durations are of completed runs"
+    )
+    out_console().print(table)
+
+
+def timeline_view(data: dict[str, Any]) -> None:
+    """A Gantt-style bar per execution, placed within the span of the executions shown."""
+    console = out_console()
+    rows = data["rows"]
+    if not rows:
+        console.print(f"session {data['session_id']} has no executions to show")
+        return
+    label_width = 36
+    suffix_width = 14
+    bar_width = max(10, console.width - label_width - suffix_width - 2)
+    console.print(
+        _esc(
+            f"session {data['session_id']}: {len(rows)} executions over "
+            f"{data['span_ms']:.0f} ms from {_when(data['span_start'])}"
+        )
+    )
+    marks = {"completed": ("█", "green"), "skipped": ("░", "yellow")}
+    for r in rows:
+        loop = f" L{r['loop_iteration']}" if r.get("loop_iteration") else ""
+        label = _cut(
+            f"#{r['execution_order']} r{r['round_index']}{loop} "
+            f"{r['order'] if r['order'] is not None else '?'}.{r['speaker'] or ''} "
+            f"{r['task_type'] or ''}",
+            label_width,
+        )
+        failed = r["status"] in ("failed", "timeout")
+        char, style = marks.get(r["status"], ("█", "red" if failed else "cyan"))
+        if r.get("offset") is None:
+            bar = ""
+            start = 0
+        else:
+            start = min(bar_width - 1, int(r["offset"] * bar_width))
+            length = max(1, round(r["length"] * bar_width))
+            bar = char * min(length, bar_width - start)
+        suffix = _ms(r.get("duration_ms"))
+        line = f"{_esc(f'{label:<{label_width}}')} {' ' * start}[{style}]{bar}[/{style}]"
+        if failed:
+            line += " [bold red]✗[/bold red]"
+        line += f" {_esc(suffix)}"
+        console.print(line, soft_wrap=True)
+    console.print("[dim]█ completed  ░ skipped  ✗ failed[/dim]")
+
+
+# --- transcript --------------------------------------------------------------------------
+
+_MARKDOWN = re.compile(
+    r"^\s{0,3}#{1,6}\s+\S"  # heading
+    r"|^\s{0,3}(```|~~~)"  # code fence
+    r"|^\s*([-*+]|\d+[.)])\s+\S"  # list item
+    r"|^\s{0,3}>\s"  # block quote
+    r"|\*\*[^*\n]+\*\*|__[^_\n]+__"  # strong
+    r"|(?<![*\w])\*[^*\s][^*\n]*\*(?![*\w])"  # emphasis
+    r"|(?<![_\w])_[^_\s][^_\n]*_(?![_\w])"
+    r"|\[[^\]\n]+\]\([^)\s]+\)"  # link
+    r"|`[^`\n]+`",  # inline code
+    re.MULTILINE,
+)
+
+
+def looks_like_markdown(text: str) -> bool:
+    return bool(_MARKDOWN.search(text or ""))
+
+
+def transcript_view(session_id: int, messages: list[dict[str, Any]]) -> None:
+    """The dialogue: a heading per round, a panel per message (Markdown when it is)."""
+    from rich.markdown import Markdown
+    from rich.panel import Panel
+    from rich.rule import Rule
+    from rich.text import Text
+
+    console = out_console()
+    if not messages:
+        console.print(f"session {session_id} has no messages yet")
+        return
+    current: Any = object()
+    for msg in messages:
+        if msg["round"] != current:
+            current = msg["round"]
+            console.print(Rule(f"round {_esc(current)}"))
+        title = f"[bold]{_esc(msg['speaker'] or '?')}[/bold]"
+        if msg.get("target"):
+            title += f" → {_esc(msg['target'])}"
+        if msg.get("section"):
+            title += f" · {_esc(msg['section'])}"
+        content = msg["content"] or ""
+        body: Any = Markdown(content) if looks_like_markdown(content) else Text(content)
+        console.print(
+            Panel(
+                body,
+                title=title,
+                title_align="left",
+                subtitle=f"message {msg['id']}, {_when(msg.get('created_at'))}",
+                subtitle_align="right",
+            )
+        )
+
+
+# --- diff, skip, fork ----------------------------------------------------------------------
+
+DIFF_MARKERS = {"same": "=", "different": "≠", "only_a": "only A", "only_b": "only B"}
+
+
+def diff_table(data: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    # Everything but the two message columns has a fixed width; they share the rest.
+    content_width = max(12, (out_console().width - 111) // 2)
+    table = Table(title=f"session {data['a']} (A) vs session {data['b']} (B)")
+    for col in ("", "round", "step", "loop"):
+        table.add_column(col, justify="left" if col == "" else "right", no_wrap=True)
+    for side in ("A", "B"):
+        table.add_column(f"{side} #", justify="right", no_wrap=True)
+        table.add_column(f"{side} status", no_wrap=True)
+        table.add_column(f"{side} result", no_wrap=True)
+        table.add_column(f"{side} message", no_wrap=True, max_width=content_width)
+    styles = {"same": "green", "different": "red", "only_a": "yellow", "only_b": "yellow"}
+    for row in data["rows"]:
+        cells = [
+            f"[{styles[row['marker']]}]{_esc(DIFF_MARKERS[row['marker']])}[/]",
+            str(row["round"]),
+            _esc(row["step_order"] if row["step_order"] is not None else "?"),
+            str(row["loop_iteration"]),
+        ]
+        for side in ("a", "b"):
+            entry = row[side]
+            if entry is None:
+                cells.extend(["", "", "", ""])
+                continue
+            diff = row["differences"]
+
+            def mark(field: str, text: str, diff: list[str] = diff) -> str:
+                return f"[bold red]{text}[/bold red]" if field in diff else text
+
+            cells.extend(
+                [
+                    str(entry["execution_order"]),
+                    mark("status", _esc(entry["status"])),
+                    mark("result_type", _esc(entry["result_type"] or "")),
+                    mark("content", _esc(_cut(entry["content"], content_width))),
+                ]
+            )
+        table.add_row(*cells)
+    s = data["summary"]
+    table.caption = (
+        f"= {s['same']} same, ≠ {s['different']} different, "
+        f"{s['only_a']} only in A, {s['only_b']} only in B"
+    )
+    out_console().print(table)
+
+
+def skip_panel(data: dict[str, Any]) -> None:
+    from rich.panel import Panel
+    from rich.table import Table
+
+    log = data["log"]
+    step = data["step"]
+    session = data["session"]
+    result = json.loads(log["result_data"]) if log.get("result_data") else {}
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    arrow = f" → {step['target']}" if step.get("target") else ""
+    grid.add_row(
+        "step", f"{step['order']}. {_esc(step['speaker'])}{_esc(arrow)} ({_esc(step['task_type'])})"
+    )
+    grid.add_row(
+        "execution",
+        f"#{log['execution_order']} (log {log['id']}) round {log['round_index']}, "
+        f"loop iteration {log['loop_iteration']}, attempt {log['attempt_count']}",
+    )
+    grid.add_row("status", f"{_status(log['status'])} ({_esc(log['result_type'])})")
+    if result.get("reason"):
+        grid.add_row("reason", _esc(result["reason"]))
+    grid.add_row("next", _esc(data["decision"]))
+    grid.add_row(
+        "session",
+        f"{_status(session['status'])} (was {_esc(data['previous_status'])}), "
+        f"round {session['current_round']}, {session['executed_steps_count']} steps executed",
+    )
+    out_console().print(
+        Panel(grid, title=f"session {session['id']}: step skipped", border_style="yellow")
+    )
+
+
+__all__ = [
+    "FollowedRows",
+    "context_diff_table",
+    "diff_table",
+    "follow_jsonl",
+    "log_detail",
+    "logs_tree",
+    "looks_like_markdown",
+    "skip_panel",
+    "stats_table",
+    "timeline_view",
+    "transcript_view",
+]
