@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from alembic import context
 
-from flowcli.db.models import Base, include_owned_name
 from flowcli.db.schema import VERSION_TABLE
+from flowcli.db.tables import METADATA, include_owned_name
 
 config = context.config
 connection = config.attributes.get("connection")
@@ -20,7 +20,7 @@ if connection is None:  # pragma: no cover - flowcli always passes a connection
 
 context.configure(
     connection=connection,
-    target_metadata=Base.metadata,
+    target_metadata=METADATA,
     version_table=VERSION_TABLE,
     # SQLite cannot ALTER most things; batch mode rebuilds tables when needed.
     render_as_batch=connection.dialect.name == "sqlite",

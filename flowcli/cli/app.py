@@ -1,7 +1,5 @@
 """The root ``flowcli`` app: global options, and the command groups assembled."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

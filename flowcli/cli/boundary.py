@@ -69,7 +69,8 @@ def _translate_driver_error(exc: BaseException) -> FlowcliError | None:
     import sqlite3
 
     mod = type(exc).__module__
-    if isinstance(exc, sqlite3.Error) or mod.startswith(("sqlalchemy", "psycopg")):
+    # OverflowError: sqlite3 cannot bind an integer beyond 64 bits (a huge id argument).
+    if isinstance(exc, sqlite3.Error | OverflowError) or mod.startswith(("sqlalchemy", "psycopg")):
         from flowcli.db.failures import describe_db_error
 
         return describe_db_error(exc)

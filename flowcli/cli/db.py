@@ -1,7 +1,5 @@
 """``flowcli db …``: migrations (upgrade, downgrade, current, history, stamp)."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

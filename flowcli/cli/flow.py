@@ -1,7 +1,5 @@
 """``flowcli flow …``: import, validate, list, show, export and graph flows."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -21,7 +19,7 @@ FileArg = Annotated[
 FlowIdArg = Annotated[int, typer.Argument(help="The flow's id.", min=1, show_default=False)]
 
 
-def _load(ctx: typer.Context, file: Path) -> FlowDocument:
+def _load(ctx: typer.Context, file: Path) -> "FlowDocument":
     from flowcli.flows.spec import load_flow_file
     from flowcli.flows.store import known_role_names
 

@@ -1,8 +1,6 @@
 """``flowcli logs …``: step execution logs as tables, trees and exports, followed live,
 one log in detail, per-step statistics and a timeline."""
 
-from __future__ import annotations
-
 from datetime import datetime
 from typing import Annotated, Any
 

@@ -1,7 +1,5 @@
 """Option types shared by several command modules."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

@@ -1,7 +1,5 @@
 """``flowcli role …``: the roles that speak in flows."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

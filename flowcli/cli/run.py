@@ -1,7 +1,5 @@
 """``flowcli run-next``, ``flowcli auto``, ``flowcli explain`` and ``flowcli demo``."""
 
-from __future__ import annotations
-
 import signal
 import sys
 from typing import Annotated, Any
@@ -137,7 +135,7 @@ class _StopFlag:
         self.requested = False
         self._previous: Any = None
 
-    def __enter__(self) -> _StopFlag:
+    def __enter__(self) -> "_StopFlag":
         try:
             self._previous = signal.signal(signal.SIGINT, self._handle)
         except ValueError:  # not the main thread (e.g. some test runners)

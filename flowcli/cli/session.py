@@ -1,7 +1,5 @@
 """``flowcli session …``: create sessions from flows and move them through their life."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from flowcli.errors import DatabaseError
 
@@ -96,6 +97,48 @@ def sqlite_file_state(path: Path) -> str:
     return "sqlite"
 
 
+def _owned_or_new(cur: sqlite3.Cursor) -> bool:
+    """True for a database without tables or with flowcli's version table."""
+    from flowcli.db.schema import VERSION_TABLE
+
+    names = {r[0] for r in cur.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    return not names or VERSION_TABLE in names
+
+
+def wal_needs_immutable_open(path: Path) -> bool:
+    """Whether a WAL database in a folder this process cannot write must be opened immutable.
+
+    Reading a WAL database needs its ``-shm`` index, which SQLite creates beside the file.
+    In a read-only folder it cannot; when no ``-wal`` holds committed changes the file
+    alone is the whole database, so it is opened read-only and immutable (nobody can be
+    writing it: a writer would need the same folder). When a ``-wal`` with changes is
+    there but its ``-shm`` is not, those changes cannot be read: DatabaseError says why.
+    """
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(20)
+    except OSError:
+        return False
+    # Bytes 18 and 19 of the header are 2 in WAL mode.
+    if len(head) < 20 or not head.startswith(SQLITE_MAGIC) or head[18:20] != b"\x02\x02":
+        return False
+    if os.access(path.parent, os.W_OK):
+        return False
+    wal = Path(f"{path}-wal")
+    shm = Path(f"{path}-shm")
+    wal_size = wal.stat().st_size if wal.exists() else 0
+    if wal_size == 0:
+        return True
+    if shm.exists():
+        return False  # SQLite reads a WAL whose -shm exists, even in a read-only folder
+    raise DatabaseError(
+        f"cannot read {path}: it is in WAL mode and {wal.name} holds committed changes, "
+        f"but {shm.name} is missing and folder {path.parent} is read-only, so SQLite cannot "
+        "read them; make the folder writable (the next flowcli command folds the WAL into "
+        "the database), or examine a copy with `flowcli db doctor`"
+    )
+
+
 @dataclass
 class Database:
     """An opened database: the engine plus the knobs every command shares."""
@@ -150,8 +193,12 @@ def create_db_engine(target: DatabaseTarget, busy_timeout: float = DEFAULT_BUSY_
     if not target.is_sqlite:
         return create_engine(target.url, pool_pre_ping=True)
 
+    url = target.url
+    if target.path is not None and wal_needs_immutable_open(target.path):
+        # Read-only: writes fail with SQLite's own "readonly database" error.
+        url = f"sqlite:///file:{quote(str(target.path))}?mode=ro&immutable=1&uri=true"
     engine = create_engine(
-        target.url,
+        url,
         connect_args={"timeout": busy_timeout, "check_same_thread": False},
     )
 
@@ -162,9 +209,12 @@ def create_db_engine(target: DatabaseTarget, busy_timeout: float = DEFAULT_BUSY_
         cur = dbapi_conn.cursor()
         cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
         cur.execute("PRAGMA foreign_keys = ON")
-        # A read-only file or folder cannot switch to WAL; reads still work.
-        with contextlib.suppress(sqlite3.OperationalError):
-            cur.execute("PRAGMA journal_mode = WAL")
+        # A read-only file or folder cannot switch to WAL; reads still work. Another
+        # application's database is left in its own journal mode: switching rewrites its
+        # header, and flowcli only reads it until `db doctor --fix` adopts it.
+        with contextlib.suppress(sqlite3.DatabaseError):
+            if _owned_or_new(cur):
+                cur.execute("PRAGMA journal_mode = WAL")
         cur.execute("PRAGMA synchronous = NORMAL")
         cur.close()
 

@@ -7,9 +7,11 @@ full, not a database, or a missing table with the command that repairs it.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from flowcli.errors import (
@@ -18,6 +20,7 @@ from flowcli.errors import (
     FlowcliError,
     ReadOnlyDatabaseError,
     SchemaError,
+    UsageError,
 )
 
 if TYPE_CHECKING:
@@ -28,11 +31,35 @@ _MISSING_COLUMN = re.compile(r"(?:no such column|has no column named):? (\S+)")
 _PG_MISSING = re.compile(r'relation "([^"]+)" does not exist|column "([^"]+)".* does not exist')
 
 
-def describe_db_error(exc: BaseException, where: str = "database") -> FlowcliError:
+SQLITE_MAX_INTEGER = 2**63 - 1
+# Write-side I/O errors: SQLite reports EFBIG (a file-size limit) as these, not as FULL.
+_WRITE_IOERRS = ("SQLITE_IOERR_WRITE", "SQLITE_IOERR_TRUNCATE", "SQLITE_IOERR_SHMSIZE")
+
+
+def describe_db_error(
+    exc: BaseException, where: str = "database", path: Path | None = None
+) -> FlowcliError:
     """Map a SQLAlchemy / DBAPI exception to the flowcli error that explains it."""
     orig = getattr(exc, "orig", None) or exc
     text = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
     low = text.lower()
+    if isinstance(orig, OverflowError):
+        # sqlite3 refuses to bind an int beyond 64 bits (e.g. `session show 99999…`).
+        return UsageError(
+            f"a number is too large for the database: SQLite integers are at most "
+            f"{SQLITE_MAX_INTEGER} ({text})"
+        )
+    if getattr(orig, "sqlite_errorname", None) in _WRITE_IOERRS:
+        why = _no_room_reason(path)
+        if why is not None:
+            return DatabaseError(
+                f"{where}: no room to write ({why}); the transaction was rolled back, "
+                "so nothing is half-written: make room, then run the command again"
+            )
+        return DatabaseError(
+            f"{where}: disk I/O error while writing ({text}); the transaction was rolled "
+            "back: check the disk, then run `flowcli db doctor`"
+        )
     if "database is locked" in low or "database table is locked" in low or "lock timeout" in low:
         return DatabaseBusyError(
             f"{where} is locked by another process (waited past the busy timeout); "
@@ -79,5 +106,31 @@ def translated(db: Database | None = None) -> Iterator[None]:
         yield
     except FlowcliError:
         raise
-    except (SQLAlchemyError, sqlite3.Error) as exc:
-        raise describe_db_error(exc, where) from exc
+    except (SQLAlchemyError, sqlite3.Error, OverflowError) as exc:
+        path = db.target.path if db is not None else None
+        raise describe_db_error(exc, where, path) from exc
+    except Exception as exc:
+        # psycopg's errors, met on the DBAPI hot path (imported only when installed).
+        if type(exc).__module__.startswith("psycopg"):
+            raise describe_db_error(exc, where) from exc
+        raise
+
+
+def _no_room_reason(path: Path | None) -> str | None:
+    """Why a failed write means "no room": a file-size limit on this process, a full disk."""
+    try:
+        import resource
+
+        soft, _hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        if soft != resource.RLIM_INFINITY:
+            return f"this process may not write files larger than {soft:,} bytes (ulimit -f)"
+    except (ImportError, OSError, ValueError):
+        pass
+    if path is not None:
+        try:
+            st = os.statvfs(path.parent)
+        except OSError:
+            return None
+        if st.f_bavail * st.f_frsize < 1024 * 1024:
+            return f"the disk holding {path.parent} is full"
+    return None

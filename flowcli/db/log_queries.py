@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, func, select
 
-from flowcli.db.models import (
+from flowcli.db.tables import (
     STEP_LOG_COLUMNS,
     messages_table,
     session_roles_table,

@@ -55,11 +55,11 @@ def existing_columns(conn: Connection, table: str) -> set[str]:
 
 def missing_objects(conn: Connection) -> list[str]:
     """Tables and columns of the models that the database lacks, as ``table[.column]``."""
-    from flowcli.db.models import Base
+    from flowcli.db.tables import METADATA
 
     tables = existing_tables(conn)
     missing: list[str] = []
-    for name, table in Base.metadata.tables.items():
+    for name, table in METADATA.tables.items():
         if name not in tables:
             missing.append(name)
             continue

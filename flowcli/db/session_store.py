@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, func, insert, select, update
 
-from flowcli.db.models import (
+from flowcli.db.tables import (
     messages_table,
     roles_table,
     session_roles_table,

@@ -266,12 +266,12 @@ def check_journal_mode(ctx: DoctorContext) -> CheckResult:
 
 @check("version_table", f"flowcli's version table ({VERSION_TABLE})", "version")
 def check_version_table(ctx: DoctorContext) -> CheckResult:
-    from flowcli.db.models import Base
     from flowcli.db.schema import existing_tables, read_revisions
+    from flowcli.db.tables import METADATA
 
     conn = ctx.require_conn()
     tables = existing_tables(conn)
-    owned = tables & set(Base.metadata.tables)
+    owned = tables & set(METADATA.tables)
     revisions = read_revisions(conn)
     ctx.facts["owned_tables"] = owned
     info: dict[str, Any] = {"current": None, "head": HEAD_REVISION, "state": None}

@@ -95,15 +95,15 @@ def schema_at(revision: str) -> dict[str, frozenset[str]]:
     """flowcli's tables and columns as revision ``revision`` creates them."""
     from flowcli.db import migrate
     from flowcli.db.connection import Database, resolve_target
-    from flowcli.db.models import Base
     from flowcli.db.schema import existing_columns, existing_tables
+    from flowcli.db.tables import METADATA
 
     with tempfile.TemporaryDirectory(prefix="flowcli-schema-") as tmp:
         db = Database(resolve_target(str(Path(tmp) / "at.db")))
         try:
             migrate.upgrade(db, revision)
             with db.read() as conn:
-                tables = existing_tables(conn) & set(Base.metadata.tables)
+                tables = existing_tables(conn) & set(METADATA.tables)
                 return {t: frozenset(existing_columns(conn, t)) for t in tables}
         finally:
             db.dispose()
@@ -111,14 +111,14 @@ def schema_at(revision: str) -> dict[str, frozenset[str]]:
 
 def matching_revision(owned: dict[str, set[str]]) -> str | None:
     """The newest revision whose schema the database's flowcli tables match exactly."""
-    from flowcli.db.models import Base
     from flowcli.db.revisions import KNOWN_REVISIONS
+    from flowcli.db.tables import METADATA
 
     for revision in reversed(KNOWN_REVISIONS):
         schema = schema_at(revision)
         if set(schema) != set(owned):
             continue
-        model_cols = {t: {c.name for c in Base.metadata.tables[t].columns} for t in schema}
+        model_cols = {t: {c.name for c in METADATA.tables[t].columns} for t in schema}
         if all(owned[t] & model_cols[t] == set(schema[t]) for t in schema):
             return revision
     return None

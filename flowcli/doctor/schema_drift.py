@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy import Column, Connection, Index, Table, inspect, text
 from sqlalchemy.schema import CreateColumn, CreateIndex, CreateTable
 
-from flowcli.db.models import Base
 from flowcli.db.schema import VERSION_TABLE
+from flowcli.db.tables import METADATA
 from flowcli.doctor.findings import Finding, Fix
 
 # Model-nullable columns that flowcli always fills in its own inserts: a NOT NULL on
@@ -124,7 +124,7 @@ def detect_schema_drift(conn: Connection) -> Drift:
     dialect = conn.dialect
     present = set(insp.get_table_names())
     drift = Drift()
-    for name, table in Base.metadata.tables.items():
+    for name, table in METADATA.tables.items():
         if name not in present:
             drift.findings.append(
                 Finding(
@@ -188,7 +188,7 @@ def detect_schema_drift(conn: Connection) -> Drift:
                 )
             )
         drift.findings.extend(_compare_indexes(conn, insp, name, table, dialect))
-    for name in sorted(present - set(Base.metadata.tables) - LEDGER_TABLES):
+    for name in sorted(present - set(METADATA.tables) - LEDGER_TABLES):
         if name.startswith("sqlite_"):
             continue
         drift.findings.append(

@@ -378,7 +378,8 @@ def skip_step(db: Database, session_id: int, reason: str | None = None) -> dict[
     """Mark the session's current (or failed) step skipped and move on, as a false
     condition would: one ``skipped`` log row (result_type ``skipped``, the reason in
     ``result_data``), no message, the next position. A failed session runs again."""
-    from flowcli.engine.runner import SessionRunner, resident_memory_mb
+    from flowcli.db.step_tx import StepTx
+    from flowcli.engine.runner import recover_abandoned, resident_memory_mb
 
     with db.write() as conn:
         row = store.load_session(conn, session_id, for_update=True)
@@ -391,7 +392,7 @@ def skip_step(db: Database, session_id: int, reason: str | None = None) -> dict[
         now = store.utcnow()
         state = EngineState.from_json(row.engine_state)
         # A claim in flight makes the session busy; an abandoned one is marked failed.
-        SessionRunner(db, session_id)._recover_abandoned(conn, row, state, now)
+        recover_abandoned(StepTx.over(conn), row, state, now, owner=None)
         snapshot = parse_snapshot(row.flow_snapshot)
         if status == "not_started" or row.current_step_id is None:
             step, round_ = snapshot.first_step(), 1

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, func, insert, select
 
 from flowcli.db import session_store as store
-from flowcli.db.models import (
+from flowcli.db.tables import (
     flow_templates_table,
     messages_table,
     roles_table,

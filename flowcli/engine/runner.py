@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection
-
 from flowcli.db import session_store as store
 from flowcli.db.connection import Database
-from flowcli.engine.bounded import bounded, bounded_dumps
+from flowcli.db.failures import translated
+from flowcli.db.session_store import SessionRow, utcnow
+from flowcli.db.step_tx import StepTx
+from flowcli.engine.bounded import bounded_dumps
 from flowcli.engine.planner import Advance, StepPlan, advance, plan_step
 from flowcli.engine.responders import (
     Responder,
@@ -55,11 +56,16 @@ def process_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+_STATM_FD: int | None = None
+
+
 def resident_memory_mb() -> float | None:
-    """This process's resident memory, cheaply, from /proc where it exists."""
+    """This process's resident memory, cheaply: /proc/self/statm, kept open and re-read."""
+    global _STATM_FD
     try:
-        with open("/proc/self/statm", "rb") as fh:
-            pages = int(fh.read().split()[1])
+        if _STATM_FD is None:
+            _STATM_FD = os.open("/proc/self/statm", os.O_RDONLY)
+        pages = int(os.pread(_STATM_FD, 128, 0).split()[1])
         return round(pages * _PAGE_SIZE / (1024 * 1024), 2)
     except (OSError, ValueError, IndexError):
         import resource
@@ -144,9 +150,14 @@ def _view(row: tuple[Any, ...] | None) -> Any:
     )
 
 
+# Stands in for the log id in the loop state until the row is inserted (advance() is
+# decided first so the log row is written once, complete).
+_PENDING_LOG_ID = -1
+
+
 @dataclass
 class _Prepared:
-    row: store.SessionRow
+    row: SessionRow
     snapshot: FlowSnapshot
     state: EngineState
     plan: StepPlan
@@ -155,14 +166,63 @@ class _Prepared:
     execution_order: int
     started_at: datetime
     t0: float
-    conn: Connection | None = None
+    tx: StepTx
     condition_value: bool | None = None
     context_ids: list[int] = field(default_factory=list)
     context_views: list[Any] = field(default_factory=list)
 
 
+def recover_abandoned(
+    tx: StepTx, row: SessionRow, state: EngineState, now: datetime, owner: str | None
+) -> None:
+    """Refuse a live claim of another process; release an expired one.
+
+    An expired claim's ``running`` log rows become failed attempts ("interrupted"), so
+    the step runs again with its attempt count increased.
+    """
+    lease_live = (
+        row.lease_owner is not None
+        and row.lease_expires_at is not None
+        and row.lease_expires_at > now
+    )
+    if lease_live and row.lease_owner != owner:
+        raise SessionBusyError(
+            f"session {row.id} is busy: another process ({row.lease_owner}) is running "
+            f"a step until {row.lease_expires_at:%Y-%m-%d %H:%M:%S} UTC; try again later"
+        )
+    if row.lease_owner is None:
+        # A running log row is only ever written together with a claim, so without a
+        # claim there is nothing to recover (and no need to look).
+        return
+    abandoned = tx.running_log_ids(row.id)
+    for log_id in abandoned:
+        tx.update_log(
+            log_id,
+            {
+                "status": "failed",
+                "result_type": "error",
+                "error_message": (
+                    "interrupted: the process running this step "
+                    f"({row.lease_owner or 'unknown'}) stopped before finishing it; "
+                    "the step runs again"
+                ),
+                "completed_at": now,
+            },
+        )
+        state.failed_attempts += 1
+    tx.update_session(
+        row, {"lease_owner": None, "lease_expires_at": None, "engine_state": state.to_json()}
+    )
+
+
 class SessionRunner:
-    """Runs the steps of one session, caching what does not change between steps."""
+    """Runs the steps of one session, caching what does not change between steps.
+
+    It keeps one DBAPI connection for its lifetime (``close()`` returns it), and
+    remembers the last execution order it wrote with the session version that write
+    produced: while the version is unchanged no one else has written, so the order
+    need not be read again.
+    """
 
     def __init__(
         self,
@@ -180,6 +240,34 @@ class SessionRunner:
         self._responder: Responder | None = None
         self._role_ids: dict[str, int] | None = None
         self._role_prompts: dict[str, str | None] = {}
+        self._raw: Any = None
+        self._tx: StepTx | None = None
+        self._known_order: tuple[int | None, int] | None = None
+        self._state_cache: tuple[str | None, EngineState] | None = None
+        self._vars_cache: tuple[str | None, dict[str, Any]] | None = None
+
+    # --- connection -------------------------------------------------------------------
+
+    def _step_tx(self) -> StepTx:
+        if self._tx is None:
+            with translated(self.db):
+                self._raw = self.db.engine.raw_connection()
+                self._tx = StepTx(self._raw.driver_connection, self.db.engine.dialect.name)
+        return self._tx
+
+    def close(self) -> None:
+        if self._raw is not None:
+            try:
+                self._raw.close()
+            finally:
+                self._raw = None
+                self._tx = None
+
+    def __enter__(self) -> SessionRunner:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
     # --- public -------------------------------------------------------------------
 
@@ -210,39 +298,65 @@ class SessionRunner:
 
     def attempt(self, *, retries_left: int = 0) -> StepResult:
         """One attempt at the next step, logged whatever its outcome."""
-        responder: Responder | None = None
-        with self.db.write() as conn:
-            row = store.load_session(conn, self.session_id, for_update=True)
-            snapshot = self._snapshot(row)
-            responder = self._responder_for(snapshot)
-            prep_or_result = self._prepare(conn, row, snapshot)
-            if isinstance(prep_or_result, StepResult):
-                return prep_or_result
-            prep = prep_or_result
-            outcome = self._decide_condition(conn, prep, retries_left)
-            if outcome is not None:
-                return outcome
-            if responder.is_local:
-                reply, error = self._call(responder, prep)
-                return self._record(conn, prep, responder, reply, error, retries_left, None)
-            claim_log_id = self._claim(conn, prep, responder)
-            claimed_version = prep.row.version
-        # No transaction is open here: the network call may take as long as it needs.
-        reply, error = self._call(responder, prep)
-        with self.db.write() as conn:
-            row = store.load_session(conn, self.session_id, for_update=True)
-            if row.lease_owner != self.owner or row.version != claimed_version:
-                raise SessionBusyError(
-                    f"session {self.session_id}: this process lost its claim on the step "
-                    "(its lease expired and another process took over); its result was discarded"
-                )
-            prep.row = row
-            prep.conn = conn
-            return self._record(conn, prep, responder, reply, error, retries_left, claim_log_id)
+        tx = self._step_tx()
+        with translated(self.db):
+            try:
+                with tx.transaction():
+                    row = tx.load_session(self.session_id)
+                    snapshot = self._snapshot(row)
+                    responder = self._responder_for(snapshot)
+                    prep_or_result = self._prepare(tx, row, snapshot)
+                    if isinstance(prep_or_result, StepResult):
+                        return prep_or_result
+                    prep = prep_or_result
+                    outcome = self._decide_condition(prep, retries_left)
+                    if outcome is not None:
+                        return outcome
+                    if responder.is_local:
+                        reply, error = self._call(responder, prep)
+                        return self._record(prep, responder, reply, error, retries_left, None)
+                    claim_log_id = self._claim(prep, responder)
+                    claimed_version = prep.row.version
+            except BaseException:
+                self._known_order = None
+                self._role_ids = None
+                raise
+            # No transaction is open here: the network call may take as long as it needs.
+            reply, error = self._call(responder, prep)
+            try:
+                with tx.transaction():
+                    row = tx.load_session(self.session_id)
+                    if row.lease_owner != self.owner or row.version != claimed_version:
+                        raise SessionBusyError(
+                            f"session {self.session_id}: this process lost its claim on the "
+                            "step (its lease expired and another process took over); its "
+                            "result was discarded"
+                        )
+                    prep.row = row
+                    return self._record(prep, responder, reply, error, retries_left, claim_log_id)
+            except BaseException:
+                self._known_order = None
+                self._role_ids = None
+                raise
 
     # --- preparation ----------------------------------------------------------------
 
-    def _snapshot(self, row: store.SessionRow) -> FlowSnapshot:
+    def _state(self, raw: str | None) -> EngineState:
+        """The engine state, parsed once per distinct JSON text (usually the one we wrote)."""
+        cached = self._state_cache
+        if cached is None or cached[0] != raw:
+            cached = (raw, EngineState.from_json(raw))
+            self._state_cache = cached
+        return cached[1].copy()
+
+    def _vars(self, row: SessionRow) -> dict[str, Any]:
+        cached = self._vars_cache
+        if cached is None or cached[0] != row.variables:
+            cached = (row.variables, row.vars())
+            self._vars_cache = cached
+        return cached[1]
+
+    def _snapshot(self, row: SessionRow) -> FlowSnapshot:
         if self._snapshot_cache is None or self._snapshot_cache[0] != row.flow_snapshot:
             self._snapshot_cache = (row.flow_snapshot, parse_snapshot(row.flow_snapshot))
             self._responder = None
@@ -253,17 +367,22 @@ class SessionRunner:
             self._responder = build_responder(self.options, snapshot.responder)
         return self._responder
 
+    def _execution_order(self, tx: StepTx, row: SessionRow) -> int:
+        known = self._known_order
+        if known is not None and known[0] == row.version:
+            return known[1] + 1
+        return tx.next_execution_order(row.id)
+
     def _prepare(
-        self, conn: Connection, row: store.SessionRow, snapshot: FlowSnapshot
+        self, tx: StepTx, row: SessionRow, snapshot: FlowSnapshot
     ) -> _Prepared | StepResult:
         check_runnable(row)
-        now = store.utcnow()
-        state = EngineState.from_json(row.engine_state)
-        self._recover_abandoned(conn, row, state, now)
+        now = utcnow()
+        state = self._state(row.engine_state)
+        recover_abandoned(tx, row, state, now, self.owner)
         if row.status == "not_started" or row.current_step_id is None:
             first = snapshot.first_step()
-            store.update_session(
-                conn,
+            tx.update_session(
                 row,
                 {
                     "status": "running",
@@ -271,7 +390,6 @@ class SessionRunner:
                     "current_round": 1,
                     "executed_steps_count": row.executed_steps_count or 0,
                 },
-                bump_version=True,
             )
         executed = row.executed_steps_count or 0
         if executed >= snapshot.max_steps:
@@ -279,7 +397,7 @@ class SessionRunner:
                 f"reached termination_config.max_steps ({snapshot.max_steps}) "
                 "before the flow finished"
             )
-            store.update_session(conn, row, {"status": "failed", "error_reason": reason[:500]})
+            tx.update_session(row, {"status": "failed", "error_reason": reason[:500]})
             return StepResult(
                 session=row.position(),
                 step=None,
@@ -300,7 +418,7 @@ class SessionRunner:
             "loop_iteration": plan.loop_iteration,
             "executed_steps": executed,
             "topic": row.topic,
-            "vars": row.vars(),
+            "vars": self._vars(row),
             "speaker": step.speaker,
             "target": step.target,
             "task_type": step.task_type,
@@ -313,70 +431,25 @@ class SessionRunner:
             plan=plan,
             names=_LazyNames(values, {}),
             roles_snapshot=roles_snapshot,
-            execution_order=store.next_execution_order(conn, sid),
+            execution_order=self._execution_order(tx, row),
             started_at=now,
             t0=time.perf_counter(),
-            conn=conn,
+            tx=tx,
         )
-
-        # The loaders read through prep.conn: a claimed step records its result on a
-        # second connection, after the first one is closed.
-        def current() -> Connection:
-            assert prep.conn is not None
-            return prep.conn
-
         prep.names = _LazyNames(
             values,
             {
-                "last": lambda: _view(store.last_message_view(current(), sid)),
-                "messages": lambda: [_view(r) for r in store.all_message_views(current(), sid)],
+                "last": lambda: _view(prep.tx.last_message_view(sid)),
+                "messages": lambda: [
+                    _view(r) for r in prep.tx.message_views(sid, scope="all", round_=0)
+                ],
             },
         )
         return prep
 
-    def _recover_abandoned(
-        self, conn: Connection, row: store.SessionRow, state: EngineState, now: datetime
-    ) -> None:
-        lease_live = (
-            row.lease_owner is not None
-            and row.lease_expires_at is not None
-            and row.lease_expires_at > now
-        )
-        if lease_live and row.lease_owner != self.owner:
-            raise SessionBusyError(
-                f"session {row.id} is busy: another process ({row.lease_owner}) is running "
-                f"a step until {row.lease_expires_at:%Y-%m-%d %H:%M:%S} UTC; try again later"
-            )
-        abandoned = store.running_logs(conn, row.id)
-        if not abandoned and row.lease_owner is None:
-            return
-        for log in abandoned:
-            store.update_log(
-                conn,
-                log["id"],
-                {
-                    "status": "failed",
-                    "result_type": "error",
-                    "error_message": (
-                        "interrupted: the process running this step "
-                        f"({row.lease_owner or 'unknown'}) stopped before finishing it; "
-                        "the step runs again"
-                    ),
-                    "completed_at": now,
-                },
-            )
-            state.failed_attempts += 1
-        store.update_session(
-            conn,
-            row,
-            {"lease_owner": None, "lease_expires_at": None, "engine_state": state.to_json()},
-        )
-
     # --- condition, call, record ----------------------------------------------------------
 
-    def _decide_condition(
-        self, conn: Connection, prep: _Prepared, retries_left: int
-    ) -> StepResult | None:
+    def _decide_condition(self, prep: _Prepared, retries_left: int) -> StepResult | None:
         cond = prep.plan.step.condition
         if cond is None:
             return None
@@ -386,7 +459,6 @@ class SessionRunner:
             value = compile_expression(cond).evaluate_bool(prep.names)
         except ExpressionError as exc:
             return self._record_failure(
-                conn,
                 prep,
                 None,
                 f"condition {cond!r}: {exc}",
@@ -398,28 +470,27 @@ class SessionRunner:
         prep.condition_value = value
         if value:
             return None
-        return self._record_skip(conn, prep)
+        return self._record_skip(prep)
 
-    def _context(self, prep: _Prepared) -> tuple[list[int], list[Any]]:
-        return prep.context_ids, prep.context_views
-
-    def _load_context(self, conn: Connection, prep: _Prepared) -> None:
+    def _load_context(self, prep: _Prepared) -> None:
         step = prep.plan.step
-        n = step.context_param.get("n", 5)
-        rows = store.message_views(
-            conn,
-            prep.row.id,
-            scope=step.context_scope,
-            round_=prep.plan.round,
-            n=n if isinstance(n, int) and not isinstance(n, bool) else 5,
-        )
-        prep.context_ids = [r[0] for r in rows]
-        prep.context_views = [_view(r) for r in rows]
-        prompt_key = step.speaker
-        if prompt_key not in self._role_prompts:
-            self._role_prompts[prompt_key] = store.role_prompt(
-                conn, step.speaker, prep.roles_snapshot
+        if step.context_scope not in ("none", "__TOPIC__"):
+            n = step.context_param.get("n", 5)
+            rows = prep.tx.message_views(
+                prep.row.id,
+                scope=step.context_scope,
+                round_=prep.plan.round,
+                n=n if isinstance(n, int) and not isinstance(n, bool) else 5,
             )
+            prep.context_ids = [r[0] for r in rows]
+            prep.context_views = [_view(r) for r in rows]
+        if step.speaker not in self._role_prompts:
+            # Only the network responders send the prompt; read it once per role.
+            if self._responder is not None and not self._responder.is_local:
+                _role_id, prompt = prep.tx.resolve_role(step.speaker, prep.roles_snapshot)
+                self._role_prompts[step.speaker] = prompt
+            else:
+                self._role_prompts[step.speaker] = None
 
     def _call(
         self, responder: Responder, prep: _Prepared
@@ -442,30 +513,22 @@ class SessionRunner:
         except ExpressionError as exc:
             return None, ResponderError(str(exc))
 
-    def _claim(self, conn: Connection, prep: _Prepared, responder: Responder) -> int:
+    def _claim(self, prep: _Prepared, responder: Responder) -> int:
         """Commit a ``running`` log row and a lease, so the network call runs unlocked."""
-        self._load_context(conn, prep)
+        self._load_context(prep)
         timeout = getattr(responder, "timeout", 60.0) * (getattr(responder, "retries", 0) + 1)
-        lease_until = store.utcnow() + timedelta(seconds=timeout + LEASE_MARGIN_SECONDS)
-        log_id = store.insert_log(
-            conn,
-            self._log_values(
-                prep,
-                {
-                    "status": "running",
-                    "result_type": None,
-                },
-            ),
+        lease_until = utcnow() + timedelta(seconds=timeout + LEASE_MARGIN_SECONDS)
+        log_id = prep.tx.insert_log(
+            self._log_values(prep, {"status": "running", "result_type": None})
         )
-        store.update_session(
-            conn,
-            prep.row,
-            {
-                "lease_owner": self.owner,
-                "lease_expires_at": lease_until,
-            },
+        prep.tx.update_session(
+            prep.row, {"lease_owner": self.owner, "lease_expires_at": lease_until}
         )
+        self._remember_order(prep)
         return log_id
+
+    def _remember_order(self, prep: _Prepared) -> None:
+        self._known_order = (prep.row.version, prep.execution_order)
 
     def _log_values(self, prep: _Prepared, extra: dict[str, Any]) -> dict[str, Any]:
         plan = prep.plan
@@ -475,8 +538,8 @@ class SessionRunner:
             "loop_iteration": plan.loop_iteration,
             "attempt": plan.attempt,
             "executed_steps": prep.row.executed_steps_count or 0,
-            "vars": bounded(prep.row.vars()),
-            "loops": json.loads(prep.state.to_json())["loops"],
+            "vars": prep.names["vars"],
+            "loops": prep.state.loops_json(),
             "context": {
                 "scope": plan.step.context_scope,
                 "message_ids": prep.context_ids[-50:],
@@ -504,12 +567,13 @@ class SessionRunner:
 
     def _finish_values(self, prep: _Prepared) -> dict[str, Any]:
         return {
-            "completed_at": store.utcnow(),
+            "completed_at": utcnow(),
             "duration_ms": int((time.perf_counter() - prep.t0) * 1000),
-            "memory_usage_mb": resident_memory_mb(),
         }
 
-    def _record_skip(self, conn: Connection, prep: _Prepared) -> StepResult:
+    def _record_skip(self, prep: _Prepared) -> StepResult:
+        decision = advance(prep.snapshot, prep.plan, prep.state, log_id=_PENDING_LOG_ID, ran=False)
+        data = {"skipped": True, "condition": prep.plan.step.condition}
         values = self._log_values(
             prep,
             {
@@ -519,10 +583,7 @@ class SessionRunner:
                 **self._finish_values(prep),
             },
         )
-        log_id = store.insert_log(conn, values)
-        decision = advance(prep.snapshot, prep.plan, prep.state, log_id=log_id, ran=False)
-        data = {"skipped": True, "condition": prep.plan.step.condition, "decision": decision.reason}
-        self._write_position(conn, prep, decision, None, log_id, data, values)
+        log_id = self._write(prep, decision, None, None, data, values)
         return StepResult(
             session=prep.row.position(),
             step=prep.plan.step,
@@ -535,7 +596,6 @@ class SessionRunner:
 
     def _record(
         self,
-        conn: Connection,
         prep: _Prepared,
         responder: Responder,
         reply: ResponderReply | None,
@@ -546,7 +606,6 @@ class SessionRunner:
         if error is not None or reply is None:
             assert error is not None
             return self._record_failure(
-                conn,
                 prep,
                 responder,
                 str(error),
@@ -556,18 +615,11 @@ class SessionRunner:
                 claim_log_id=claim_log_id,
             )
         if claim_log_id is None:
-            self._load_context(conn, prep)
+            self._load_context(prep)
         step = prep.plan.step
-        roles = self._session_roles(conn, prep.row.id)
-        speaker_sr = store.ensure_session_role(
-            conn, prep.row.id, step.speaker, prep.roles_snapshot, roles
-        )
-        target_sr = (
-            store.ensure_session_role(conn, prep.row.id, step.target, prep.roles_snapshot, roles)
-            if step.target
-            else None
-        )
-        now = store.utcnow()
+        roles = self._session_roles(prep)
+        speaker_sr = self._ensure_role(prep, roles, step.speaker)
+        target_sr = self._ensure_role(prep, roles, step.target) if step.target else None
         message_values = {
             "session_id": prep.row.id,
             "speaker_session_role_id": speaker_sr,
@@ -576,9 +628,9 @@ class SessionRunner:
             "content": reply.content,
             "round_index": prep.plan.round,
             "section": step.task_type,
-            "created_at": now,
+            "created_at": utcnow(),
         }
-        message_id = store.insert_message(conn, message_values)
+        message_id = prep.tx.insert_message(message_values)
         message = {
             "id": message_id,
             **message_values,
@@ -600,54 +652,33 @@ class SessionRunner:
             executed,
         )
         exit_met, loop_error = self._exit_condition(step, after)
-        if loop_error is not None:
+        end_met, end_error = (False, None)
+        if loop_error is None:
+            end_met, end_error = self._end_condition(prep.snapshot, after)
+        if loop_error is not None or end_error is not None:
+            prep.tx.delete_message(message_id)
             return self._record_failure(
-                conn,
                 prep,
                 responder,
-                loop_error,
+                str(loop_error or end_error),
                 retryable=False,
                 retries_left=0,
                 retry_after=None,
                 claim_log_id=claim_log_id,
-                rollback_message=message_id,
             )
-        log_values = self._log_values(
-            prep,
-            {
-                "status": "completed",
-                **self._finish_values(prep),
-            },
-        )
-        log_id = store.insert_log(conn, log_values) if claim_log_id is None else claim_log_id
         decision = advance(
             prep.snapshot,
             prep.plan,
             prep.state,
-            log_id=log_id,
+            log_id=_PENDING_LOG_ID,
             ran=True,
             exit_condition_met=exit_met,
         )
-        end_met, end_error = self._end_condition(prep.snapshot, after)
-        if end_error is not None:
-            return self._record_failure(
-                conn,
-                prep,
-                responder,
-                end_error,
-                retryable=False,
-                retries_left=0,
-                retry_after=None,
-                claim_log_id=claim_log_id or log_id,
-                rollback_message=message_id,
-            )
         if end_met and not decision.finished:
             decision.finished = True
             decision.next_step = None
             decision.state.loops.clear()
             decision.reason += "; end_condition is true: finished"
-        log_values["result_type"] = decision.loop_result or "success"
-        log_values["loop_check_result"] = decision.loop_check_result
         data = {
             "message_id": message_id,
             "responder": responder.describe(),
@@ -657,13 +688,20 @@ class SessionRunner:
             "end_condition": end_met,
             "decision": decision.reason,
         }
-        self._write_position(
-            conn, prep, decision, message, log_id, data, log_values, update_log=True
+        values = self._log_values(
+            prep,
+            {
+                "status": "completed",
+                "result_type": decision.loop_result or "success",
+                "loop_check_result": decision.loop_check_result,
+                **self._finish_values(prep),
+            },
         )
+        log_id = self._write(prep, decision, message, claim_log_id, data, values)
         return StepResult(
             session=prep.row.position(),
             step=step,
-            log={"id": log_id, **log_values},
+            log={"id": log_id, **values},
             message=message,
             decision=decision,
             condition=step.condition,
@@ -703,30 +741,37 @@ class SessionRunner:
         except ExpressionError as exc:
             return False, f"end condition {cond!r}: {exc}"
 
-    def _session_roles(self, conn: Connection, session_id: int) -> dict[str, int]:
+    def _session_roles(self, prep: _Prepared) -> dict[str, int]:
         if self._role_ids is None:
-            self._role_ids = store.session_role_ids(conn, session_id)
+            self._role_ids = prep.tx.session_role_ids(prep.row.id)
         return self._role_ids
 
-    def _write_position(
+    def _ensure_role(self, prep: _Prepared, known: dict[str, int], ref: str) -> int:
+        """The session_roles id for ``ref``, created (as MRC did, by role name) when missing."""
+        if ref not in known:
+            role_id, _prompt = prep.tx.resolve_role(ref, prep.roles_snapshot)
+            known[ref] = prep.tx.insert_session_role(prep.row.id, ref, role_id)
+        return known[ref]
+
+    def _write(
         self,
-        conn: Connection,
         prep: _Prepared,
         decision: Advance,
         message: dict[str, Any] | None,
-        log_id: int,
+        claim_log_id: int | None,
         data: dict[str, Any],
         log_values: dict[str, Any],
-        *,
-        update_log: bool = True,
-    ) -> None:
+    ) -> int:
+        """Write the log row (complete, once) and the session's new position."""
         data["next_step_id"] = decision.next_step.id if decision.next_step else None
         data["next_round"] = decision.next_round
         data["finished"] = decision.finished
         log_values["result_data"] = bounded_dumps(data)
-        if update_log:
-            store.update_log(
-                conn,
+        if claim_log_id is None:
+            log_id = prep.tx.insert_log(log_values)
+        else:
+            log_id = claim_log_id
+            prep.tx.update_log(
                 log_id,
                 {
                     k: log_values[k]
@@ -740,9 +785,9 @@ class SessionRunner:
                         "memory_usage_mb",
                         "condition_evaluation",
                     )
-                    if k in log_values
                 },
             )
+        decision.state.replace_log_id(_PENDING_LOG_ID, log_id)
         values: dict[str, Any] = {
             "current_step_id": decision.next_step.id if decision.next_step else None,
             "current_round": decision.next_round,
@@ -754,12 +799,13 @@ class SessionRunner:
         }
         if decision.finished:
             values["status"] = "finished"
-            values["ended_at"] = store.utcnow()
-        store.update_session(conn, prep.row, values)
+            values["ended_at"] = utcnow()
+        prep.tx.update_session(prep.row, values)
+        self._remember_order(prep)
+        return log_id
 
     def _record_failure(
         self,
-        conn: Connection,
         prep: _Prepared,
         responder: Responder | None,
         message: str,
@@ -768,12 +814,7 @@ class SessionRunner:
         retries_left: int,
         retry_after: float | None,
         claim_log_id: int | None,
-        rollback_message: int | None = None,
     ) -> StepResult:
-        if rollback_message is not None:
-            from sqlalchemy import delete
-
-            conn.execute(delete(store.messages_t).where(store.messages_t.c.id == rollback_message))
         final = not retryable or retries_left <= 0
         data = {
             "responder": responder.describe() if responder else None,
@@ -791,11 +832,10 @@ class SessionRunner:
             },
         )
         if claim_log_id is None:
-            log_id = store.insert_log(conn, values)
+            log_id = prep.tx.insert_log(values)
         else:
             log_id = claim_log_id
-            store.update_log(
-                conn,
+            prep.tx.update_log(
                 log_id,
                 {
                     k: values[k]
@@ -824,7 +864,8 @@ class SessionRunner:
             )
             session_values["status"] = "failed"
             session_values["error_reason"] = reason[:500]
-        store.update_session(conn, prep.row, session_values)
+        prep.tx.update_session(prep.row, session_values)
+        self._remember_order(prep)
         return StepResult(
             session=prep.row.position(),
             step=prep.plan.step,
@@ -859,7 +900,7 @@ def accept_flag(content: str) -> bool:
     return isinstance(data, dict) and data.get("accept") is True
 
 
-def check_runnable(row: store.SessionRow) -> None:
+def check_runnable(row: SessionRow) -> None:
     status = row.status or "not_started"
     if status == "finished":
         raise SessionStateError(f"session {row.id} is finished; there is no next step")
@@ -890,8 +931,8 @@ def run_next_step(
     on_attempt: Callable[[StepResult], None] | None = None,
 ) -> StepResult:
     """Execute exactly one step of the session (starting it if needed), with retries."""
-    runner = SessionRunner(db, session_id, options)
-    return runner.run_step(retries=retries, backoff=backoff, sleep=sleep, on_attempt=on_attempt)
+    with SessionRunner(db, session_id, options) as runner:
+        return runner.run_step(retries=retries, backoff=backoff, sleep=sleep, on_attempt=on_attempt)
 
 
 @dataclass
@@ -924,7 +965,6 @@ def auto(
 
     require_schema(db)
     t0 = time.perf_counter()
-    runner = SessionRunner(db, session_id, options)
     with db.read() as conn:
         row = store.load_session(conn, session_id)
     check_runnable(row)  # a finished, failed, cancelled or paused session says so up front
@@ -942,42 +982,43 @@ def auto(
         if on_step is not None:
             on_step(result)
 
-    while True:
-        status = position.get("status") or "not_started"
-        if status in TERMINAL_STATUSES:
-            reason = status
-            break
-        if status == "paused":
-            reason = "paused"
-            break
-        if should_stop():
-            reason = "interrupted"
-            break
-        if max_steps is not None and steps_run >= max_steps:
-            reason = "max_steps"
-            break
-        if until_step is not None:
-            next_id = position.get("current_step_id")
-            next_step = snapshot.by_id.get(next_id) if next_id else snapshot.first_step()
-            if next_step is not None and next_step.order == until_step:
-                reason = "until_step"
+    with SessionRunner(db, session_id, options) as runner:
+        while True:
+            status = position.get("status") or "not_started"
+            if status in TERMINAL_STATUSES:
+                reason = status
                 break
-        try:
-            result = runner.run_step(
-                retries=retries, backoff=backoff, sleep=sleep, on_attempt=count_attempt
-            )
-        except SessionStateError as exc:
-            with db.read() as conn:
-                position = store.load_session(conn, session_id).position()
-            if position.get("status") in (*TERMINAL_STATUSES, "paused"):
-                continue
-            raise exc
-        position = result.session
-        if not result.failed:
-            steps_run += 1
-        elif result.session_failed:
-            error = result.error
-        snapshot = runner._snapshot_cache[1] if runner._snapshot_cache else snapshot
+            if status == "paused":
+                reason = "paused"
+                break
+            if should_stop():
+                reason = "interrupted"
+                break
+            if max_steps is not None and steps_run >= max_steps:
+                reason = "max_steps"
+                break
+            if until_step is not None:
+                next_id = position.get("current_step_id")
+                next_step = snapshot.by_id.get(next_id) if next_id else snapshot.first_step()
+                if next_step is not None and next_step.order == until_step:
+                    reason = "until_step"
+                    break
+            try:
+                result = runner.run_step(
+                    retries=retries, backoff=backoff, sleep=sleep, on_attempt=count_attempt
+                )
+            except SessionStateError as exc:
+                with db.read() as conn:
+                    position = store.load_session(conn, session_id).position()
+                if position.get("status") in (*TERMINAL_STATUSES, "paused"):
+                    continue
+                raise exc
+            position = result.session
+            if not result.failed:
+                steps_run += 1
+            elif result.session_failed:
+                error = result.error
+            snapshot = runner._snapshot_cache[1] if runner._snapshot_cache else snapshot
     failed_attempts = len(failures)
     return AutoSummary(
         session_id=session_id,

@@ -54,11 +54,24 @@ class EngineState:
     def to_json(self) -> str:
         return json.dumps(
             {
-                "loops": {str(k): v.to_json() for k, v in sorted(self.loops.items())},
+                "loops": self.loops_json(),
                 "failed_attempts": self.failed_attempts,
             },
             separators=(",", ":"),
         )
 
+    def loops_json(self) -> dict[str, Any]:
+        return {str(k): v.to_json() for k, v in sorted(self.loops.items())}
+
+    def replace_log_id(self, placeholder: int, log_id: int) -> None:
+        """Put the real id where a placeholder stood for a log row not yet inserted."""
+        for loop in self.loops.values():
+            for order, value in loop.first_logs.items():
+                if value == placeholder:
+                    loop.first_logs[order] = log_id
+
     def copy(self) -> EngineState:
-        return EngineState.from_json(self.to_json())
+        return EngineState(
+            loops={k: LoopState(v.jumps, dict(v.first_logs)) for k, v in self.loops.items()},
+            failed_attempts=self.failed_attempts,
+        )

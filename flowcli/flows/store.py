@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
-from flowcli.db.models import (
+from flowcli.db.session_store import utcnow
+from flowcli.db.tables import (
     flow_steps_table,
     flow_templates_table,
     roles_table,
     sessions_table,
     step_logs_table,
 )
-from flowcli.db.session_store import utcnow
 from flowcli.engine.snapshot import loads_json
 from flowcli.errors import FlowcliError, NotFoundError, UsageError
 

@@ -82,8 +82,9 @@ def test_concurrent_drivers_run_each_step_once(cli: Cli) -> None:
 
 
 def test_kill_during_auto_then_resume(cli: Cli) -> None:
-    loops = 150
-    sid = new_session(cli, long_loop(loops))
+    loops = 3000
+    sid = new_session(cli, long_loop(loops).replace(
+        "name: long", "termination_config: {max_steps: 100000}\nname: long"))
     rng = random.Random(7)
     for _ in range(4):
         proc = spawn(cli.db, "auto", str(sid), "--quiet")
@@ -93,7 +94,8 @@ def test_kill_during_auto_then_resume(cli: Cli) -> None:
         assert_consistent(cli.db, sid)
         if session_row(cli.db, sid)["status"] == "finished":
             break
-    cli.ok("auto", str(sid), "--quiet")
+    if session_row(cli.db, sid)["status"] != "finished":
+        cli.ok("auto", str(sid), "--quiet")
     rows = assert_consistent(cli.db, sid)
     # Same number of completed executions as an uninterrupted run of the same flow.
     assert len([r for r in rows if r["status"] == "completed"]) == 2 * (loops + 1) + 1
@@ -101,7 +103,8 @@ def test_kill_during_auto_then_resume(cli: Cli) -> None:
 
 
 def test_ctrl_c_stops_after_a_step_and_resumes(cli: Cli) -> None:
-    sid = new_session(cli, long_loop(400))
+    sid = new_session(cli, long_loop(5000).replace(
+        "name: long", "termination_config: {max_steps: 100000}\nname: long"))
     proc = spawn(cli.db, "auto", str(sid), "--quiet")
     time.sleep(1.5)
     proc.send_signal(signal.SIGINT)
@@ -112,7 +115,7 @@ def test_ctrl_c_stops_after_a_step_and_resumes(cli: Cli) -> None:
     assert session_row(cli.db, sid)["status"] in ("running", "finished")
     cli.ok("auto", str(sid), "--quiet")
     rows = assert_consistent(cli.db, sid)
-    assert len(rows) == 2 * 401 + 1 and len(rows) >= done
+    assert len(rows) == 2 * 5001 + 1 and len(rows) >= done
 
 
 def _llm_args(fake_llm, timeout: str = "20") -> list[str]:

@@ -1,0 +1,329 @@
+"""The engine's hot path: one step's reads and writes on the raw DBAPI connection.
+
+Why not SQLAlchemy here: building and caching Core statements costs more per step than
+SQLite spends writing them (see BENCHMARKS.md). The statements are few and fixed, so
+they are written once as SQL text for the two paramstyles flowcli meets (sqlite3's
+``:name``, psycopg's ``%(name)s``). Everything else in flowcli uses SQLAlchemy
+(flowcli.db.session_store for the same tables outside the hot path).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from flowcli.db.session_store import SessionRow, utcnow
+from flowcli.errors import NotFoundError, SessionBusyError, SessionStateError
+
+_SESSION_COLUMNS = tuple(SessionRow.__dataclass_fields__)
+# The one timestamp the engine compares; the others are carried, not read.
+_DATETIME_FIELDS = ("lease_expires_at",)
+LOG_INSERT_COLUMNS = (
+    "session_id",
+    "step_id",
+    "parent_log_id",
+    "execution_order",
+    "round_index",
+    "loop_iteration",
+    "attempt_count",
+    "status",
+    "result_type",
+    "result_data",
+    "condition_evaluation",
+    "loop_check_result",
+    "error_message",
+    "duration_ms",
+    "memory_usage_mb",
+    "created_at",
+    "started_at",
+    "completed_at",
+    "step_snapshot",
+    "context_snapshot",
+)
+MESSAGE_INSERT_COLUMNS = (
+    "session_id",
+    "speaker_session_role_id",
+    "target_session_role_id",
+    "reply_to_message_id",
+    "content",
+    "round_index",
+    "section",
+    "created_at",
+)
+_VIEW_SELECT = (
+    "SELECT m.id, sp.role_ref, tg.role_ref, m.content, m.section, m.round_index "
+    "FROM messages m "
+    "LEFT JOIN session_roles sp ON sp.id = m.speaker_session_role_id "
+    "LEFT JOIN session_roles tg ON tg.id = m.target_session_role_id "
+    "WHERE m.session_id = {sid}"
+)
+
+
+def _sqlite_time(value: datetime) -> str:
+    # The text SQLAlchemy's SQLite DateTime writes, so both paths read each other's rows.
+    return value.isoformat(" ", "microseconds")
+
+
+# Bind datetimes as that text on every sqlite3 connection, instead of converting each
+# parameter in Python (Python 3.12 deprecates sqlite3's own default adapter anyway;
+# SQLAlchemy binds its own strings, so it is unaffected).
+sqlite3.register_adapter(datetime, _sqlite_time)
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    try:
+        return datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+
+
+class StepTx:
+    """SQL for one step, on a DBAPI connection owned by the caller."""
+
+    def __init__(self, dbapi_conn: Any, dialect: str) -> None:
+        self.raw = dbapi_conn
+        self.dialect = dialect
+        self.sqlite = dialect == "sqlite"
+        self.cur = dbapi_conn.cursor()
+        self._sql: dict[Any, str] = {}
+
+    @classmethod
+    def over(cls, conn: Any) -> StepTx:
+        """A StepTx sharing a SQLAlchemy connection's DBAPI connection and transaction."""
+        return cls(conn.connection.driver_connection, conn.dialect.name)
+
+    # --- SQL text, built once per statement ------------------------------------------
+
+    def p(self, name: str) -> str:
+        return f":{name}" if self.sqlite else f"%({name})s"
+
+    def sql(self, key: str) -> str:
+        cached = self._sql.get(key)
+        if cached is None:
+            cached = self._build(key)
+            self._sql[key] = cached
+        return cached
+
+    def _build(self, key: str) -> str:
+        p = self.p
+        if key == "load_session":
+            cols = ", ".join(_SESSION_COLUMNS)
+            lock = "" if self.sqlite else " FOR UPDATE"
+            return f"SELECT {cols} FROM sessions WHERE id = {p('id')}{lock}"
+        if key == "insert_log":
+            return (
+                f"INSERT INTO step_execution_logs ({', '.join(LOG_INSERT_COLUMNS)}) VALUES "
+                f"({', '.join(p(c) for c in LOG_INSERT_COLUMNS)})"
+                + ("" if self.sqlite else " RETURNING id")
+            )
+        if key == "insert_message":
+            return (
+                f"INSERT INTO messages ({', '.join(MESSAGE_INSERT_COLUMNS)}) VALUES "
+                f"({', '.join(p(c) for c in MESSAGE_INSERT_COLUMNS)})"
+                + ("" if self.sqlite else " RETURNING id")
+            )
+        if key == "max_order":
+            return (
+                "SELECT max(execution_order) FROM step_execution_logs "
+                f"WHERE session_id = {p('sid')}"
+            )
+        if key == "running_logs":
+            return (
+                "SELECT id FROM step_execution_logs "
+                f"WHERE session_id = {p('sid')} AND status = 'running'"
+            )
+        if key == "session_roles":
+            return (
+                f"SELECT role_ref, id FROM session_roles WHERE session_id = {p('sid')} ORDER BY id"
+            )
+        if key == "insert_session_role":
+            return (
+                "INSERT INTO session_roles (session_id, role_ref, role_id, created_at) "
+                f"VALUES ({p('sid')}, {p('ref')}, {p('role_id')}, {p('now')})"
+                + ("" if self.sqlite else " RETURNING id")
+            )
+        if key == "role_by_id":
+            return f"SELECT id FROM roles WHERE id = {p('id')}"
+        if key == "role_by_name":
+            return f"SELECT id, prompt FROM roles WHERE name = {p('name')}"
+        if key.startswith("view:"):
+            return _VIEW_SELECT.format(sid=p("sid")) + key[5:]
+        raise KeyError(key)
+
+    # --- helpers -----------------------------------------------------------------------
+
+    def _insert(self, key: str, params: dict[str, Any]) -> int:
+        self.cur.execute(self.sql(key), params)
+        if self.sqlite:
+            return int(self.cur.lastrowid)
+        return int(self.cur.fetchone()[0])
+
+    # --- transaction -------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[StepTx]:
+        """BEGIN IMMEDIATE on SQLite (the write lock up front); commit or roll back."""
+        if self.sqlite:
+            self.cur.execute("BEGIN IMMEDIATE")
+        try:
+            yield self
+        except BaseException:
+            self.raw.rollback()
+            raise
+        self.raw.commit()
+
+    # --- sessions ----------------------------------------------------------------------
+
+    def load_session(self, session_id: int) -> SessionRow:
+        self.cur.execute(self.sql("load_session"), {"id": session_id})
+        row = self.cur.fetchone()
+        if row is None:
+            raise NotFoundError(f"session {session_id} does not exist")
+        values = dict(zip(_SESSION_COLUMNS, row, strict=True))
+        for key in _DATETIME_FIELDS:
+            values[key] = _parse_time(values[key])
+        return SessionRow(**values)
+
+    def update_session(self, row: SessionRow, values: dict[str, Any]) -> None:
+        """Write ``values`` if the session is still at the version read (no lost update)."""
+        values = dict(values)
+        values.setdefault("updated_at", utcnow())
+        values["version"] = (row.version or 0) + 1
+        cache_key = ("update_session", row.version is None, *values)
+        sql = self._sql.get(cache_key)
+        if sql is None:
+            sets = ", ".join(f"{k} = {self.p('v_' + k)}" for k in values)
+            where = (
+                f"id = {self.p('w_id')} AND version IS NULL"
+                if row.version is None
+                else f"id = {self.p('w_id')} AND version = {self.p('w_version')}"
+            )
+            sql = f"UPDATE sessions SET {sets} WHERE {where}"
+            self._sql[cache_key] = sql
+        params = {f"v_{k}": v for k, v in values.items()}
+        params["w_id"] = row.id
+        if row.version is not None:
+            params["w_version"] = row.version
+        self.cur.execute(sql, params)
+        if self.cur.rowcount != 1:
+            raise SessionBusyError(
+                f"session {row.id} was changed by another process meanwhile; nothing was written"
+            )
+        for name, value in values.items():
+            setattr(row, name, value)
+
+    # --- logs and messages -----------------------------------------------------------
+
+    def next_execution_order(self, session_id: int) -> int:
+        self.cur.execute(self.sql("max_order"), {"sid": session_id})
+        value = self.cur.fetchone()[0]
+        return int(value or 0) + 1
+
+    def insert_log(self, values: dict[str, Any]) -> int:
+        return self._insert("insert_log", {c: values.get(c) for c in LOG_INSERT_COLUMNS})
+
+    def update_log(self, log_id: int, values: dict[str, Any]) -> None:
+        sets = ", ".join(f"{k} = {self.p('v_' + k)}" for k in values)
+        params = {f"v_{k}": v for k, v in values.items()}
+        params["w_id"] = log_id
+        self.cur.execute(
+            f"UPDATE step_execution_logs SET {sets} WHERE id = {self.p('w_id')}", params
+        )
+
+    def running_log_ids(self, session_id: int) -> list[int]:
+        self.cur.execute(self.sql("running_logs"), {"sid": session_id})
+        return [int(r[0]) for r in self.cur.fetchall()]
+
+    def insert_message(self, values: dict[str, Any]) -> int:
+        return self._insert("insert_message", {c: values.get(c) for c in MESSAGE_INSERT_COLUMNS})
+
+    def delete_message(self, message_id: int) -> None:
+        self.cur.execute(f"DELETE FROM messages WHERE id = {self.p('id')}", {"id": message_id})
+
+    # --- roles ---------------------------------------------------------------------------
+
+    def session_role_ids(self, session_id: int) -> dict[str, int]:
+        self.cur.execute(self.sql("session_roles"), {"sid": session_id})
+        out: dict[str, int] = {}
+        for ref, sr_id in self.cur.fetchall():
+            out.setdefault(ref, int(sr_id))
+        return out
+
+    def resolve_role(self, ref: str, roles_snapshot: dict[str, Any]) -> tuple[int, str | None]:
+        """(role id, prompt) for a role ref: the session's mapping, else a role of that name."""
+        snap = roles_snapshot.get(ref)
+        if isinstance(snap, dict) and snap.get("role_id") is not None:
+            self.cur.execute(self.sql("role_by_id"), {"id": int(snap["role_id"])})
+            if self.cur.fetchone() is not None:
+                return int(snap["role_id"]), snap.get("prompt")
+        self.cur.execute(self.sql("role_by_name"), {"name": ref})
+        found = self.cur.fetchone()
+        if found is None:
+            raise SessionStateError(
+                f"role {ref!r} is not defined: add it with `flowcli role add {ref} --prompt …`"
+            )
+        return int(found[0]), found[1]
+
+    def insert_session_role(self, session_id: int, ref: str, role_id: int) -> int:
+        return self._insert(
+            "insert_session_role",
+            {"sid": session_id, "ref": ref, "role_id": role_id, "now": utcnow()},
+        )
+
+    # --- message views ----------------------------------------------------------------
+
+    def _views(self, key_suffix: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        self.cur.execute(self.sql("view:" + key_suffix), params)
+        return [tuple(r) for r in self.cur.fetchall()]
+
+    def message_views(
+        self, session_id: int, *, scope: str | Sequence[str], round_: int, n: int = 5
+    ) -> list[tuple[Any, ...]]:
+        """Rows (id, speaker, target, content, section, round) under ``scope``, oldest first."""
+        p = self.p
+        if isinstance(scope, str):
+            if scope in ("none", "__TOPIC__"):
+                return []
+            if scope == "all":
+                return self._views(" ORDER BY m.id", {"sid": session_id})
+            if scope == "last_message":
+                return self.newest(session_id, 1)
+            if scope == "last_n_messages":
+                return self.newest(session_id, max(1, n))
+            if scope == "last_round":
+                return self._views(
+                    f" AND m.round_index = {p('r')} ORDER BY m.id",
+                    {"sid": session_id, "r": round_ - 1},
+                )
+            return self._views(
+                f" AND sp.role_ref = {p('ref')} ORDER BY m.id", {"sid": session_id, "ref": scope}
+            )
+        refs = list(scope)
+        if not refs:
+            return []
+        marks = ", ".join(p(f"r{i}") for i in range(len(refs)))
+        params: dict[str, Any] = {"sid": session_id}
+        params.update({f"r{i}": ref for i, ref in enumerate(refs)})
+        self.cur.execute(
+            _VIEW_SELECT.format(sid=p("sid")) + f" AND sp.role_ref IN ({marks}) ORDER BY m.id",
+            params,
+        )
+        return [tuple(r) for r in self.cur.fetchall()]
+
+    def newest(self, session_id: int, n: int) -> list[tuple[Any, ...]]:
+        rows = self._views(f" ORDER BY m.id DESC LIMIT {self.p('n')}", {"sid": session_id, "n": n})
+        rows.reverse()
+        return rows
+
+    def last_message_view(self, session_id: int) -> tuple[Any, ...] | None:
+        rows = self.newest(session_id, 1)
+        return rows[0] if rows else None
+
+
+def is_sqlite_error(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.Error)

@@ -1,0 +1,202 @@
+"""flowcli's schema as SQLAlchemy Core tables: the one definition everything maps to.
+
+Table and column names and types are MRC's (docs/schema.md) so that flowcli opens an
+MRC database as it is; what flowcli adds is additive only (nullable columns). The ORM
+classes in flowcli.db.models map onto these tables; the hot paths and read commands
+use the tables directly, which keeps the ORM (and its import time) off them.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+# Named constraints keep Alembic's batch mode (table rebuilds on SQLite) predictable.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+METADATA = MetaData(naming_convention=NAMING_CONVENTION)
+
+roles_table = Table(
+    "roles",
+    METADATA,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("prompt", Text, nullable=False),
+    Column("created_at", DateTime),
+    Column("updated_at", DateTime),
+)
+
+flow_templates_table = Table(
+    "flow_templates",
+    METADATA,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("topic", String(2000)),
+    Column("type", String(50), nullable=False),
+    Column("description", Text),
+    Column("version", String(20)),
+    Column("is_active", Boolean),
+    Column("termination_config", Text),
+    Column("created_at", DateTime),
+    Column("updated_at", DateTime),
+    # flowcli addition (revision 0003): the flow's default responder, JSON.
+    Column("responder", Text),
+)
+
+flow_steps_table = Table(
+    "flow_steps",
+    METADATA,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "flow_template_id",
+        Integer,
+        ForeignKey("flow_templates.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("order", Integer, nullable=False),
+    Column("speaker_role_ref", String(50), nullable=False),
+    Column("target_role_ref", String(50)),
+    Column("task_type", String(50), nullable=False),
+    Column("context_scope", Text, nullable=False),
+    Column("context_param", Text),
+    Column("logic_config", Text),
+    Column("next_step_id", Integer, ForeignKey("flow_steps.id", ondelete="SET NULL")),
+    Column("description", String(500)),
+    Index("ix_flow_steps_template_order", "flow_template_id", "order"),
+)
+
+sessions_table = Table(
+    "sessions",
+    METADATA,
+    Column("id", Integer, primary_key=True),
+    Column("user_id", Integer),
+    Column("topic", String(2000), nullable=False),
+    Column("flow_template_id", Integer, ForeignKey("flow_templates.id"), nullable=False),
+    Column("flow_snapshot", Text),
+    Column("roles_snapshot", Text),
+    Column("status", String(20)),
+    Column("current_step_id", Integer),
+    Column("current_round", Integer),
+    Column("executed_steps_count", Integer),
+    Column("error_reason", String(500)),
+    Column("created_at", DateTime),
+    Column("updated_at", DateTime),
+    Column("ended_at", DateTime),
+    # flowcli additions (revision 0002), all nullable so MRC rows stay valid.
+    # version: optimistic-concurrency counter bumped by every engine write.
+    Column("version", Integer),
+    # lease_*: who is running a step right now, and until when the claim is valid.
+    Column("lease_owner", String(100)),
+    Column("lease_expires_at", DateTime),
+    # engine_state: JSON of loop counters and retry attempts (see docs/engine.md).
+    Column("engine_state", Text),
+    # variables: JSON object of session variables (`--var`), visible as `vars`.
+    Column("variables", Text),
+    # lineage of `session fork`.
+    Column("forked_from_session_id", Integer),
+    Column("forked_from_log_id", Integer),
+    Index("ix_sessions_status", "status"),
+)
+
+session_roles_table = Table(
+    "session_roles",
+    METADATA,
+    Column("id", Integer, primary_key=True),
+    Column("session_id", Integer, ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False),
+    Column("role_ref", String(50), nullable=False),
+    Column("role_id", Integer, ForeignKey("roles.id"), nullable=False),
+    Column("created_at", DateTime),
+    Index("ix_session_roles_session_ref", "session_id", "role_ref"),
+)
+
+messages_table = Table(
+    "messages",
+    METADATA,
+    Column("id", Integer, primary_key=True),
+    Column("session_id", Integer, ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False),
+    Column("speaker_session_role_id", Integer, ForeignKey("session_roles.id", ondelete="CASCADE")),
+    Column("target_session_role_id", Integer, ForeignKey("session_roles.id", ondelete="SET NULL")),
+    Column("reply_to_message_id", Integer, ForeignKey("messages.id", ondelete="SET NULL")),
+    Column("content", Text, nullable=False),
+    Column("content_summary", String(500)),
+    Column("round_index", Integer),
+    Column("section", String(100)),
+    Column("created_at", DateTime),
+    Index("ix_messages_session_id_id", "session_id", "id"),
+)
+
+# One row per step execution: ``id`` plus exactly the 20 columns of MRC's INSERT.
+step_logs_table = Table(
+    "step_execution_logs",
+    METADATA,
+    Column("id", Integer, primary_key=True),
+    Column("session_id", Integer, ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False),
+    Column("step_id", Integer, ForeignKey("flow_steps.id"), nullable=False),
+    Column("parent_log_id", Integer, ForeignKey("step_execution_logs.id", ondelete="SET NULL")),
+    Column("execution_order", Integer, nullable=False),
+    Column("round_index", Integer, default=1),
+    Column("loop_iteration", Integer, default=0),
+    Column("attempt_count", Integer, default=1),
+    Column("status", String(20)),
+    Column("result_type", String(50)),
+    Column("result_data", Text),
+    Column("condition_evaluation", Boolean),
+    Column("loop_check_result", Boolean),
+    Column("error_message", Text),
+    Column("duration_ms", Integer),
+    Column("memory_usage_mb", Float),
+    Column("created_at", DateTime),
+    Column("started_at", DateTime),
+    Column("completed_at", DateTime),
+    Column("step_snapshot", Text),
+    Column("context_snapshot", Text),
+    Index("ux_step_logs_session_order", "session_id", "execution_order", unique=True),
+)
+
+# The columns of the bug report's INSERT, in its order; tests hold the table to it.
+STEP_LOG_COLUMNS: tuple[str, ...] = (
+    "session_id",
+    "step_id",
+    "parent_log_id",
+    "execution_order",
+    "round_index",
+    "loop_iteration",
+    "attempt_count",
+    "status",
+    "result_type",
+    "result_data",
+    "condition_evaluation",
+    "loop_check_result",
+    "error_message",
+    "duration_ms",
+    "memory_usage_mb",
+    "created_at",
+    "started_at",
+    "completed_at",
+    "step_snapshot",
+    "context_snapshot",
+)
+
+# Tables flowcli owns (creates, repairs). Anything else in a database is left alone.
+OWNED_TABLES: tuple[str, ...] = tuple(METADATA.tables)
+
+
+def include_owned_name(name: str | None, type_: str, parent_names: object) -> bool:
+    """Alembic filter: compare and migrate only flowcli's own tables."""
+    return type_ != "table" or name in METADATA.tables
