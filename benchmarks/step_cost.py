@@ -57,13 +57,23 @@ def run_flowcli(tmp: Path, steps: int) -> float:
     flow = tmp / "bench.yaml"
     flow.write_text(FLOW.format(loops=steps))
     env = dict(os.environ, FLOWCLI_DB=str(db))
-    subprocess.run([*flowcli_cmd(), "flow", "import", str(flow)], check=True,
-                   capture_output=True, env=env)
-    sid = subprocess.run([*flowcli_cmd(), "session", "create", "--flow", "1"], check=True,
-                         capture_output=True, text=True, env=env).stdout.strip()
+    subprocess.run(
+        [*flowcli_cmd(), "flow", "import", str(flow)], check=True, capture_output=True, env=env
+    )
+    sid = subprocess.run(
+        [*flowcli_cmd(), "session", "create", "--flow", "1"],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+    ).stdout.strip()
     start = time.perf_counter()
-    subprocess.run([*flowcli_cmd(), "auto", sid, "--max-steps", str(steps), "--quiet"],
-                   check=True, capture_output=True, env=env)
+    subprocess.run(
+        [*flowcli_cmd(), "auto", sid, "--max-steps", str(steps), "--quiet"],
+        check=True,
+        capture_output=True,
+        env=env,
+    )
     elapsed = time.perf_counter() - start
     con = sqlite3.connect(db)
     count = con.execute("SELECT count(*) FROM step_execution_logs").fetchone()[0]
@@ -119,12 +129,15 @@ def run_raw(tmp: Path, steps: int) -> float:
     """Seconds for the raw sqlite3 floor (a fresh interpreter, like the others)."""
     db = tmp / f"raw-{steps}.db"
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", RAW_SCRIPT, str(db), str(steps), SNAPSHOT],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-c", RAW_SCRIPT, str(db), str(steps), SNAPSHOT],
+        check=True,
+        capture_output=True,
+    )
     return time.perf_counter() - start
 
 
-LANGGRAPH_SCRIPT = textwrap.dedent('''
+LANGGRAPH_SCRIPT = textwrap.dedent("""
     import sqlite3, sys, operator
     from typing import Annotated, TypedDict
     from langgraph.graph import StateGraph, END
@@ -146,24 +159,29 @@ LANGGRAPH_SCRIPT = textwrap.dedent('''
     app = g.compile(checkpointer=SqliteSaver(con))
     app.invoke({"messages": [], "n": 0},
                {"configurable": {"thread_id": "t"}, "recursion_limit": steps + 10})
-''')
+""")
 
 
 def run_langgraph(python: str, tmp: Path, steps: int) -> float:
     db = tmp / f"langgraph-{steps}.db"
     start = time.perf_counter()
-    subprocess.run([python, "-c", LANGGRAPH_SCRIPT, str(db), str(steps)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [python, "-c", LANGGRAPH_SCRIPT, str(db), str(steps)], check=True, capture_output=True
+    )
     return time.perf_counter() - start
 
 
 def langgraph_python(explicit: str | None) -> str | None:
-    candidates = [explicit] if explicit else [str(HERE / ".env" / "bin" / "python"),
-                                              sys.executable]
+    candidates = [explicit] if explicit else [str(HERE / ".env" / "bin" / "python"), sys.executable]
     for python in candidates:
-        if python and Path(python).exists() and subprocess.run(
-            [python, "-c", "import langgraph.checkpoint.sqlite"], capture_output=True
-        ).returncode == 0:
+        if (
+            python
+            and Path(python).exists()
+            and subprocess.run(
+                [python, "-c", "import langgraph.checkpoint.sqlite"], capture_output=True
+            ).returncode
+            == 0
+        ):
             return python
     return None
 
@@ -189,35 +207,45 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="flowcli-bench-"))
     try:
         results = {
-            "raw sqlite3 (floor)": marginal(lambda n: run_raw(tmp, n), args.short, args.long,
-                                            args.repeat),
-            "flowcli auto": marginal(lambda n: run_flowcli(tmp, n), args.short, args.long,
-                                     args.repeat),
+            "raw sqlite3 (floor)": marginal(
+                lambda n: run_raw(tmp, n), args.short, args.long, args.repeat
+            ),
+            "flowcli auto": marginal(
+                lambda n: run_flowcli(tmp, n), args.short, args.long, args.repeat
+            ),
         }
         lg = langgraph_python(args.langgraph_python)
         if lg is not None:
             results["LangGraph + SqliteSaver"] = marginal(
-                lambda n: run_langgraph(lg, tmp, n), args.short, args.long, args.repeat)
+                lambda n: run_langgraph(lg, tmp, n), args.short, args.long, args.repeat
+            )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     floor = results["raw sqlite3 (floor)"]
     flowcli = results["flowcli auto"]
     if args.json:
         print(json.dumps({k: v * 1e6 for k, v in results.items()}))
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cpus, Python "
-          f"{platform.python_version()}, SQLite {sqlite3.sqlite_version}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cpus, Python "
+        f"{platform.python_version()}, SQLite {sqlite3.sqlite_version}"
+    )
     print(f"steps: {args.short} vs {args.long}, median of {args.repeat}")
     print(f"{'engine':28s} {'µs/step':>9s} {'× floor':>8s} {'flowcli faster by':>18s}")
     for name, value in results.items():
-        faster = "" if name in ("flowcli auto", "raw sqlite3 (floor)") else \
-            f"{value / flowcli:.2f}×"
+        faster = (
+            "" if name in ("flowcli auto", "raw sqlite3 (floor)") else f"{value / flowcli:.2f}×"
+        )
         print(f"{name:28s} {value * 1e6:9.1f} {value / floor:8.2f} {faster:>18s}")
-    print(f"target: flowcli ≤ 5× floor: {'met' if flowcli <= 5 * floor else 'missed'}"
-          f" ({flowcli / floor:.2f}×)")
+    print(
+        f"target: flowcli ≤ 5× floor: {'met' if flowcli <= 5 * floor else 'missed'}"
+        f" ({flowcli / floor:.2f}×)"
+    )
     if "LangGraph + SqliteSaver" in results:
         lgv = results["LangGraph + SqliteSaver"]
-        print(f"target: ≥ 3× faster than LangGraph: {'met' if lgv >= 3 * flowcli else 'missed'}"
-              f" ({lgv / flowcli:.2f}×)")
+        print(
+            f"target: ≥ 3× faster than LangGraph: {'met' if lgv >= 3 * flowcli else 'missed'}"
+            f" ({lgv / flowcli:.2f}×)"
+        )
     else:
         print("LangGraph: not installed here (see benchmarks/README.md)")
     return 0

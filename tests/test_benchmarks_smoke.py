@@ -43,3 +43,62 @@ def test_logs_last_benchmark_rejects_sizes_below_last() -> None:
         timeout=60,
     )
     assert result.returncode == 2 and "at least 2 × --last" in result.stderr
+
+
+def test_step_cost_benchmark_runs() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "benchmarks" / "step_cost.py"),
+            "--short",
+            "20",
+            "--long",
+            "60",
+            "--repeat",
+            "1",
+            "--langgraph-python",
+            sys.executable,
+        ],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "flowcli auto" in result.stdout and "× floor" in result.stdout
+    assert "target: flowcli ≤ 5× floor:" in result.stdout
+
+
+def test_cold_start_benchmark_runs() -> None:
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "benchmarks" / "cold_start.py"), "--runs", "1"],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "flowcli --help / import typer, rich" in result.stdout
+    assert "flowcli --help: imports none of the heavy modules" in result.stdout
+
+
+def test_scale_benchmark_runs() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "benchmarks" / "scale.py"),
+            "--rows",
+            "3000",
+            "--steps",
+            "400",
+            "--runs",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    for needle in ("exports", "peak MB", "schema + state checks, ratio", "auto memory"):
+        assert needle in result.stdout

@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,8 +105,10 @@ def examine(target: DatabaseTarget, options: DoctorOptions) -> tuple[DoctorRepor
                         CheckResult(spec.name, spec.title, spec.group, "error", error.message)
                     )
                     continue
+            started = time.perf_counter()
             try:
                 results.append(spec.run(ctx))
+                results[-1].duration_ms = round((time.perf_counter() - started) * 1000, 2)
             except Exception as exc:  # noqa: BLE001 - a check that cannot read says why
                 error = describe_db_error(exc, f"database {target.display}")
                 if isinstance(error, DatabaseBusyError) or "not a SQLite" in error.message:

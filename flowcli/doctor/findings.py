@@ -64,6 +64,7 @@ class CheckResult:
     status: str  # ok | info | warning | error | skipped
     summary: str
     findings: list[Finding] = field(default_factory=list)
+    duration_ms: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -72,6 +73,7 @@ class CheckResult:
             "group": self.group,
             "status": self.status,
             "summary": self.summary,
+            "duration_ms": self.duration_ms,
         }
 
 

@@ -83,8 +83,12 @@ def test_concurrent_drivers_run_each_step_once(cli: Cli) -> None:
 
 def test_kill_during_auto_then_resume(cli: Cli) -> None:
     loops = 3000
-    sid = new_session(cli, long_loop(loops).replace(
-        "name: long", "termination_config: {max_steps: 100000}\nname: long"))
+    sid = new_session(
+        cli,
+        long_loop(loops).replace(
+            "name: long", "termination_config: {max_steps: 100000}\nname: long"
+        ),
+    )
     rng = random.Random(7)
     for _ in range(4):
         proc = spawn(cli.db, "auto", str(sid), "--quiet")
@@ -103,8 +107,12 @@ def test_kill_during_auto_then_resume(cli: Cli) -> None:
 
 
 def test_ctrl_c_stops_after_a_step_and_resumes(cli: Cli) -> None:
-    sid = new_session(cli, long_loop(5000).replace(
-        "name: long", "termination_config: {max_steps: 100000}\nname: long"))
+    sid = new_session(
+        cli,
+        long_loop(5000).replace(
+            "name: long", "termination_config: {max_steps: 100000}\nname: long"
+        ),
+    )
     proc = spawn(cli.db, "auto", str(sid), "--quiet")
     time.sleep(1.5)
     proc.send_signal(signal.SIGINT)

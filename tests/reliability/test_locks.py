@@ -59,7 +59,9 @@ WRITES = [
 ]
 
 
-@pytest.mark.parametrize("command", WRITES, ids=lambda c: "-".join(a for a in c[:2] if "{" not in a))
+@pytest.mark.parametrize(
+    "command", WRITES, ids=lambda c: "-".join(a for a in c[:2] if "{" not in a)
+)
 def test_lock_held_past_the_busy_timeout_is_one_clear_error(
     session_db: tuple[Path, int], command: tuple[str, ...]
 ) -> None:

@@ -203,9 +203,7 @@ def test_read_only_folder_in_a_real_process(tmp_path: Path, read_only: Any) -> N
     assert "read-only" in refused.stderr and "Traceback" not in refused.stderr
 
 
-def test_wal_left_by_a_crash_in_a_read_only_folder_is_read(
-    tmp_path: Path, read_only: Any
-) -> None:
+def test_wal_left_by_a_crash_in_a_read_only_folder_is_read(tmp_path: Path, read_only: Any) -> None:
     db, paths = _prepare("wal-crash", tmp_path)
     read_only(paths)
     before = _snapshot(db.parent)
@@ -224,9 +222,7 @@ def test_wal_left_by_a_crash_in_a_read_only_folder_is_read(
     assert ran["exit_code"] == 0, ran
 
 
-def test_wal_without_its_shm_in_a_read_only_folder_says_why(
-    tmp_path: Path, read_only: Any
-) -> None:
+def test_wal_without_its_shm_in_a_read_only_folder_says_why(tmp_path: Path, read_only: Any) -> None:
     db, paths = _prepare("wal-no-shm", tmp_path)
     read_only(paths)
     before = _snapshot(db.parent)
