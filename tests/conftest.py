@@ -39,11 +39,24 @@ def runner() -> CliRunner:
 
 
 class Cli:
-    """Runs flowcli commands against one database file, like a user would."""
+    """Runs flowcli commands against one database, like a user would.
 
-    def __init__(self, runner: CliRunner, db: Path) -> None:
+    ``db`` is a SQLite file (a Path) or, for the PostgreSQL run of a test, a URL (str).
+    """
+
+    def __init__(self, runner: CliRunner, db: Path | str) -> None:
         self.runner = runner
         self.db = db
+
+    @property
+    def backend(self) -> str:
+        return "sqlite" if isinstance(self.db, Path) else "postgres"
+
+    def sql(self, statement: str, **params: Any) -> list[Any]:
+        """Run SQL on the test database directly (setting up a state, or reading one)."""
+        from tests.helpers import run_sql
+
+        return run_sql(self.db, statement, **params)
 
     def __call__(self, *args: str, input: str | None = None, db: bool = True) -> Result:
         argv = (["--db", str(self.db)] if db else []) + [str(a) for a in args]
@@ -66,9 +79,111 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "flowcli.db"
 
 
+# --- PostgreSQL: one throwaway database per test run, one schema per test ------------
+
+PG_URL = os.environ.get("FLOWCLI_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+BACKENDS_MARK = "backends"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Modules that set ``BACKENDS = ("sqlite", "postgres")`` run their `cli` tests on both."""
+    if "cli" not in metafunc.fixturenames:
+        return
+    backends = getattr(metafunc.module, "BACKENDS", ("sqlite",))
+    if metafunc.definition.get_closest_marker("sqlite_only"):
+        backends = ("sqlite",)
+    metafunc.parametrize("backend", backends, indirect=True)
+
+
 @pytest.fixture
-def cli(runner: CliRunner, db_path: Path) -> Cli:
-    return Cli(runner, db_path)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(getattr(request, "param", "sqlite"))
+
+
+def _pg_reachable(url: str) -> str | None:
+    try:
+        import psycopg
+        from sqlalchemy.engine import make_url
+    except ImportError:
+        return "psycopg is not installed (pip install '.[postgres]')"
+    u = make_url(url)
+    try:
+        psycopg.connect(
+            host=u.host or "127.0.0.1",
+            port=u.port or 5432,
+            user=u.username,
+            password=u.password,
+            dbname=u.database,
+            connect_timeout=3,
+        ).close()
+    except Exception as exc:  # noqa: BLE001 - any failure means: skip with the reason
+        return f"PostgreSQL not reachable at {u.render_as_string(hide_password=True)}: {exc}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Any:
+    """A database created for this test run and dropped at its end (URL), or a skip."""
+    reason = _pg_reachable(PG_URL)
+    if reason:
+        pytest.skip(reason)
+    import uuid
+
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    base = make_url(PG_URL)
+    name = f"flowcli_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin = dict(
+        host=base.host or "127.0.0.1",
+        port=base.port or 5432,
+        user=base.username,
+        password=base.password,
+        dbname=base.database,
+        autocommit=True,
+    )
+    with psycopg.connect(**admin) as con:
+        con.execute(f'CREATE DATABASE "{name}"')
+    yield base.set(database=name).render_as_string(hide_password=False)
+    with psycopg.connect(**admin) as con:
+        con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_url(pg_database: str) -> Any:
+    """A fresh schema in the run's database, as a URL whose search_path selects it."""
+    import uuid
+
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    schema = f"t_{uuid.uuid4().hex[:10]}"
+    u = make_url(pg_database)
+    conn_args = dict(
+        host=u.host or "127.0.0.1",
+        port=u.port or 5432,
+        user=u.username,
+        password=u.password,
+        dbname=u.database,
+        autocommit=True,
+    )
+    with psycopg.connect(**conn_args) as con:
+        con.execute(f'CREATE SCHEMA "{schema}"')
+    yield u.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+        hide_password=False
+    )
+    from tests.helpers import dispose_engines
+
+    dispose_engines()
+    with psycopg.connect(**conn_args) as con:
+        con.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture
+def cli(runner: CliRunner, backend: str, request: pytest.FixtureRequest) -> Cli:
+    if backend == "postgres":
+        return Cli(runner, request.getfixturevalue("pg_url"))
+    return Cli(runner, request.getfixturevalue("db_path"))
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,10 @@ def write_flow(tmp: Path, yaml_text: str, name: str = "flow.yaml") -> Path:
 
 
 def import_flow(cli: Cli, yaml_text: str, *extra: str) -> int:
-    path = write_flow(cli.db.parent, yaml_text, f"flow-{abs(hash(yaml_text))}.yaml")
+    import tempfile
+
+    folder = cli.db.parent if isinstance(cli.db, Path) else Path(tempfile.mkdtemp())
+    path = write_flow(folder, yaml_text, f"flow-{abs(hash(yaml_text))}.yaml")
     return int(cli.json("flow", "import", str(path), *extra)["id"])
 
 
@@ -27,45 +29,65 @@ def new_session(cli: Cli, yaml_text: str, *create_args: str) -> int:
     return int(cli.json("session", "create", "--flow", str(flow_id), *create_args)["id"])
 
 
-def logs(db: Path, session_id: int) -> list[dict[str, Any]]:
-    con = sqlite3.connect(db)
-    con.row_factory = sqlite3.Row
-    rows = [
-        dict(r)
-        for r in con.execute(
-            "SELECT * FROM step_execution_logs WHERE session_id = ? ORDER BY execution_order",
-            (session_id,),
-        )
-    ]
-    con.close()
+_ENGINES: dict[str, Any] = {}
+
+
+def _url(db: Path | str) -> str:
+    return f"sqlite:///{db}" if isinstance(db, Path) else db
+
+
+def _engine(db: Path | str) -> Any:
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    url = _url(db)
+    if url not in _ENGINES:
+        _ENGINES[url] = create_engine(url, poolclass=NullPool)
+    return _ENGINES[url]
+
+
+def dispose_engines() -> None:
+    for engine in _ENGINES.values():
+        engine.dispose()
+    _ENGINES.clear()
+
+
+def run_sql(db: Path | str, statement: str, **params: Any) -> list[Any]:
+    """Execute one statement on the test database (a SQLite file or a PostgreSQL URL) and
+    commit; a SELECT's rows come back as dicts."""
+    from sqlalchemy import text
+
+    with _engine(db).begin() as conn:
+        result = conn.execute(text(statement), params)
+        if result.returns_rows:
+            return [dict(r) for r in result.mappings()]
+    return []
+
+
+def logs(db: Path | str, session_id: int) -> list[dict[str, Any]]:
+    rows = run_sql(
+        db,
+        "SELECT * FROM step_execution_logs WHERE session_id = :sid ORDER BY execution_order",
+        sid=session_id,
+    )
     for row in rows:
         for key in ("step_snapshot", "context_snapshot", "result_data"):
             row[key] = json.loads(row[key]) if row[key] else None
     return rows
 
 
-def session_row(db: Path, session_id: int) -> dict[str, Any]:
-    con = sqlite3.connect(db)
-    con.row_factory = sqlite3.Row
-    row = dict(con.execute("SELECT * FROM sessions WHERE id = ?", (session_id,)).fetchone())
-    con.close()
-    return row
+def session_row(db: Path | str, session_id: int) -> dict[str, Any]:
+    return run_sql(db, "SELECT * FROM sessions WHERE id = :sid", sid=session_id)[0]
 
 
-def messages(db: Path, session_id: int) -> list[dict[str, Any]]:
-    con = sqlite3.connect(db)
-    con.row_factory = sqlite3.Row
-    rows = [
-        dict(r)
-        for r in con.execute(
-            "SELECT m.*, sr.role_ref AS speaker FROM messages m "
-            "LEFT JOIN session_roles sr ON sr.id = m.speaker_session_role_id "
-            "WHERE m.session_id = ? ORDER BY m.id",
-            (session_id,),
-        )
-    ]
-    con.close()
-    return rows
+def messages(db: Path | str, session_id: int) -> list[dict[str, Any]]:
+    return run_sql(
+        db,
+        "SELECT m.*, sr.role_ref AS speaker FROM messages m "
+        "LEFT JOIN session_roles sr ON sr.id = m.speaker_session_role_id "
+        "WHERE m.session_id = :sid ORDER BY m.id",
+        sid=session_id,
+    )
 
 
 def step_orders(rows: list[dict[str, Any]]) -> list[int]:

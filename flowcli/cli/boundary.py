@@ -33,7 +33,15 @@ def print_error(message: str) -> None:
 def _escape(text: str) -> str:
     from rich.markup import escape
 
-    return escape(" ".join(str(text).split("\n")))
+    one_line = " ".join(str(text).split("\n"))
+    # Control characters from user input (a file name with \r or \x1e…) would break the
+    # one line apart or rewrite it on a terminal: show them escaped instead.
+    return escape(
+        "".join(
+            ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
+            for ch in one_line
+        )
+    )
 
 
 class FlowcliGroup(TyperGroup):
@@ -68,6 +76,11 @@ class FlowcliGroup(TyperGroup):
 def _translate_driver_error(exc: BaseException) -> FlowcliError | None:
     import sqlite3
 
+    if isinstance(exc, ValueError) and "embedded null" in str(exc):
+        # A NUL byte in a path or an argument: no file name or C string can hold one.
+        from flowcli.errors import UsageError
+
+        return UsageError("an argument contains a NUL byte (\\x00), which no file name can hold")
     mod = type(exc).__module__
     # OverflowError: sqlite3 cannot bind an integer beyond 64 bits (a huge id argument).
     if isinstance(exc, sqlite3.Error | OverflowError) or mod.startswith(("sqlalchemy", "psycopg")):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,8 @@ import pytest
 from tests.conftest import EXAMPLES, Cli
 from tests.engine.test_semantics import LOOP_FLOW
 from tests.helpers import ROLES, import_flow, logs, new_session, session_row, write_flow
+
+BACKENDS = ("sqlite", "postgres")
 
 
 @pytest.mark.parametrize("example", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
@@ -40,9 +41,8 @@ def test_failed_import_writes_nothing(cli: Cli, tmp_path: Path) -> None:
     bad = write_flow(tmp_path, LOOP_FLOW.replace("max_loops: 3", "max_loops: many"))
     result = cli("flow", "import", str(bad))
     assert result.exit_code == 1 and result.stderr.startswith("Error: ")
-    con = sqlite3.connect(cli.db)
     counts = [
-        con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+        cli.sql(f"SELECT count(*) AS n FROM {t}")[0]["n"]
         for t in ("flow_templates", "flow_steps", "roles")
     ]
     assert counts == [0, 0, 0]
@@ -86,14 +86,11 @@ def test_flow_show_tree_and_graphs(cli: Cli) -> None:
 
 def test_flow_show_warns_on_mrc_unbounded_loop(cli: Cli) -> None:
     flow_id = import_flow(cli, LOOP_FLOW)
-    con = sqlite3.connect(cli.db)
-    con.execute(
+    cli.sql(
         """UPDATE flow_steps SET logic_config = '{"next_step_order": 1}'
-                   WHERE flow_template_id = ? AND "order" = 2""",
-        (flow_id,),
+                   WHERE flow_template_id = :f AND "order" = 2""",
+        f=flow_id,
     )
-    con.commit()
-    con.close()
     result = cli.ok("flow", "show", str(flow_id))
     assert "next_step_order without max_loops is ignored" in result.stderr
 
@@ -233,12 +230,10 @@ def test_delete_cascades_and_asks_first(cli: Cli) -> None:
     assert declined.exit_code != 0
     assert session_row(cli.db, sid)["id"] == sid
     cli.ok("session", "delete", str(sid), "--yes")
-    con = sqlite3.connect(cli.db)
     for table in ("step_execution_logs", "messages", "session_roles", "sessions"):
         column = "id" if table == "sessions" else "session_id"
-        assert con.execute(
-            f"SELECT count(*) FROM {table} WHERE {column} = ?", (sid,)
-        ).fetchone() == (0,)
+        rows = cli.sql(f"SELECT count(*) AS n FROM {table} WHERE {column} = :sid", sid=sid)
+        assert rows[0]["n"] == 0
     assert len(logs(cli.db, keep)) == 9
     assert cli("session", "show", str(sid)).exit_code == 1
 
@@ -247,26 +242,42 @@ def test_delete_works_without_on_delete_cascade(cli: Cli, tmp_path: Path) -> Non
     """A database whose foreign keys predate flowcli (MRC's) has no ON DELETE."""
     sid = new_session(cli, LOOP_FLOW)
     cli.ok("auto", str(sid), "--quiet")
-    con = sqlite3.connect(cli.db)
-    con.execute("PRAGMA foreign_keys = OFF")
-    con.execute("PRAGMA writable_schema = ON")
-    con.execute(
-        "UPDATE sqlite_master SET sql = replace(sql, 'ON DELETE CASCADE', '') WHERE type = 'table'"
-    )
-    con.commit()
-    con.close()
-    con = sqlite3.connect(cli.db)
-    assert (
-        "CASCADE"
-        not in con.execute(
-            "SELECT sql FROM sqlite_master WHERE name = 'step_execution_logs'"
-        ).fetchone()[0]
-    )
-    con.close()
+    if cli.backend == "sqlite":
+        import sqlite3
+
+        con = sqlite3.connect(cli.db)
+        con.execute("PRAGMA foreign_keys = OFF")
+        con.execute("PRAGMA writable_schema = ON")
+        con.execute(
+            "UPDATE sqlite_master SET sql = replace(sql, 'ON DELETE CASCADE', '') "
+            "WHERE type = 'table'"
+        )
+        con.commit()
+        con.close()
+        ddl = cli.sql("SELECT sql FROM sqlite_master WHERE name = 'step_execution_logs'")
+        assert "CASCADE" not in ddl[0]["sql"]
+    else:
+        # The same foreign keys without ON DELETE, as MRC's schema has them.
+        for table, column, parent in (
+            ("step_execution_logs", "session_id", "sessions"),
+            ("messages", "session_id", "sessions"),
+            ("session_roles", "session_id", "sessions"),
+            ("messages", "speaker_session_role_id", "session_roles"),
+        ):
+            name = f"fk_{table}_{column}_{parent}"
+            cli.sql(
+                f"ALTER TABLE {table} DROP CONSTRAINT {name}, ADD CONSTRAINT {name} "
+                f"FOREIGN KEY ({column}) REFERENCES {parent} (id)"
+            )
+        rules = cli.sql(
+            "SELECT delete_rule FROM information_schema.referential_constraints "
+            "WHERE constraint_name = 'fk_step_execution_logs_session_id_sessions'"
+        )
+        assert rules[0]["delete_rule"] == "NO ACTION"
     cli.ok("session", "delete", str(sid), "--yes")
-    con = sqlite3.connect(cli.db)
-    assert con.execute("SELECT count(*) FROM step_execution_logs").fetchone() == (0,)
-    assert con.execute("PRAGMA foreign_key_check").fetchall() == []
+    assert cli.sql("SELECT count(*) AS n FROM step_execution_logs")[0]["n"] == 0
+    if cli.backend == "sqlite":
+        assert cli.sql("PRAGMA foreign_key_check") == []
 
 
 @pytest.mark.parametrize(

@@ -58,20 +58,31 @@ ORDERS = [1, 2, 1, 2, 1, 2, 3, 4] * 2
 ITERATIONS = [0, 0, 1, 1, 2, 2, 0, 0] * 2
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("built") / "flowcli.db"
-    cli = Cli(CliRunner(), path)
+BACKENDS = ("sqlite", "postgres")
+
+
+def build_scenario(cli: Cli) -> None:
     flow_id = import_flow(cli, FLOW)
     assert cli.json("session", "create", "--flow", str(flow_id))["id"] == FAILED
     assert cli("auto", str(FAILED), "--quiet").exit_code == 1
     assert cli.json("session", "create", "--flow", str(flow_id), "--var", "ok=1")["id"] == FINISHED
     cli.ok("auto", str(FINISHED), "--quiet")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("built") / "flowcli.db"
+    build_scenario(Cli(CliRunner(), path))
     return path
 
 
 @pytest.fixture
-def cli(runner: CliRunner, db_path: Path, built: Path) -> Cli:
+def cli(runner: CliRunner, backend: str, request: pytest.FixtureRequest) -> Cli:
+    if backend == "postgres":
+        pg = Cli(runner, request.getfixturevalue("pg_url"))
+        build_scenario(pg)
+        return pg
+    built, db_path = request.getfixturevalue("built"), request.getfixturevalue("db_path")
     # The backup API copies what the WAL holds too.
     src, dst = sqlite3.connect(built), sqlite3.connect(db_path)
     src.backup(dst)
@@ -195,6 +206,7 @@ def _add_synthetic_logs(db: Path, session_id: int, n: int) -> None:
     con.close()
 
 
+@pytest.mark.sqlite_only  # SQLite mechanics: raw sqlite3 writes / query plans
 @pytest.mark.parametrize("export", ["stream_json_array", "stream_jsonl", "stream_csv"])
 def test_exports_stream_with_flat_memory(
     cli: Cli, export: str, monkeypatch: pytest.MonkeyPatch
@@ -315,6 +327,7 @@ def test_follow_stops_at_once_for_an_ended_session_and_filters(cli: Cli) -> None
     assert [json.loads(line)["execution_order"] for line in data.splitlines()] == [7]
 
 
+@pytest.mark.sqlite_only  # SQLite mechanics: raw sqlite3 writes / query plans
 def test_follow_waits_for_a_claimed_step_to_end(cli: Cli) -> None:
     from flowcli.db.connection import Database, resolve_target
     from flowcli.db.log_queries import follow_logs
@@ -732,6 +745,7 @@ def test_flatten_and_dict_diff() -> None:
 # --- scale: --last uses the (session_id, execution_order) index -------------------------------
 
 
+@pytest.mark.sqlite_only  # SQLite mechanics: raw sqlite3 writes / query plans
 def test_last_query_uses_the_session_order_index(cli: Cli) -> None:
     from sqlalchemy import event
     from sqlalchemy.engine import Engine

@@ -33,7 +33,10 @@ def long_loop(loops: int) -> str:
     return LONG_LOOP.replace("LOOPS", str(loops)).replace("long loop", f"long loop {loops}")
 
 
-def spawn(db: Path, *args: str) -> subprocess.Popen[str]:
+BACKENDS = ("sqlite", "postgres")
+
+
+def spawn(db: Path | str, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [*flowcli_subprocess_cmd(), "--db", str(db), "--busy-timeout", "30", *args],
         stdout=subprocess.PIPE,
@@ -43,10 +46,11 @@ def spawn(db: Path, *args: str) -> subprocess.Popen[str]:
     )
 
 
-def assert_consistent(db: Path, session_id: int) -> list[dict]:
-    con = sqlite3.connect(db)
-    assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-    con.close()
+def assert_consistent(db: Path | str, session_id: int) -> list[dict]:
+    if isinstance(db, Path):
+        con = sqlite3.connect(db)
+        assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        con.close()
     rows = logs(db, session_id)
     orders = [r["execution_order"] for r in rows]
     assert orders == list(range(1, len(rows) + 1)), "gap or duplicate in execution_order"
@@ -163,10 +167,7 @@ def test_claimed_step_makes_others_wait_then_abandoned_claim_is_recovered(
     proc.kill()
     proc.wait()
     # Time passes: the dead process's lease expires.
-    con = sqlite3.connect(cli.db)
-    con.execute("UPDATE sessions SET lease_expires_at = '2000-01-01 00:00:00' WHERE id = ?", (sid,))
-    con.commit()
-    con.close()
+    cli.sql("UPDATE sessions SET lease_expires_at = '2000-01-01 00:00:00' WHERE id = :id", id=sid)
     data = cli.json("run-next", str(sid), *_llm_args(fake_llm))
     rows = logs(cli.db, sid)
     assert [r["status"] for r in rows] == ["failed", "completed"], [

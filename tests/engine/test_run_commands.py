@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 
 from flowcli.db.models import STEP_LOG_COLUMNS
 from tests.conftest import Cli
 from tests.engine.test_semantics import LOOP_FLOW
 from tests.helpers import ROLES, logs, messages, new_session, session_row, step_orders
 from tests.llm_server import Behaviour
+
+BACKENDS = ("sqlite", "postgres")
 
 
 def test_run_next_starts_and_runs_one_step(cli: Cli) -> None:
@@ -236,13 +237,8 @@ def test_openai_responder_request_and_key_never_stored(cli: Cli, fake_llm) -> No
     assert any("reply #1" in m["content"] for m in second["body"]["messages"])
     rows = logs(cli.db, sid)
     assert rows[0]["result_data"]["tokens"]["total_tokens"] == 18
-    dump = (
-        sqlite3.connect(cli.db)
-        .execute(
-            "SELECT group_concat(result_data || context_snapshot "
-            "|| step_snapshot) FROM step_execution_logs"
-        )
-        .fetchone()[0]
+    dump = json.dumps(
+        cli.sql("SELECT result_data, context_snapshot, step_snapshot FROM step_execution_logs")
     )
     assert "sk-secret-123" not in dump
 
@@ -250,10 +246,7 @@ def test_openai_responder_request_and_key_never_stored(cli: Cli, fake_llm) -> No
 def test_schema_guard_refuses_and_leaves_session_untouched(cli: Cli) -> None:
     sid = new_session(cli, LOOP_FLOW)
     before = session_row(cli.db, sid)
-    con = sqlite3.connect(cli.db)
-    con.execute("DROP TABLE step_execution_logs")
-    con.commit()
-    con.close()
+    cli.sql("DROP TABLE step_execution_logs")
     result = cli("run-next", str(sid))
     assert result.exit_code == 1
     lines = result.stderr.strip().splitlines()

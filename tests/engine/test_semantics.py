@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import pytest
 
 from tests.conftest import Cli
 from tests.helpers import ROLES, logs, messages, new_session, session_row, step_orders
+
+# Every rule holds on both backends.
+BACKENDS = ("sqlite", "postgres")
 
 LOOP_FLOW = (
     ROLES
@@ -237,15 +239,12 @@ def test_every_log_column_is_meaningful(cli: Cli) -> None:
 
 def test_next_step_id_is_honoured(cli: Cli) -> None:
     sid = new_session(cli, LOOP_FLOW.replace("name: loop", "name: jumpy"))
-    con = sqlite3.connect(cli.db)
     snap = json.loads(
-        con.execute("SELECT flow_snapshot FROM sessions WHERE id=?", (sid,)).fetchone()[0]
+        cli.sql("SELECT flow_snapshot FROM sessions WHERE id = :id", id=sid)[0]["flow_snapshot"]
     )
     # Step 1 jumps straight to step 3 (MRC's next_step_id), skipping the loop.
     snap["steps"][0]["next_step_id"] = snap["steps"][2]["id"]
-    con.execute("UPDATE sessions SET flow_snapshot=? WHERE id=?", (json.dumps(snap), sid))
-    con.commit()
-    con.close()
+    cli.sql("UPDATE sessions SET flow_snapshot = :s WHERE id = :id", s=json.dumps(snap), id=sid)
     cli.ok("auto", str(sid), "--quiet")
     assert step_orders(logs(cli.db, sid)) == [1, 3]
 
@@ -276,19 +275,15 @@ steps:
 
 def test_mrc_max_loops_string_and_missing_max_loops(cli: Cli) -> None:
     sid = new_session(cli, LOOP_FLOW.replace("name: loop", "name: loose"))
-    con = sqlite3.connect(cli.db)
     snap = json.loads(
-        con.execute("SELECT flow_snapshot FROM sessions WHERE id=?", (sid,)).fetchone()[0]
+        cli.sql("SELECT flow_snapshot FROM sessions WHERE id = :id", id=sid)[0]["flow_snapshot"]
     )
     snap["steps"][1]["logic_config"] = {"next_step_order": 1, "max_loops": "2"}
-    con.execute("UPDATE sessions SET flow_snapshot=? WHERE id=?", (json.dumps(snap), sid))
-    con.commit()
+    cli.sql("UPDATE sessions SET flow_snapshot = :s WHERE id = :id", s=json.dumps(snap), id=sid)
     cli.ok("auto", str(sid), "--quiet")
     assert step_orders(logs(cli.db, sid)) == [1, 2, 1, 2, 1, 2, 3]
     sid2 = new_session(cli, LOOP_FLOW.replace("name: loop", "name: loose2"))
     snap["steps"][1]["logic_config"] = {"next_step_order": 1}
-    con.execute("UPDATE sessions SET flow_snapshot=? WHERE id=?", (json.dumps(snap), sid2))
-    con.commit()
-    con.close()
+    cli.sql("UPDATE sessions SET flow_snapshot = :s WHERE id = :id", s=json.dumps(snap), id=sid2)
     cli.ok("auto", str(sid2), "--quiet")
     assert step_orders(logs(cli.db, sid2)) == [1, 2, 3]
