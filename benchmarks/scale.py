@@ -129,7 +129,10 @@ roles:
   A: {{prompt: "You are A."}}
   B: {{prompt: "You are B."}}
 steps:
-  - {{speaker_role_ref: A, target_role_ref: B, task_type: ask_question, context_scope: last_message}}
+  - speaker_role_ref: A
+    target_role_ref: B
+    task_type: ask_question
+    context_scope: last_message
   - speaker_role_ref: B
     target_role_ref: A
     task_type: answer_question

@@ -38,7 +38,10 @@ roles:
   A: {{prompt: "You are A."}}
   B: {{prompt: "You are B."}}
 steps:
-  - {{speaker_role_ref: A, target_role_ref: B, task_type: ask_question, context_scope: last_message}}
+  - speaker_role_ref: A
+    target_role_ref: B
+    task_type: ask_question
+    context_scope: last_message
   - speaker_role_ref: B
     target_role_ref: A
     task_type: answer_question
@@ -54,6 +57,8 @@ def flowcli_cmd() -> list[str]:
 def run_flowcli(tmp: Path, steps: int) -> float:
     """Seconds for `flowcli auto` to run ``steps`` steps of a fresh session (one process)."""
     db = tmp / f"flowcli-{steps}.db"
+    for leftover in tmp.glob(f"flowcli-{steps}.db*"):
+        leftover.unlink()
     flow = tmp / "bench.yaml"
     flow.write_text(FLOW.format(loops=steps))
     env = dict(os.environ, FLOWCLI_DB=str(db))
@@ -128,6 +133,8 @@ RAW_SCRIPT = textwrap.dedent('''
 def run_raw(tmp: Path, steps: int) -> float:
     """Seconds for the raw sqlite3 floor (a fresh interpreter, like the others)."""
     db = tmp / f"raw-{steps}.db"
+    for leftover in tmp.glob(f"raw-{steps}.db*"):
+        leftover.unlink()
     start = time.perf_counter()
     subprocess.run(
         [sys.executable, "-c", RAW_SCRIPT, str(db), str(steps), SNAPSHOT],
@@ -164,6 +171,8 @@ LANGGRAPH_SCRIPT = textwrap.dedent("""
 
 def run_langgraph(python: str, tmp: Path, steps: int) -> float:
     db = tmp / f"langgraph-{steps}.db"
+    for leftover in tmp.glob(f"langgraph-{steps}.db*"):
+        leftover.unlink()
     start = time.perf_counter()
     subprocess.run(
         [python, "-c", LANGGRAPH_SCRIPT, str(db), str(steps)], check=True, capture_output=True
