@@ -11,6 +11,7 @@ from flowcli.cli import logs as logs_cmds
 from flowcli.cli import role as role_cmds
 from flowcli.cli import run as run_cmds
 from flowcli.cli import session as session_cmds
+from flowcli.cli import worker as worker_cmds
 from flowcli.cli.boundary import FlowcliGroup
 from flowcli.cli.state import AppState
 
@@ -81,3 +82,4 @@ app.command("run-next")(run_cmds.run_next)
 app.command("auto")(run_cmds.auto)
 app.command("explain")(run_cmds.explain)
 app.command("demo")(run_cmds.demo)
+app.command("worker")(worker_cmds.worker)

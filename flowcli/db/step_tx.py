@@ -217,6 +217,36 @@ class StepTx:
         for name, value in values.items():
             setattr(row, name, value)
 
+    def claimable_session(self, now: datetime, only: Sequence[int] = ()) -> int | None:
+        """The id of a running session no one holds a live claim on, least recently run
+        first. On PostgreSQL the row is locked with SKIP LOCKED, so concurrent workers
+        each get a different session without waiting for one another."""
+        p = self.p
+        sql = (
+            "SELECT id FROM sessions WHERE status = 'running' AND "
+            f"(lease_owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at < {p('now')})"
+        )
+        params: dict[str, Any] = {"now": now}
+        if only:
+            marks = ", ".join(p(f"s{i}") for i in range(len(only)))
+            sql += f" AND id IN ({marks})"
+            params.update({f"s{i}": sid for i, sid in enumerate(only)})
+        sql += " ORDER BY updated_at, id LIMIT 1"
+        if not self.sqlite:
+            sql += " FOR UPDATE SKIP LOCKED"
+        self.cur.execute(sql, params)
+        found = self.cur.fetchone()
+        return int(found[0]) if found else None
+
+    def release_claim(self, session_id: int, owner: str) -> None:
+        """Drop ``owner``'s claim on the session, if it still holds it."""
+        p = self.p
+        self.cur.execute(
+            f"UPDATE sessions SET lease_owner = NULL, lease_expires_at = NULL "
+            f"WHERE id = {p('id')} AND lease_owner = {p('owner')}",
+            {"id": session_id, "owner": owner},
+        )
+
     # --- logs and messages -----------------------------------------------------------
 
     def next_execution_order(self, session_id: int) -> int:

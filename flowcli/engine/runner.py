@@ -194,6 +194,9 @@ def recover_abandoned(
         # A running log row is only ever written together with a claim, so without a
         # claim there is nothing to recover (and no need to look).
         return
+    if lease_live:
+        # Our own live claim (a worker holding the session between steps).
+        return
     abandoned = tx.running_log_ids(row.id)
     for log_id in abandoned:
         tx.update_log(
@@ -244,6 +247,8 @@ class SessionRunner:
         self._tx: StepTx | None = None
         self._known_order: tuple[int | None, int] | None = None
         self._state_cache: tuple[str | None, EngineState] | None = None
+        # A worker holds its claim on the session between steps: each write renews it.
+        self.hold_lease: float | None = None
         self._vars_cache: tuple[str | None, dict[str, Any]] | None = None
 
     # --- connection -------------------------------------------------------------------
@@ -527,6 +532,15 @@ class SessionRunner:
         self._remember_order(prep)
         return log_id
 
+    def _lease_after_step(self, *, ended: bool) -> dict[str, Any]:
+        """Release the step's claim, or renew the session claim a worker holds."""
+        if self.hold_lease is None or ended:
+            return {"lease_owner": None, "lease_expires_at": None}
+        return {
+            "lease_owner": self.owner,
+            "lease_expires_at": utcnow() + timedelta(seconds=self.hold_lease),
+        }
+
     def _remember_order(self, prep: _Prepared) -> None:
         self._known_order = (prep.row.version, prep.execution_order)
 
@@ -793,8 +807,7 @@ class SessionRunner:
             "current_round": decision.next_round,
             "executed_steps_count": (prep.row.executed_steps_count or 0) + 1,
             "engine_state": decision.state.to_json(),
-            "lease_owner": None,
-            "lease_expires_at": None,
+            **self._lease_after_step(ended=decision.finished),
             "error_reason": None,
         }
         if decision.finished:
@@ -854,8 +867,7 @@ class SessionRunner:
         state.failed_attempts += 1
         session_values: dict[str, Any] = {
             "engine_state": state.to_json(),
-            "lease_owner": None,
-            "lease_expires_at": None,
+            **self._lease_after_step(ended=final),
         }
         if final:
             reason = (

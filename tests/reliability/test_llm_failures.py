@@ -40,11 +40,21 @@ class TimedLLM(FakeLLM):
         return super()._next()
 
 
-@pytest.fixture
-def llm() -> Iterator[TimedLLM]:
+@pytest.fixture(scope="module")
+def llm_server() -> Iterator[TimedLLM]:
     server = TimedLLM().start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def llm(llm_server: TimedLLM) -> TimedLLM:
+    """The module's server with a clean script (stopping a server costs half a second)."""
+    llm_server.script.clear()
+    llm_server.default = Behaviour()
+    llm_server.requests.clear()
+    llm_server.arrivals.clear()
+    return llm_server
 
 
 def _args(base_url: str, *, timeout: float = 5, llm_retries: int = 1, retries: int = 0) -> list:
@@ -94,13 +104,16 @@ def test_a_failure_that_passes_is_retried_to_success(
     session: tuple[Path, int], llm: TimedLLM, name: str
 ) -> None:
     db, sid = session
-    behaviour, _reason = FAILURES[name]
-    llm.then(behaviour)  # the first request fails, the retry succeeds
-    result = flowcli(db, "run-next", str(sid), *_args(llm.base_url, timeout=0.3), "--json")
+    behaviour, reason = FAILURES[name]
+    llm.then(behaviour)  # the first request fails, the step's retry succeeds
+    args = _args(llm.base_url, timeout=0.3, llm_retries=0, retries=1)
+    result = flowcli(db, "run-next", str(sid), *args, "--json")
     assert result.exit_code == 0, result.stderr
     assert len(llm.requests) == 2
     rows = read_logs(db, sid)
-    assert [r["status"] for r in rows] == ["completed"]
+    assert [r["status"] for r in rows] == ["failed", "completed"]
+    assert [r["attempt_count"] for r in rows] == [1, 2]
+    assert reason in rows[0]["error_message"]
     assert consistency_problems(db, sid, 1) == []
 
 
@@ -128,10 +141,10 @@ def test_a_failure_that_persists_ends_in_a_clean_failed_step(
     llm.default = behaviour
     started = time.monotonic()
     result = flowcli(
-        db, "run-next", str(sid), *_args(llm.base_url, timeout=0.3, llm_retries=1, retries=1)
+        db, "run-next", str(sid), *_args(llm.base_url, timeout=0.3, llm_retries=0, retries=1)
     )
     _assert_clean_failure(result, db, sid, reason, attempts=2)
-    assert len(llm.requests) == 4  # (1 + --llm-retries) HTTP calls per attempt, 2 attempts
+    assert len(llm.requests) == 2  # one HTTP call per attempt, 1 + --retries attempts
     assert time.monotonic() - started < 30  # a slow or dripping server cannot hold it for long
     # After fixing the cause, resume and the failed step runs again, counted on.
     llm.default = Behaviour()
@@ -141,6 +154,21 @@ def test_a_failure_that_persists_ends_in_a_clean_failed_step(
     rows = read_logs(db, sid)
     assert [r["status"] for r in rows] == ["failed", "failed", "completed"]
     assert rows[-1]["attempt_count"] == 3
+
+
+def test_http_retries_inside_one_attempt(session: tuple[Path, int], llm: TimedLLM) -> None:
+    # --llm-retries: 5xx answers are retried within the call; the step logs one attempt.
+    db, sid = session
+    llm.then(Behaviour(kind="status", status=502), Behaviour(kind="status", status=500))
+    result = flowcli(db, "run-next", str(sid), *_args(llm.base_url, llm_retries=2, retries=0))
+    assert result.exit_code == 0, result.stderr
+    assert len(llm.requests) == 3
+    assert [r["status"] for r in read_logs(db, sid)] == ["completed"]
+    llm.default = Behaviour(kind="status", status=500)
+    result = flowcli(db, "run-next", str(sid), *_args(llm.base_url, llm_retries=1, retries=0))
+    assert result.exit_code == 1 and "HTTP 500" in result.stderr
+    assert len(llm.requests) == 5
+    assert [r["status"] for r in read_logs(db, sid)] == ["completed", "failed"]
 
 
 def test_connection_refused_ends_in_a_clean_failed_step(session: tuple[Path, int]) -> None:

@@ -1,0 +1,129 @@
+"""``flowcli worker``: drain runnable sessions, alone or beside other workers."""
+
+import signal
+import sys
+import threading
+from typing import Annotated, Any
+
+import typer
+
+from flowcli.cli.options import (
+    BackoffOpt,
+    LlmBaseUrlOpt,
+    LlmKeyOpt,
+    LlmModelOpt,
+    LlmRetriesOpt,
+    LlmTimeoutOpt,
+    ResponderOpt,
+    RetriesOpt,
+    TemplateOpt,
+)
+from flowcli.cli.state import open_db
+
+EXIT_INTERRUPTED = 130
+
+
+def worker(
+    ctx: typer.Context,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", "-c", help="Sessions driven at once (threads).", min=1)
+    ] = 1,
+    session: Annotated[
+        list[int] | None,
+        typer.Option("--session", "-s", help="Only these sessions (repeatable).", min=1),
+    ] = None,
+    poll: Annotated[
+        float, typer.Option("--poll", help="Seconds between looks for work when idle.", min=0.01)
+    ] = 1.0,
+    max_idle: Annotated[
+        float | None,
+        typer.Option(
+            "--max-idle",
+            help="Exit after this many seconds without work (default: run until stopped).",
+            min=0.0,
+        ),
+    ] = None,
+    lease: Annotated[
+        float,
+        typer.Option(
+            "--lease",
+            help="Seconds a claim on a session lasts without renewal; "
+            "a crashed worker's sessions are picked up after it.",
+            min=0.5,
+        ),
+    ] = 30.0,
+    batch: Annotated[
+        int, typer.Option("--batch", help="Steps of one session before moving to the next.", min=1)
+    ] = 50,
+    retries: RetriesOpt = 2,
+    retry_backoff: BackoffOpt = 0.5,
+    responder: ResponderOpt = None,
+    template: TemplateOpt = None,
+    llm_base_url: LlmBaseUrlOpt = None,
+    llm_model: LlmModelOpt = None,
+    llm_api_key: LlmKeyOpt = None,
+    llm_timeout: LlmTimeoutOpt = None,
+    llm_retries: LlmRetriesOpt = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Events as JSON lines on stdout (and the summary).")
+    ] = False,
+) -> None:
+    """Run the steps of every running session (not_started ones wait for `session start`).
+
+    Any number of workers, on any number of machines sharing a PostgreSQL database, can
+    run at once: each step runs exactly once. SIGTERM or Ctrl-C finishes the steps in
+    flight, releases the claims and exits.
+    """
+    from dataclasses import asdict
+
+    from flowcli.cli.run import _options
+    from flowcli.engine.worker import WorkerOptions, run_worker
+    from flowcli.render import print_jsonl
+    from flowcli.render.worker import worker_event, worker_summary
+
+    db = open_db(ctx)
+    options = WorkerOptions(
+        concurrency=concurrency,
+        sessions=tuple(session or ()),
+        poll=poll,
+        max_idle=max_idle,
+        lease=lease,
+        batch=batch,
+        retries=retries,
+        backoff=retry_backoff,
+        responder=_options(
+            responder, template, llm_base_url, llm_model, llm_api_key, llm_timeout, llm_retries
+        ),
+    )
+    stop = threading.Event()
+    interrupted: list[int] = []
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        interrupted.append(signum)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    lock = threading.Lock()
+
+    def emit(event: dict[str, Any]) -> None:
+        with lock:
+            if json_out:
+                print_jsonl([event])
+            else:
+                worker_event(event)
+
+    try:
+        summary = run_worker(db, options, emit=emit, stop=stop)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    data = asdict(summary)
+    if json_out:
+        print_jsonl([{"event": "summary", **data}])
+    else:
+        worker_summary(data)
+    sys.stdout.flush()
+    if summary.errors:
+        raise typer.Exit(1)
+    if interrupted and interrupted[0] == signal.SIGINT:
+        raise typer.Exit(EXIT_INTERRUPTED)
