@@ -650,7 +650,7 @@ def check_orphan_logs(ctx: DoctorContext) -> CheckResult:
                 continue
             steps = data.get("steps", []) if isinstance(data, dict) else []
             missing = [
-                s.get("id")
+                int(s["id"])
                 for s in steps
                 if isinstance(s, dict) and s.get("id") is not None and s.get("id") not in known
             ]
@@ -659,7 +659,7 @@ def check_orphan_logs(ctx: DoctorContext) -> CheckResult:
                     conn.execute(
                         text(
                             "SELECT count(*) FROM step_execution_logs WHERE session_id = :sid "
-                            "AND step_id IN (" + ", ".join(str(int(m)) for m in missing) + ")"
+                            "AND step_id IN (" + ", ".join(str(m) for m in missing) + ")"
                         ),
                         {"sid": sid},
                     ).scalar()

@@ -12,6 +12,7 @@ network call) is recovered as a failed attempt and runs again.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -184,10 +185,8 @@ class _Lane:
         finally:
             runner.close()
             if status == "running":
-                try:
+                with contextlib.suppress(FlowcliError):  # else the lease expires by itself
                     self.release(sid)
-                except FlowcliError:
-                    pass  # the lease expires by itself
             self.emit(
                 {
                     "event": "released",
