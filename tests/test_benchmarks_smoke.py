@@ -102,3 +102,27 @@ def test_scale_benchmark_runs() -> None:
     assert result.returncode == 0, result.stderr
     for needle in ("exports", "peak MB", "schema + state checks, ratio", "auto memory"):
         assert needle in result.stdout
+
+
+def test_workers_benchmark_runs() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "benchmarks" / "workers.py"),
+            "--sessions",
+            "4",
+            "--steps",
+            "6",
+            "--pg-workers",
+            "1",
+            "--sqlite-workers",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "sqlite" in result.stdout and "exactly once" in result.stdout
+    assert " NO" not in result.stdout
