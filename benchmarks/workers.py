@@ -145,8 +145,9 @@ def exactly_once(url: str, sessions: int, steps: int) -> bool:
         ).scalar()
         bad = conn.execute(
             text(
-                "SELECT count(*) FROM (SELECT session_id, count(*) AS n, min(execution_order) AS lo,"
-                " max(execution_order) AS hi, count(DISTINCT execution_order) AS d FROM "
+                "SELECT count(*) FROM (SELECT session_id, count(*) AS n,"
+                " min(execution_order) AS lo, max(execution_order) AS hi,"
+                " count(DISTINCT execution_order) AS d FROM "
                 "step_execution_logs GROUP BY session_id) x WHERE n <> :steps OR lo <> 1 OR "
                 "hi <> :steps OR d <> :steps"
             ),
