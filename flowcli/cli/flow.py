@@ -61,7 +61,7 @@ def import_(
 def validate(ctx: typer.Context, file: FileArg, json_out: JsonOption = False) -> None:
     """Check FILE strictly; exit 0 when valid, 1 with every problem listed when not."""
     from flowcli.errors import FlowValidationError
-    from flowcli.render import err_console, print_json
+    from flowcli.render import print_json
 
     try:
         doc = _load(ctx, file)
@@ -69,12 +69,10 @@ def validate(ctx: typer.Context, file: FileArg, json_out: JsonOption = False) ->
         if json_out:
             print_json({"valid": False, "file": str(file), "problems": exc.problems})
         else:
-            from rich.markup import escape
+            from flowcli.cli.boundary import print_error
 
             for problem in exc.problems:
-                err_console().print(
-                    f"[bold red]Error:[/bold red] {escape(problem)}", soft_wrap=True
-                )
+                print_error(problem)
         raise typer.Exit(1) from None
     if json_out:
         print_json(

@@ -23,7 +23,7 @@ from flowcli.db.connection import DatabaseTarget
 from flowcli.db.schema import HEAD_REVISION
 from flowcli.doctor.checks import REGISTRY, DoctorContext
 from flowcli.doctor.findings import CheckResult, DoctorReport
-from flowcli.errors import DoctorError, UsageError
+from flowcli.errors import DatabaseError, DoctorError, UsageError
 
 
 @dataclass
@@ -43,7 +43,17 @@ def _readonly_engine(path: Path, busy_timeout: float) -> tuple[Any, Path | None]
     A read-only connection cannot open a WAL database whose -shm file is gone (a crash
     can leave just the -wal); then the file and its WAL are examined as a private copy.
     """
+    from flowcli.db.connection import wal_needs_immutable_open
+
     uri = f"file:{quote(str(path))}?mode=ro"
+    try:
+        immutable = wal_needs_immutable_open(path)
+    except DatabaseError:
+        immutable = False  # committed WAL changes without their -shm: the copy below
+    if immutable:
+        # A WAL file in a folder nobody here can write: nothing can be writing it, and
+        # SQLite cannot create its -shm index, so it is read as immutable.
+        uri += "&immutable=1"
 
     def connect() -> sqlite3.Connection:
         raw = sqlite3.connect(uri, uri=True, timeout=busy_timeout, check_same_thread=False)
@@ -69,6 +79,20 @@ def _readonly_engine(path: Path, busy_timeout: float) -> tuple[Any, Path | None]
         )
         return engine, tmp
     return create_engine("sqlite://", creator=connect, poolclass=StaticPool), None
+
+
+def _failed_check(spec: Any, target: DatabaseTarget, message: str) -> CheckResult:
+    """A check that could not run is an error finding of its own, counted like any other."""
+    from flowcli.doctor.findings import Finding
+
+    return CheckResult(
+        spec.name,
+        spec.title,
+        spec.group,
+        "error",
+        message,
+        [Finding(spec.name, "error", target.display, message)],
+    )
 
 
 def examine(target: DatabaseTarget, options: DoctorOptions) -> tuple[DoctorReport, DoctorContext]:
@@ -101,9 +125,7 @@ def examine(target: DatabaseTarget, options: DoctorOptions) -> tuple[DoctorRepor
                 except Exception as exc:  # noqa: BLE001 - reported as the doctor's finding
                     error = describe_db_error(exc, f"database {target.display}")
                     ctx.unexaminable = error.message
-                    results.append(
-                        CheckResult(spec.name, spec.title, spec.group, "error", error.message)
-                    )
+                    results.append(_failed_check(spec, target, error.message))
                     continue
             started = time.perf_counter()
             try:
@@ -115,9 +137,7 @@ def examine(target: DatabaseTarget, options: DoctorOptions) -> tuple[DoctorRepor
                     ctx.unexaminable = error.message
                 else:
                     ctx.stop_reason = error.message
-                results.append(
-                    CheckResult(spec.name, spec.title, spec.group, "error", error.message)
-                )
+                results.append(_failed_check(spec, target, error.message))
     finally:
         if conn is not None:
             conn.close()

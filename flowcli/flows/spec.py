@@ -746,11 +746,25 @@ def validate_flow(
     return document
 
 
+MAX_FLOW_FILE_BYTES = 4 * 1024 * 1024
+
+
 def load_flow_file(path: str | Path, known_roles: Collection[str] = ()) -> FlowDocument:
     """Read, parse and validate a flow file (.yaml, .yml and .json are read alike)."""
     source = str(path)
     try:
-        raw = Path(path).read_bytes()
+        with Path(path).open("rb") as fh:
+            # A flow is a few kilobytes; a cap keeps a huge or endless file (a FIFO,
+            # /dev/zero) from exhausting memory.
+            raw = fh.read(MAX_FLOW_FILE_BYTES + 1)
+        if len(raw) > MAX_FLOW_FILE_BYTES:
+            raise FlowValidationError(
+                [
+                    f"{source}: larger than {MAX_FLOW_FILE_BYTES // (1024 * 1024)} MiB; "
+                    "a flow file is expected to be small"
+                ],
+                source,
+            )
     except FileNotFoundError:
         raise FlowValidationError([f"{source}: no such file"], source) from None
     except IsADirectoryError:

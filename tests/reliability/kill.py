@@ -267,9 +267,11 @@ def run_kill_trials(
 ) -> tuple[Tally, list[int]]:
     """SIGKILL ``flowcli auto`` ``trials`` times at random moments, checking after each kill.
 
-    Each kill comes ``min_delay`` … (start-up time + ``after_start``) seconds after the
-    spawn. A session that finishes is replaced by a new one of the same flow. Returns
-    the tally and the ids of every session used (each resumed to its end by the caller).
+    Odd trials kill during start-up (``min_delay`` … start-up time after the spawn), even
+    ones while steps are being written (start-up … start-up + ``after_start``), so both
+    kinds always occur. A session that finishes is replaced by a new one of the same
+    flow. Returns the tally and the ids of every session used (each resumed to its end
+    by the caller).
     """
     rng = random.Random(seed)
     t0 = time.perf_counter()
@@ -278,8 +280,8 @@ def run_kill_trials(
     tally.startup_s, sid = time_to_first_step(db, flow_id)
     sessions = [sid]
     tally.sessions = 1
-    max_delay = tally.startup_s + after_start
-    for _ in range(trials):
+    startup = tally.startup_s
+    for trial in range(trials):
         if session_state(db, sid)["status"] == "finished":
             tally.sessions_finished += 1
             sid = create_session(db, flow_id)
@@ -287,7 +289,10 @@ def run_kill_trials(
             tally.sessions += 1
         before = completed_count(db, sid)
         proc = spawn(db, "auto", str(sid), "--quiet")
-        time.sleep(rng.uniform(min_delay, max_delay))
+        if trial % 2 == 0:
+            time.sleep(rng.uniform(min_delay, startup))
+        else:
+            time.sleep(rng.uniform(startup, startup + after_start))
         proc.kill()
         proc.communicate()
         tally.trials += 1

@@ -97,11 +97,6 @@ def test_damaged_file_is_refused_and_never_changed(
     assert not list(tmp_path.glob("*.bak"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="doctor/examine.py: a check that raises (malformed file) adds no finding, so the "
-    "summary says '0 errors' for an unexaminable file; reported to the lead",
-)
 def test_doctor_counts_a_malformed_file_as_an_error(tmp_path: Path, healthy: bytes) -> None:
     db = tmp_path / "bad.db"
     _truncated(db, healthy)

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.llm_server import Behaviour, FakeLLM
@@ -149,24 +149,14 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_any_flow_path_fails_cleanly(
     db: Path, files: Path, command: tuple[str, ...], name: str
 ) -> None:
-    # `flow validate` does not escape control characters yet: the xfail test above.
-    assume(command[1] == "import" or name.isprintable())
     path = name if name.startswith("/") else str(files / name)
     assert_clean(flowcli(db, *command, path))
 
 
 @pytest.mark.parametrize("command", ["import", "validate"])
 def test_control_characters_in_a_file_name_stay_on_one_line(
-    db: Path, files: Path, command: str, request: pytest.FixtureRequest
+    db: Path, files: Path, command: str
 ) -> None:
-    if command == "validate":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="cli/flow.py validate prints its problems itself, unescaped; it should "
-                "call boundary.print_error for each; reported to the lead",
-            )
-        )
     result = flowcli(db, "flow", command, str(files / "evil\rname\x1eend\u2028.yaml"))
     assert result.exit_code == 1
     # \r would send the cursor back over "Error:"; \x1e and U+2028 split lines in editors.
@@ -416,11 +406,6 @@ def test_huge_and_deeply_nested_vars_are_truncated_with_a_marker(tmp_path: Path)
     assert_clean(refused)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="flows/spec.py load_flow_file reads the whole file with read_bytes(): an endless "
-    "or huge file exhausts memory; it should refuse files over a size cap; reported to the lead",
-)
 def test_an_endless_flow_file_is_refused(tmp_path: Path) -> None:
     # /dev/zero never ends; a 1 GiB address-space cap turns "eats the machine" into a failure.
     def cap_memory() -> None:

@@ -240,11 +240,6 @@ def test_wal_without_its_shm_in_a_read_only_folder_says_why(tmp_path: Path, read
     assert _snapshot(db.parent) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="doctor/examine.py opens a WAL file in a read-only folder with mode=ro only; "
-    "it needs immutable=1 there (see wal_needs_immutable_open); reported to the lead",
-)
 def test_doctor_examines_a_clean_wal_database_in_a_read_only_folder(
     tmp_path: Path, read_only: Any
 ) -> None:
