@@ -168,18 +168,15 @@ def test_reads_work_writes_fail_with_one_clear_line(
     flow.write_text(loop_flow(3, "another"), encoding="utf-8")
     read_only(paths)
     before = _snapshot(db.parent)
-    # The doctor on a clean WAL file in a read-only folder: see the xfail test below.
-    reads = [c for c in READS if kind != "wal-clean" or c != ["db", "doctor"]]
-    commands = [["--db", str(db), *c] for c in reads] + [
+    commands = [["--db", str(db), *c] for c in READS] + [
         ["--db", str(db), *[a.format(flow=flow) for a in c]] for c in WRITES
     ]
     results = _run_unprivileged(tmp_path, commands)
-    for result in results[: len(reads)]:
+    for result in results[: len(READS)]:
         assert result["exit_code"] == 0, result
         assert result["exception"] is None
-    if ["db", "doctor"] in reads:
-        assert "read-only" in results[reads.index(["db", "doctor"])]["stdout"]
-    for result in results[len(reads) :]:
+    assert "read-only" in results[READS.index(["db", "doctor"])]["stdout"]
+    for result in results[len(READS) :]:
         line = _one_error_line(result)
         assert result["exit_code"] == 1
         assert "read-only" in line and "cannot write" in line, line
