@@ -6,7 +6,11 @@ import typer
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
-SessionIdArg = Annotated[int, typer.Argument(help="The session's id.", min=1, show_default=False)]
+# SQLite's (and PostgreSQL's bigint) limit, so a huge id is a usage error naming the argument.
+MAX_ID = 2**63 - 1
+SessionIdArg = Annotated[
+    int, typer.Argument(help="The session's id.", min=1, max=MAX_ID, show_default=False)
+]
 
 ResponderOpt = Annotated[
     str | None,

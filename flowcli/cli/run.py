@@ -32,6 +32,7 @@ def _options(
     api_key: str | None,
     timeout: float | None,
     llm_retries: int | None,
+    backoff: float | None = None,
 ) -> Any:
     from flowcli.engine.responders import RESPONDER_KINDS, ResponderOptions
     from flowcli.errors import UsageError
@@ -48,6 +49,7 @@ def _options(
         api_key=api_key,
         timeout=timeout,
         llm_retries=llm_retries,
+        backoff=backoff,
     )
 
 
@@ -85,7 +87,14 @@ def run_next(
     from flowcli.errors import StepFailedError
 
     options = _options(
-        responder, template, llm_base_url, llm_model, llm_api_key, llm_timeout, llm_retries
+        responder,
+        template,
+        llm_base_url,
+        llm_model,
+        llm_api_key,
+        llm_timeout,
+        llm_retries,
+        retry_backoff,
     )
     result = run_next_step(db, session_id, options, retries=retries, backoff=retry_backoff)
     payload = _step_payload(db, result)
@@ -197,7 +206,14 @@ def auto(
         raise UsageError("which session? give its id: `flowcli auto 51` or `--session 51`")
     db = open_db(ctx)
     options = _options(
-        responder, template, llm_base_url, llm_model, llm_api_key, llm_timeout, llm_retries
+        responder,
+        template,
+        llm_base_url,
+        llm_model,
+        llm_api_key,
+        llm_timeout,
+        llm_retries,
+        retry_backoff,
     )
     show_progress = not quiet and sys.stderr.isatty()
     with _StopFlag() as stop, AutoProgress(enabled=show_progress) as progress:

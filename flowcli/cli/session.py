@@ -229,7 +229,14 @@ def retry(
 
     db = open_db(ctx)
     options = _options(
-        responder, template, llm_base_url, llm_model, llm_api_key, llm_timeout, llm_retries
+        responder,
+        template,
+        llm_base_url,
+        llm_model,
+        llm_api_key,
+        llm_timeout,
+        llm_retries,
+        retry_backoff,
     )
     result = retry_failed_step(db, session_id, options, retries=retries, backoff=retry_backoff)
     payload = _step_payload(db, result)

@@ -92,7 +92,14 @@ def worker(
         retries=retries,
         backoff=retry_backoff,
         responder=_options(
-            responder, template, llm_base_url, llm_model, llm_api_key, llm_timeout, llm_retries
+            responder,
+            template,
+            llm_base_url,
+            llm_model,
+            llm_api_key,
+            llm_timeout,
+            llm_retries,
+            retry_backoff,
         ),
     )
     stop = threading.Event()

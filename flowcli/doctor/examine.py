@@ -85,6 +85,11 @@ def _failed_check(spec: Any, target: DatabaseTarget, message: str) -> CheckResul
     """A check that could not run is an error finding of its own, counted like any other."""
     from flowcli.doctor.findings import Finding
 
+    # Inside the doctor, "run the doctor" is no advice: say what repairs a damaged file.
+    message = message.replace(
+        "; run `flowcli db doctor` to examine it",
+        "; restore a backup, or salvage its rows with `sqlite3 FILE .recover`",
+    )
     return CheckResult(
         spec.name,
         spec.title,

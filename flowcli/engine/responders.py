@@ -236,6 +236,7 @@ class ResponderOptions:
     api_key: str | None = field(default=None, repr=False)
     timeout: float | None = None
     llm_retries: int | None = None
+    backoff: float | None = None  # first retry delay inside one LLM call (doubles)
 
 
 RESPONDER_KINDS = ("template", "openai")
@@ -266,6 +267,7 @@ def build_responder(options: ResponderOptions, flow_responder: dict[str, Any] | 
             api_key=options.api_key or os.environ.get("FLOWCLI_LLM_API_KEY"),
             timeout=float(timeout),
             retries=options.llm_retries if options.llm_retries is not None else 2,
+            backoff=options.backoff if options.backoff is not None else 0.5,
             temperature=flow.get("temperature"),
             max_tokens=flow.get("max_tokens"),
         )

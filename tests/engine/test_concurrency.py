@@ -86,7 +86,8 @@ def test_concurrent_drivers_run_each_step_once(cli: Cli) -> None:
 
 
 def test_kill_during_auto_then_resume(cli: Cli) -> None:
-    loops = 3000
+    # Enough steps that the kills land mid-run (a PostgreSQL step costs several times more).
+    loops = 3000 if cli.backend == "sqlite" else 600
     sid = new_session(
         cli,
         long_loop(loops).replace(
@@ -111,9 +112,10 @@ def test_kill_during_auto_then_resume(cli: Cli) -> None:
 
 
 def test_ctrl_c_stops_after_a_step_and_resumes(cli: Cli) -> None:
+    loops = 5000 if cli.backend == "sqlite" else 800
     sid = new_session(
         cli,
-        long_loop(5000).replace(
+        long_loop(loops).replace(
             "name: long", "termination_config: {max_steps: 100000}\nname: long"
         ),
     )
@@ -127,7 +129,7 @@ def test_ctrl_c_stops_after_a_step_and_resumes(cli: Cli) -> None:
     assert session_row(cli.db, sid)["status"] in ("running", "finished")
     cli.ok("auto", str(sid), "--quiet")
     rows = assert_consistent(cli.db, sid)
-    assert len(rows) == 2 * 5001 + 1 and len(rows) >= done
+    assert len(rows) == 2 * (loops + 1) + 1 and len(rows) >= done
 
 
 def _llm_args(fake_llm, timeout: str = "20") -> list[str]:
