@@ -1,22 +1,16 @@
-"""The root ``flowcli`` app: global options, and the command groups assembled."""
+"""The root ``flowcli`` app: its global options; the commands load on demand (cli/lazy.py)."""
 
 from typing import Annotated
 
 import typer
 
 from flowcli import __version__
-from flowcli.cli import db as db_cmds
-from flowcli.cli import flow as flow_cmds
-from flowcli.cli import logs as logs_cmds
-from flowcli.cli import role as role_cmds
-from flowcli.cli import run as run_cmds
-from flowcli.cli import session as session_cmds
-from flowcli.cli import worker as worker_cmds
-from flowcli.cli.boundary import FlowcliGroup
+from flowcli.cli.lazy import LazyCommandGroup
 from flowcli.cli.state import AppState
 
+# The commands themselves are listed in flowcli.cli.lazy.COMMANDS and built on demand.
 app = typer.Typer(
-    cls=FlowcliGroup,
+    cls=LazyCommandGroup,
     name="flowcli",
     help="Run and debug multi-role dialogue sessions against SQLite or PostgreSQL.",
     no_args_is_help=True,
@@ -70,16 +64,3 @@ def root(
     ctx.obj = AppState(db_option=db, busy_timeout=busy_timeout, debug=debug)
     # Close pooled connections when the command ends, so nothing holds the file open.
     ctx.call_on_close(ctx.obj.close)
-
-
-app.add_typer(db_cmds.app, name="db")
-app.add_typer(flow_cmds.app, name="flow")
-app.add_typer(role_cmds.app, name="role")
-app.add_typer(session_cmds.app, name="session")
-app.add_typer(logs_cmds.app, name="logs")
-app.command("log")(logs_cmds.show)
-app.command("run-next")(run_cmds.run_next)
-app.command("auto")(run_cmds.auto)
-app.command("explain")(run_cmds.explain)
-app.command("demo")(run_cmds.demo)
-app.command("worker")(worker_cmds.worker)

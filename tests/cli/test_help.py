@@ -12,8 +12,10 @@ from flowcli.cli.app import app
 
 def _walk(cmd: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
     yield path, cmd
-    for name, sub in getattr(cmd, "commands", {}).items():
-        yield from _walk(sub, (*path, name))
+    if hasattr(cmd, "list_commands"):
+        ctx = typer.Context(cmd)
+        for name in cmd.list_commands(ctx):
+            yield from _walk(cmd.get_command(ctx, name), (*path, name))
 
 
 def test_every_command_and_option_has_help() -> None:
@@ -40,3 +42,22 @@ def test_help_runs_for_every_command(runner) -> None:
         result = runner.invoke(app, [*path, "--help"])
         assert result.exit_code == 0, (path, result.output)
         assert "Usage" in result.stdout
+
+
+def test_root_help_lines_match_the_commands() -> None:
+    """`flowcli --help` lists commands from a table (they load on demand); it must say
+    what each command's own help says."""
+    from flowcli.cli.lazy import COMMANDS, build_command
+
+    for name, spec in COMMANDS.items():
+        command = build_command(name, spec)
+        first_paragraph = " ".join((command.help or "").strip().split("\n\n")[0].split())
+        assert spec.help == first_paragraph, name
+
+
+def test_root_help_lists_every_command(runner) -> None:
+    from flowcli.cli.lazy import COMMANDS
+
+    out = runner.invoke(app, ["--help"]).stdout
+    for name in COMMANDS:
+        assert f"  {name} " in out
