@@ -83,7 +83,7 @@ def run_next(
         else:
             explain_panel(data, title="run-next --dry-run: nothing written")
         return
-    from flowcli.engine.runner import run_next_step
+    from flowcli.engine.runner import run_next_step, step_report
     from flowcli.errors import StepFailedError
 
     options = _options(
@@ -97,7 +97,7 @@ def run_next(
         retry_backoff,
     )
     result = run_next_step(db, session_id, options, retries=retries, backoff=retry_backoff)
-    payload = _step_payload(db, result)
+    payload = step_report(db, result)
     if json_out:
         print_json(payload)
     else:
@@ -107,34 +107,6 @@ def run_next(
             f"step failed: {result.error}"
             + (f"; session {session_id} is now failed" if result.session_failed else "")
         )
-
-
-def _step_payload(db: Any, result: Any) -> dict[str, Any]:
-    """The run-next JSON document: the session's position, the full log row, the message."""
-    from flowcli.db import session_store as store
-
-    log = None
-    message = None
-    with db.read() as conn:
-        if result.log is not None:
-            log = store.fetch_log(conn, result.log["id"])
-        if result.message is not None:
-            message = store.fetch_message(conn, result.message["id"])
-            if message is not None:
-                message["speaker"] = result.message.get("speaker")
-                message["target"] = result.message.get("target")
-    session = {
-        k: result.session.get(k)
-        for k in (
-            "id",
-            "status",
-            "current_step_id",
-            "current_round",
-            "executed_steps_count",
-            "error_reason",
-        )
-    }
-    return {"session": session, "log": log, "message": message}
 
 
 class _StopFlag:

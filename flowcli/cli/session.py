@@ -222,7 +222,7 @@ def retry(
     json_out: JsonOption = False,
 ) -> None:
     """Run a failed session's failed step again (resume, then one step)."""
-    from flowcli.cli.run import _options, _step_payload
+    from flowcli.cli.run import _options
     from flowcli.engine.debugging import retry_failed_step
     from flowcli.errors import StepFailedError
     from flowcli.render import print_json, step_panel
@@ -239,7 +239,9 @@ def retry(
         retry_backoff,
     )
     result = retry_failed_step(db, session_id, options, retries=retries, backoff=retry_backoff)
-    payload = _step_payload(db, result)
+    from flowcli.engine.runner import step_report
+
+    payload = step_report(db, result)
     if json_out:
         print_json(payload)
     else:

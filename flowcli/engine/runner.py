@@ -947,6 +947,23 @@ def run_next_step(
         return runner.run_step(retries=retries, backoff=backoff, sleep=sleep, on_attempt=on_attempt)
 
 
+def step_report(db: Database, result: StepResult) -> dict[str, Any]:
+    """What one attempt did, as run-next prints it: the session's position, the log row
+    with every column (read back as committed) and the message, or null."""
+    log = None
+    message = None
+    with db.read() as conn:
+        if result.log is not None:
+            log = store.fetch_log(conn, result.log["id"])
+        if result.message is not None:
+            message = store.fetch_message(conn, result.message["id"])
+            if message is not None:
+                message["speaker"] = result.message.get("speaker")
+                message["target"] = result.message.get("target")
+    session = {k: result.session.get(k) for k in store.SESSION_POSITION_COLUMNS}
+    return {"session": session, "log": log, "message": message}
+
+
 @dataclass
 class AutoSummary:
     session_id: int
