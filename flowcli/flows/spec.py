@@ -323,8 +323,14 @@ class StepSpec(BaseModel):
     @field_validator("logic_config", mode="before")
     @classmethod
     def _empty_logic_is_none(cls, value: Any) -> Any:
-        # MRC stores "no logic" as {}; treat it as absent so export and import agree.
-        return None if isinstance(value, dict) and not value else value
+        # MRC stores "no logic" as {}; treat it as absent so export and import agree. The
+        # same goes for known keys that are all null ({condition: null}); unknown keys
+        # still reach validation and are reported.
+        if isinstance(value, dict) and all(
+            key in LogicConfig.model_fields and item is None for key, item in value.items()
+        ):
+            return None
+        return value
 
 
 class TerminationConfig(BaseModel):
