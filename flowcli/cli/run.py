@@ -71,7 +71,7 @@ def run_next(
     json_out: JsonOption = False,
 ) -> None:
     """Execute the next step of a session (starting it if it has not started)."""
-    from flowcli.render import explain_panel, print_json, step_panel
+    from flowcli.render import explain_panel, print_json
 
     db = open_db(ctx)
     if dry_run:
@@ -83,8 +83,7 @@ def run_next(
         else:
             explain_panel(data, title="run-next --dry-run: nothing written")
         return
-    from flowcli.engine.runner import run_next_step, step_report
-    from flowcli.errors import StepFailedError
+    from flowcli.engine.runner import run_next_step
 
     options = _options(
         responder,
@@ -97,16 +96,30 @@ def run_next(
         retry_backoff,
     )
     result = run_next_step(db, session_id, options, retries=retries, backoff=retry_backoff)
+    show_step_result(
+        db,
+        result,
+        json_out,
+        failed=f"step failed: {result.error}",
+        session_failed=f"; session {session_id} is now failed",
+    )
+
+
+def show_step_result(
+    db: Any, result: Any, json_out: bool, *, failed: str, session_failed: str
+) -> None:
+    """Print what one step did (panel or JSON); a failed step then exits non-zero."""
+    from flowcli.engine.runner import step_report
+    from flowcli.errors import StepFailedError
+    from flowcli.render import print_json, step_panel
+
     payload = step_report(db, result)
     if json_out:
         print_json(payload)
     else:
         step_panel(payload, result)
     if result.failed:
-        raise StepFailedError(
-            f"step failed: {result.error}"
-            + (f"; session {session_id} is now failed" if result.session_failed else "")
-        )
+        raise StepFailedError(failed + (session_failed if result.session_failed else ""))
 
 
 class _StopFlag:

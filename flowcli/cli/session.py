@@ -222,10 +222,8 @@ def retry(
     json_out: JsonOption = False,
 ) -> None:
     """Run a failed session's failed step again (resume, then one step)."""
-    from flowcli.cli.run import _options
+    from flowcli.cli.run import _options, show_step_result
     from flowcli.engine.debugging import retry_failed_step
-    from flowcli.errors import StepFailedError
-    from flowcli.render import print_json, step_panel
 
     db = open_db(ctx)
     options = _options(
@@ -239,18 +237,13 @@ def retry(
         retry_backoff,
     )
     result = retry_failed_step(db, session_id, options, retries=retries, backoff=retry_backoff)
-    from flowcli.engine.runner import step_report
-
-    payload = step_report(db, result)
-    if json_out:
-        print_json(payload)
-    else:
-        step_panel(payload, result)
-    if result.failed:
-        raise StepFailedError(
-            f"step failed again: {result.error}"
-            + (f"; session {session_id} is failed" if result.session_failed else "")
-        )
+    show_step_result(
+        db,
+        result,
+        json_out,
+        failed=f"step failed again: {result.error}",
+        session_failed=f"; session {session_id} is failed",
+    )
 
 
 @app.command()

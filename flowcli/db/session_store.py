@@ -1,14 +1,14 @@
-"""The SQL of a running session: reading it, locking it, and writing one step.
+"""Sessions and their log rows through SQLAlchemy Core, outside the step hot path.
 
-Where a step's log row, message and new session position are written. Core
-statements on the model tables (no ORM unit of work on the hot path), always inside
-a transaction the caller opened with ``Database.write()``.
+Lifecycle changes, explain, fork and skip read and write sessions here, always inside a
+transaction the caller opened with ``Database.write()`` or ``read()``. The engine's own
+step (log row, message, new position) is written by flowcli.db.step_tx, which shares
+SessionRow and the version-checked update rule with this module.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -22,7 +22,7 @@ from flowcli.db.tables import (
     sessions_table,
     step_logs_table,
 )
-from flowcli.errors import NotFoundError, SessionStateError
+from flowcli.errors import NotFoundError
 
 sessions_t = sessions_table
 messages_t = messages_table
@@ -140,143 +140,6 @@ def fetch_log(conn: Connection, log_id: int) -> dict[str, Any]:
     return dict(row)
 
 
-def running_logs(conn: Connection, session_id: int) -> list[dict[str, Any]]:
-    rows = conn.execute(
-        select(logs_t).where(logs_t.c.session_id == session_id, logs_t.c.status == "running")
-    ).mappings()
-    return [dict(r) for r in rows]
-
-
-def insert_message(conn: Connection, values: dict[str, Any]) -> int:
-    result = conn.execute(insert(messages_t).values(**values))
-    pk = result.inserted_primary_key
-    assert pk is not None
-    return int(pk[0])
-
-
 def fetch_message(conn: Connection, message_id: int) -> dict[str, Any] | None:
     row = conn.execute(select(messages_t).where(messages_t.c.id == message_id)).mappings().first()
     return dict(row) if row else None
-
-
-def session_role_ids(conn: Connection, session_id: int) -> dict[str, int]:
-    rows = conn.execute(
-        select(session_roles_t.c.role_ref, session_roles_t.c.id)
-        .where(session_roles_t.c.session_id == session_id)
-        .order_by(session_roles_t.c.id)
-    )
-    out: dict[str, int] = {}
-    for ref, sr_id in rows:
-        out.setdefault(ref, sr_id)
-    return out
-
-
-def resolve_role_id(conn: Connection, ref: str, roles_snapshot: dict[str, Any]) -> int:
-    """A role ref's role id: the session's role mapping first, else a role of that name."""
-    snap = roles_snapshot.get(ref)
-    if isinstance(snap, dict) and snap.get("role_id") is not None:
-        found = conn.execute(
-            select(roles_t.c.id).where(roles_t.c.id == int(snap["role_id"]))
-        ).scalar()
-        if found is not None:
-            return int(found)
-    found = conn.execute(select(roles_t.c.id).where(roles_t.c.name == ref)).scalar()
-    if found is None:
-        raise SessionStateError(
-            f"role {ref!r} is not defined: add it with `flowcli role add {ref} --prompt …`"
-        )
-    return int(found)
-
-
-def role_prompt(conn: Connection, ref: str, roles_snapshot: dict[str, Any]) -> str | None:
-    snap = roles_snapshot.get(ref)
-    if isinstance(snap, dict) and snap.get("prompt"):
-        return str(snap["prompt"])
-    value = conn.execute(select(roles_t.c.prompt).where(roles_t.c.name == ref)).scalar()
-    return str(value) if value is not None else None
-
-
-def ensure_session_role(
-    conn: Connection,
-    session_id: int,
-    ref: str,
-    roles_snapshot: dict[str, Any],
-    known: dict[str, int],
-) -> int:
-    """The session_roles id for ``ref``, created (as MRC did, by role name) when missing."""
-    if ref in known:
-        return known[ref]
-    role_id = resolve_role_id(conn, ref, roles_snapshot)
-    result = conn.execute(
-        insert(session_roles_t).values(
-            session_id=session_id, role_ref=ref, role_id=role_id, created_at=utcnow()
-        )
-    )
-    pk = result.inserted_primary_key
-    assert pk is not None
-    known[ref] = int(pk[0])
-    return known[ref]
-
-
-# --- messages as the engine and expressions see them -------------------------------
-
-_speaker = session_roles_t.alias("speaker_sr")
-_target = session_roles_t.alias("target_sr")
-_MESSAGE_VIEW = select(
-    messages_t.c.id,
-    _speaker.c.role_ref.label("speaker"),
-    _target.c.role_ref.label("target"),
-    messages_t.c.content,
-    messages_t.c.section,
-    messages_t.c.round_index,
-).select_from(
-    messages_t.outerjoin(_speaker, _speaker.c.id == messages_t.c.speaker_session_role_id).outerjoin(
-        _target, _target.c.id == messages_t.c.target_session_role_id
-    )
-)
-
-
-def message_views(
-    conn: Connection,
-    session_id: int,
-    *,
-    scope: str | Sequence[str],
-    round_: int,
-    n: int = 5,
-) -> list[tuple[Any, ...]]:
-    """Rows (id, speaker, target, content, section, round) visible under ``scope``, oldest first."""
-    base = _MESSAGE_VIEW.where(messages_t.c.session_id == session_id)
-    if isinstance(scope, str):
-        if scope in ("none", "__TOPIC__"):
-            return []
-        if scope == "all":
-            stmt = base.order_by(messages_t.c.id)
-        elif scope == "last_message":
-            return _newest(conn, base, 1)
-        elif scope == "last_n_messages":
-            return _newest(conn, base, max(1, n))
-        elif scope == "last_round":
-            stmt = base.where(messages_t.c.round_index == round_ - 1).order_by(messages_t.c.id)
-        else:
-            stmt = base.where(_speaker.c.role_ref == scope).order_by(messages_t.c.id)
-    else:
-        refs = list(scope)
-        if not refs:
-            return []
-        stmt = base.where(_speaker.c.role_ref.in_(refs)).order_by(messages_t.c.id)
-    return [tuple(r) for r in conn.execute(stmt)]
-
-
-def _newest(conn: Connection, base: Any, n: int) -> list[tuple[Any, ...]]:
-    rows = [tuple(r) for r in conn.execute(base.order_by(messages_t.c.id.desc()).limit(n))]
-    rows.reverse()
-    return rows
-
-
-def last_message_view(conn: Connection, session_id: int) -> tuple[Any, ...] | None:
-    rows = _newest(conn, _MESSAGE_VIEW.where(messages_t.c.session_id == session_id), 1)
-    return rows[0] if rows else None
-
-
-def all_message_views(conn: Connection, session_id: int) -> Iterable[tuple[Any, ...]]:
-    return message_views(conn, session_id, scope="all", round_=0)

@@ -16,33 +16,14 @@ from datetime import datetime
 from typing import Any
 
 from flowcli.db.session_store import SessionRow, utcnow
+from flowcli.db.tables import STEP_LOG_COLUMNS
 from flowcli.errors import NotFoundError, SessionBusyError, SessionStateError
 
 _SESSION_COLUMNS = tuple(SessionRow.__dataclass_fields__)
 # The one timestamp the engine compares; the others are carried, not read.
 _DATETIME_FIELDS = ("lease_expires_at",)
-LOG_INSERT_COLUMNS = (
-    "session_id",
-    "step_id",
-    "parent_log_id",
-    "execution_order",
-    "round_index",
-    "loop_iteration",
-    "attempt_count",
-    "status",
-    "result_type",
-    "result_data",
-    "condition_evaluation",
-    "loop_check_result",
-    "error_message",
-    "duration_ms",
-    "memory_usage_mb",
-    "created_at",
-    "started_at",
-    "completed_at",
-    "step_snapshot",
-    "context_snapshot",
-)
+# Every column of a log row but its id: the bug report's INSERT, in its order.
+LOG_INSERT_COLUMNS = STEP_LOG_COLUMNS
 MESSAGE_INSERT_COLUMNS = (
     "session_id",
     "speaker_session_role_id",

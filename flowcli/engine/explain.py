@@ -22,10 +22,12 @@ if TYPE_CHECKING:
 
 
 def explain_next(db: Database, session_id: int) -> dict[str, Any]:
+    from flowcli.db.step_tx import StepTx
     from flowcli.engine.expressions import compile_expression
     from flowcli.engine.runner import _LazyNames, _view
 
     with db.read() as conn:
+        tx = StepTx.over(conn)
         row = store.load_session(conn, session_id)
         snapshot = parse_snapshot(row.flow_snapshot)
         status = row.status or "not_started"
@@ -116,8 +118,10 @@ def explain_next(db: Database, session_id: int) -> dict[str, Any]:
                 "task_type": step.task_type,
             },
             {
-                "last": lambda: _view(store.last_message_view(conn, session_id)),
-                "messages": lambda: [_view(r) for r in store.all_message_views(conn, session_id)],
+                "last": lambda: _view(tx.last_message_view(session_id)),
+                "messages": lambda: [
+                    _view(r) for r in tx.message_views(session_id, scope="all", round_=0)
+                ],
             },
         )
         cond = step.condition

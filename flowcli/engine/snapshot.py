@@ -15,8 +15,6 @@ from typing import Any
 
 from flowcli.errors import SessionStateError
 
-CONTEXT_KEYWORDS = ("none", "all", "last_message", "last_round", "last_n_messages", "__TOPIC__")
-
 
 def loads_json(value: Any, default: Any) -> Any:
     """JSON stored in a Text column, or already decoded; ``default`` when empty."""
