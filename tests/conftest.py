@@ -257,3 +257,39 @@ def fake_llm():
     server = FakeLLM().start()
     yield server
     server.stop()
+
+
+# --- MRC's own backend (../shared/mrc) as a client of a database file ------------------
+
+
+@pytest.fixture(scope="session")
+def mrc_venv() -> Path:
+    """MRC's virtualenv, built once per machine; skips with the reason where it cannot be."""
+    from tests.mrc_backend import MrcUnavailable
+    from tests.mrc_backend import mrc_venv as build
+
+    try:
+        return build()
+    except MrcUnavailable as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture
+def mrc_backend(mrc_venv: Path, tmp_path: Path) -> Any:
+    """Starts MRC's backend on a database file: ``mrc_backend(path)``; stopped after the test."""
+    from tests.mrc_backend import MrcBackend, MrcUnavailable
+
+    started: list[MrcBackend] = []
+
+    def start(db: Path) -> MrcBackend:
+        server = MrcBackend(mrc_venv, db, tmp_path / f"mrc-work-{len(started)}")
+        try:
+            server.start()
+        except MrcUnavailable as exc:
+            pytest.skip(str(exc))
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
