@@ -9,6 +9,7 @@ MRC's own ``setup-venv`` (Flask 2.3, SQLAlchemy 1.4) under ``FLOWCLI_MRC_VENV`` 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -112,10 +113,8 @@ class MrcBackend:
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
             try:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
