@@ -80,10 +80,8 @@ def root(
     if not isinstance(config, Config):
         config = load()
     source = ctx.get_parameter_source("busy_timeout")
-    config.flags = {
-        "database": db,
-        "busy_timeout": busy_timeout if source is not None and source.name == "COMMANDLINE" else None,
-    }
+    from_flag = source is not None and source.name == "COMMANDLINE"
+    config.flags = {"database": db, "busy_timeout": busy_timeout if from_flag else None}
     configure(
         OutputSettings(
             pager=None if no_pager else pager_command(config.file_value("pager")),
@@ -94,8 +92,6 @@ def root(
     db_option = db
     if db_option is None and not os.environ.get("FLOWCLI_DB"):
         db_option = config.file_value("database")
-    ctx.obj = AppState(
-        db_option=db_option, busy_timeout=busy_timeout, debug=debug, config=config
-    )
+    ctx.obj = AppState(db_option=db_option, busy_timeout=busy_timeout, debug=debug, config=config)
     # Close pooled connections when the command ends, so nothing holds the file open.
     ctx.call_on_close(ctx.obj.close)

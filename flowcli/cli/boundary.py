@@ -50,7 +50,9 @@ def confirm_or_require_yes(question: str, *, yes: bool, action: str) -> None:
     if yes:
         return
     if not sys.stdin.isatty():
-        raise UsageError(f"{action} needs confirmation and there is no terminal to ask on: pass --yes")
+        raise UsageError(
+            f"{action} needs confirmation and there is no terminal to ask on: pass --yes"
+        )
     if not typer.confirm(question, default=False, err=True):
         raise typer.Exit(1)
 

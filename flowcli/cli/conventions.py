@@ -140,9 +140,7 @@ def one_line_usage_error(exc: Any) -> str:
     ctx = getattr(exc, "ctx", None)
     path = ctx.command_path if ctx is not None else "flowcli"
     message = exc.format_message()
-    if isinstance(exc, cexc.NoSuchOption) and re.fullmatch(
-        r"-\d+(\.\d+)?", exc.option_name or ""
-    ):
+    if isinstance(exc, cexc.NoSuchOption) and re.fullmatch(r"-\d+(\.\d+)?", exc.option_name or ""):
         message = f"{exc.option_name} is not allowed here: ids and counts are positive numbers"
     elif isinstance(exc, cexc.BadParameter) and exc.param is not None:
         message = _bad_parameter(exc)

@@ -207,10 +207,12 @@ class LazyCommandGroup(FlowcliGroup):
         except cexc.ClickException as exc:
             print_error(exc.format_message())
             code = exc.exit_code
-        except cexc.Abort:
+        except typer.Abort:
             print_error("aborted")
             code = 1
-        except FlowcliError as exc:  # raised while reading the config files
+        except FlowcliError as exc:  # raised while reading the config files (or --debug)
+            if "--debug" in (args if args is not None else sys.argv):
+                raise
             print_error(exc.message)
             code = exc.exit_code
         if not standalone_mode:

@@ -478,9 +478,7 @@ def explain_panel(data: dict[str, Any], title: str | None = None) -> None:
             grid.add_row("ends when", _esc(data["end_condition"]))
     for w in data.get("warnings", []):
         grid.add_row("warning", f"[yellow]{_esc(w)}[/yellow]")
-    out_console().print(
-        panel(grid, title=title or f"session {data['session_id']}: what runs next")
-    )
+    out_console().print(panel(grid, title=title or f"session {data['session_id']}: what runs next"))
 
 
 def _count(value: Any, noun: str) -> str:
@@ -518,9 +516,7 @@ class AutoProgress:
         if self._progress is None:
             return
         step = result.step
-        desc = (
-            f"step {step.order} {_esc(step.speaker)} ({_esc(step.task_type)})" if step else "…"
-        )
+        desc = f"step {step.order} {_esc(step.speaker)} ({_esc(step.task_type)})" if step else "…"
         round_ = (result.log or {}).get("round_index")
         if round_ is not None:
             desc += f", round {round_}"
@@ -591,9 +587,7 @@ def logs_table(rows: Iterable[dict[str, Any]], title: str | None = None) -> int:
             _esc(" ".join(str(row.get("error_message") or "").split())),
         ]
 
-    return show_table(
-        columns, (cells(r) for r in rows), title=title, empty="no executions match"
-    )
+    return show_table(columns, (cells(r) for r in rows), title=title, empty="no executions match")
 
 
 def _plain_row(row: dict[str, Any]) -> dict[str, Any]:

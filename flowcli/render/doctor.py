@@ -74,9 +74,7 @@ def repair_plan(report: Any, *, with_sessions: bool, sql: bool, console: Any = N
         for f in report.findings
         if f.fix is not None and f.fix.risk == "safe" and f.fix.applies_with in _HOW
     ]
-    manual = [
-        f for f in report.findings if f.fix is not None and f.fix.applies_with not in _HOW
-    ]
+    manual = [f for f in report.findings if f.fix is not None and f.fix.applies_with not in _HOW]
     seen: set[str] = set()
     count = 0
     if fixes:
@@ -137,7 +135,10 @@ def doctor_checks(checks: list[dict[str, str]]) -> None:
         Col("what it looks at", flex=True, min_width=20),
         Col("applies to", priority=1),
     ]
-    rows = [[_esc(c["check"]), _esc(c["group"]), _esc(c["title"]), _esc(c["applies_to"])] for c in checks]
+    rows = [
+        [_esc(c["check"]), _esc(c["group"]), _esc(c["title"]), _esc(c["applies_to"])]
+        for c in checks
+    ]
     show_table(columns, rows, title="doctor checks, in the order they run")
 
 

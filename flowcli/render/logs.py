@@ -235,9 +235,7 @@ def log_detail(data: dict[str, Any]) -> None:
         who = _esc(message.get("speaker") or "?")
         if message.get("target"):
             who += f" → {_esc(message['target'])}"
-        console.print(
-            panel(_esc(message.get("content")), title=f"message {message['id']}: {who}")
-        )
+        console.print(panel(_esc(message.get("content")), title=f"message {message['id']}: {who}"))
     for key in _DETAIL_JSON_KEYS:
         console.print(panel(_json_view(data.get(key)), title=key))
     context_diff_table(data.get("context_diff") or {}, data.get("previous_log_id"))

@@ -91,8 +91,9 @@ def _make_console() -> Any:
     if s.pager and s.paging_allowed and _real_tty(sys.stdout):
         gate = PagerGate(s.pager, sys.stdout)
         _state.gate = gate
+    target: Any = gate if gate is not None else sys.stdout
     return Console(
-        file=gate if gate is not None else sys.stdout,
+        file=target,
         force_terminal=True if gate is not None else None,
         width=s.width,
         highlight=False,

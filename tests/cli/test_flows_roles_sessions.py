@@ -161,7 +161,7 @@ def test_session_list_and_status_filter(cli: Cli) -> None:
     b = new_session(cli, LOOP_FLOW.replace("name: loop", "name: other"))
     cli.ok("session", "start", str(b))
     listed = cli.json("session", "list")
-    assert [s["id"] for s in listed] == [a, b]
+    assert [s["id"] for s in listed] == [b, a]  # newest first
     for key in (
         "id",
         "status",
