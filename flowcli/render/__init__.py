@@ -549,6 +549,7 @@ def _ms(value: Any) -> str:
 
 LOG_COLUMNS_SHOWN = [
     Col("#", "right"),
+    Col("log", "right", priority=7),  # the log id (`flowcli log ID`, `session fork --at ID`)
     Col("round", "right", priority=3),
     Col("loop", "right", priority=5),
     Col("try", "right", priority=6),
@@ -566,7 +567,7 @@ def logs_table(rows: Iterable[dict[str, Any]], title: str | None = None) -> int:
     from flowcli.db.log_queries import step_info
 
     columns = list(LOG_COLUMNS_SHOWN)
-    columns[8] = Col(timed("started"), priority=3)
+    columns[9] = Col(timed("started"), priority=3)
 
     def cells(row: dict[str, Any]) -> list[str]:
         info_ = step_info(row.get("step_snapshot"))
@@ -576,6 +577,7 @@ def logs_table(rows: Iterable[dict[str, Any]], title: str | None = None) -> int:
             step = f"step_id {row['step_id']}"
         return [
             str(row["execution_order"]),
+            str(row["id"]),
             _esc(row.get("round_index")),
             _esc(row.get("loop_iteration")),
             _esc(row.get("attempt_count")),
