@@ -188,7 +188,9 @@ def _json_view(value: Any) -> Any:
 
     if isinstance(value, dict | list):
         # ensure_ascii escapes every control and bidi character as \\uXXXX: shown, not obeyed.
-        return JSON(json.dumps(value, default=json_default, ensure_ascii=True), indent=2)
+        return JSON(
+            json.dumps(value, default=json_default), indent=2, ensure_ascii=True, highlight=False
+        )
     return Text(visible(value))
 
 
