@@ -79,8 +79,22 @@ def out_console() -> Any:
     return _state.console
 
 
-def _make_console() -> Any:
+def _console_class() -> Any:
     from rich.console import Console
+
+    class QuietOnClosedPipe(Console):
+        """Rich exits 1 when the reader goes away; flowcli stops quietly instead (the
+        boundary turns this into exit 0, as ``cat`` does)."""
+
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            raise BrokenPipeError
+
+    return QuietOnClosedPipe
+
+
+def _make_console() -> Any:
+    Console = _console_class()  # noqa: N806 - a class
 
     s = _state.settings
     if not stdout_is_terminal():

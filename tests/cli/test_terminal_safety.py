@@ -103,9 +103,9 @@ def test_no_view_lets_stored_text_steer_the_terminal(
     cli, sid = hostile_db
     log_id = cli.sql("SELECT max(id) AS i FROM step_execution_logs")[0]["i"]
     flow_id = cli.sql("SELECT max(id) AS i FROM flow_templates")[0]["i"]
-    env = dict(WIDE_ENV)
+    env: dict[str, str | None] = dict(WIDE_ENV)
     if not terminal:
-        env.pop("TTY_COMPATIBLE")
+        env["TTY_COMPATIBLE"] = None
     runner = CliRunner()
     for view in VIEWS:
         args = [a.format(sid=sid, other=sid + 1, log=log_id, flow=flow_id) for a in view]
