@@ -53,6 +53,9 @@ def confirm_or_require_yes(question: str, *, yes: bool, action: str) -> None:
         raise UsageError(
             f"{action} needs confirmation and there is no terminal to ask on: pass --yes"
         )
+    from flowcli.render.output import before_prompt
+
+    before_prompt()
     if not typer.confirm(question, default=False, err=True):
         raise typer.Exit(1)
 

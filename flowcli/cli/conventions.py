@@ -142,6 +142,8 @@ def one_line_usage_error(exc: Any) -> str:
     message = exc.format_message()
     if isinstance(exc, cexc.NoSuchOption) and re.fullmatch(r"-\d+(\.\d+)?", exc.option_name or ""):
         message = f"{exc.option_name} is not allowed here: ids and counts are positive numbers"
+    elif isinstance(exc, cexc.MissingParameter):
+        pass  # Click's own words ("Missing argument 'SESSION_ID'.") say it
     elif isinstance(exc, cexc.BadParameter) and exc.param is not None:
         message = _bad_parameter(exc)
     return f"{message} (see '{path} --help')"

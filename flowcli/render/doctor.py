@@ -144,7 +144,10 @@ def doctor_checks(checks: list[dict[str, str]]) -> None:
 
 def confirm_plan(report: Any, with_sessions: bool) -> None:
     """Before asking: what was found (stdout), then what will be done (stderr)."""
+    from flowcli.render.output import before_prompt
+
     doctor_findings(report)
+    before_prompt()
     err_console().print("[bold]The doctor will:[/bold]")
     seen: set[str] = set()
     for finding in report.fixable(with_sessions=with_sessions):

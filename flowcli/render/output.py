@@ -133,6 +133,17 @@ def layout_width() -> int:
         return 100
 
 
+def before_prompt() -> None:
+    """Before asking a question on the terminal: what is held for the pager must be on
+    the screen now (the findings come before the question), and nothing more is held."""
+    gate = _state.gate
+    if gate is not None and gate.proc is None and not gate.direct:
+        gate.direct = True
+        gate.real.write("".join(gate.pending))
+        gate.pending = []
+        gate.real.flush()
+
+
 def finish() -> None:
     """End of a command: hand the rest to the pager and wait for it, or flush."""
     gate, _state.gate, _state.console = _state.gate, None, None
