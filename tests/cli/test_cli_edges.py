@@ -195,11 +195,11 @@ def test_doctor_dry_run_sql_is_on_lines_of_its_own(mrc_copy: Path, runner: CliRu
     result = runner.invoke(
         app, ["--db", str(mrc_copy), "db", "doctor", "--dry-run"], env=dict(WIDE_ENV, COLUMNS="80")
     )
-    statements = [l.strip() for l in result.stdout.splitlines() if "ALTER TABLE" in l]
+    statements = [ln.strip() for ln in result.stdout.splitlines() if "ALTER TABLE" in ln]
     assert statements and all(s.startswith("ALTER TABLE") for s in statements)
     table = [line for line in result.stdout.splitlines() if "│" in line or "┃" in line]
     assert table and all(len(line) <= 80 for line in table)
-    plan = [l for l in result.stdout.splitlines() if re.match(r"\s+\d+\. ", l)]
+    plan = [ln for ln in result.stdout.splitlines() if re.match(r"\s+\d+\. ", ln)]
     assert len(plan) == len(set(plan))
 
 
