@@ -37,8 +37,8 @@ def prepare() -> None:
 
 
 def root_params() -> list[Any]:
-    """``--install-completion`` and ``--show-completion`` on the root (the shell is the
-    one flowcli runs under, else ``$SHELL``)."""
+    """``--install-completion`` and ``--show-completion`` on the root (for ``$SHELL``,
+    else the shell flowcli runs under)."""
     from typer.core import TyperOption
 
     return [
@@ -49,7 +49,7 @@ def root_params() -> list[Any]:
             expose_value=False,
             is_eager=True,
             callback=_install,
-            help="Install completion for this shell (bash, zsh or fish).",
+            help="Install completion for $SHELL (bash, zsh or fish).",
         ),
         TyperOption(
             param_decls=["--show-completion"],
@@ -58,22 +58,24 @@ def root_params() -> list[Any]:
             expose_value=False,
             is_eager=True,
             callback=_show,
-            help="Print this shell's completion script, to install it by hand.",
+            help="Print $SHELL's completion script, to install it by hand.",
         ),
     ]
 
 
 def _shell() -> str:
+    """$SHELL (the user's shell) when it is one flowcli completes, else the shell that
+    runs flowcli, as shellingham detects it."""
     from flowcli.errors import UsageError
 
-    try:
-        import shellingham
-
-        shell = str(shellingham.detect_shell()[0])
-    except Exception:  # noqa: BLE001 - detection is a guess; fall back to $SHELL
-        shell = ""
+    shell = os.path.basename(os.environ.get("SHELL", ""))
     if shell not in SHELLS:
-        shell = os.path.basename(os.environ.get("SHELL", ""))
+        try:
+            import shellingham
+
+            shell = str(shellingham.detect_shell()[0])
+        except Exception:  # noqa: BLE001 - detection is a guess
+            shell = shell or ""
     if shell not in SHELLS:
         raise UsageError(
             f"cannot tell which shell this is ({shell or 'unknown'}); flowcli completes "
