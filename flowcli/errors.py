@@ -99,3 +99,10 @@ class ResponderError(FlowcliError):
 
 class DoctorError(FlowcliError):
     """The doctor found errors, or a repair did not resolve what it targeted."""
+
+
+class ConfigError(FlowcliError):
+    """A configuration file (or a value from the environment) is wrong: names the file
+    and the key."""
+
+    exit_code = 2

@@ -20,13 +20,25 @@ SHARED = REPO_ROOT.parent / "shared"
 MRC_FIXTURE = SHARED / "fixtures" / "mrc" / "multi_role_chat.db"
 EXAMPLES = REPO_ROOT / "examples"
 
-# Rich must not wrap the output the tests compare.
-WIDE_ENV = {"COLUMNS": "200", "LINES": "50", "TERM": "dumb", "NO_COLOR": "1"}
+# Rich must not wrap the output the tests compare; TTY_COMPATIBLE makes Rich treat the
+# captured stdout as a terminal, so tests see the terminal views (tables, panels) at 200
+# columns. Tests of piped output remove it (tests/cli/test_output_fits.py).
+WIDE_ENV = {
+    "COLUMNS": "200",
+    "LINES": "50",
+    "TERM": "dumb",
+    "NO_COLOR": "1",
+    "TTY_COMPATIBLE": "1",
+}
 
 
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("FLOWCLI_DB", raising=False)
+    # No developer's own config file or pager leaks into a test.
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    for key in ("FLOWCLI_PAGER", "PAGER", "FLOWCLI_WIDTH", "FLOWCLI_BUSY_TIMEOUT"):
+        monkeypatch.delenv(key, raising=False)
     for key, value in WIDE_ENV.items():
         monkeypatch.setenv(key, value)
     for key in ("FLOWCLI_LLM_BASE_URL", "FLOWCLI_LLM_MODEL", "FLOWCLI_LLM_API_KEY"):
@@ -204,6 +216,7 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(WIDE_ENV)
     env.pop("FLOWCLI_DB", None)
+    env.pop("FLOWCLI_PAGER", None)
     env.update(extra)
     return env
 

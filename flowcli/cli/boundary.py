@@ -3,6 +3,8 @@
 A FlowcliError becomes one red ``Error: …`` line on stderr and its exit code; a
 database driver error is translated first; Ctrl-C exits 130; anything unexpected
 prints a short line and the hint to re-run with ``--debug`` (which shows the traceback).
+A reader that goes away (``| head -1``, quitting the pager) ends the command quietly
+with exit 0, as ``cat`` does.
 """
 
 from __future__ import annotations
@@ -33,23 +35,45 @@ def print_error(message: str) -> None:
 def _escape(text: str) -> str:
     from rich.markup import escape
 
-    one_line = " ".join(str(text).split("\n"))
-    # Control characters from user input (a file name with \r or \x1e…) would break the
-    # one line apart or rewrite it on a terminal: show them escaped instead.
-    return escape(
-        "".join(
-            ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
-            for ch in one_line
+    from flowcli.render.safe_text import one_line
+
+    # Control characters and bidi overrides from user input or a server's reply would
+    # break the one line apart or rewrite it on a terminal: shown, never obeyed.
+    return escape(one_line(" ".join(str(text).split("\n"))))
+
+
+def confirm_or_require_yes(question: str, *, yes: bool, action: str) -> None:
+    """Ask on a terminal; without one, refuse unless ``--yes`` was given (never print a
+    prompt nobody can answer and then ``Aborted!``)."""
+    from flowcli.errors import UsageError
+
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError(
+            f"{action} needs confirmation and there is no terminal to ask on: pass --yes"
         )
-    )
+    from flowcli.render.output import before_prompt
+
+    before_prompt()
+    if not typer.confirm(question, default=False, err=True):
+        raise typer.Exit(1)
 
 
 class FlowcliGroup(TyperGroup):
     """Root group whose ``invoke`` is the one place errors turn into exit codes."""
 
     def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
+        from flowcli.render.output import finish, silence_stdout
+
         try:
-            return super().invoke(ctx)
+            try:
+                return super().invoke(ctx)
+            finally:
+                finish()  # the pager shows the rest; wait for the reader to quit it
+        except BrokenPipeError:
+            silence_stdout()
+            raise typer.Exit(0) from None
         except (typer.Exit, typer.Abort, typer.TyperException):
             raise
         except FlowcliError as exc:
@@ -73,9 +97,26 @@ class FlowcliGroup(TyperGroup):
             raise typer.Exit(1) from None
 
 
+_DRIVERS = {"psycopg2", "pymysql", "MySQLdb", "asyncpg", "pg8000", "cx_Oracle", "oracledb"}
+
+
 def _translate_driver_error(exc: BaseException) -> FlowcliError | None:
     import sqlite3
 
+    if isinstance(exc, ModuleNotFoundError) and (exc.name or "").startswith("psycopg"):
+        from flowcli.errors import DatabaseError
+
+        return DatabaseError(
+            "PostgreSQL needs the psycopg driver, which is not installed: "
+            "pip install 'flowcli[postgres]'"
+        )
+    if isinstance(exc, ModuleNotFoundError) and exc.name in _DRIVERS:
+        from flowcli.errors import DatabaseError
+
+        return DatabaseError(
+            f"the database driver {exc.name!r} is not installed; flowcli supports SQLite "
+            "and PostgreSQL (pip install 'flowcli[postgres]')"
+        )
     if isinstance(exc, ValueError) and "embedded null" in str(exc):
         # A NUL byte in a path or an argument: no file name or C string can hold one.
         from flowcli.errors import UsageError

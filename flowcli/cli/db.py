@@ -21,8 +21,29 @@ def upgrade(
     from flowcli.render import info
 
     db = open_db(ctx, require_schema=False)
+    _refuse_unadopted(db)
     migrate.upgrade(db, revision)
     info(f"{db.target.display} is at {migrate.current_revision(db)}")
+
+
+def _refuse_unadopted(db: object) -> None:
+    """A database with tables but no flowcli version table (MRC's own) is adopted by the
+    doctor, which backs it up first; upgrading it would fail on a table that exists."""
+    from flowcli.db.schema import database_exists, existing_tables, read_revisions
+    from flowcli.errors import SchemaError
+
+    if not database_exists(db):  # type: ignore[arg-type]
+        return
+    with db.read() as conn:  # type: ignore[attr-defined]
+        if read_revisions(conn) is not None:
+            return
+        tables = existing_tables(conn)
+    if tables:
+        raise SchemaError(
+            f"{db.target.display} already has {len(tables)} tables but no flowcli version "  # type: ignore[attr-defined]
+            "table (another application's database, such as MRC's): adopt it with "
+            "`flowcli db doctor --fix`, which backs it up first"
+        )
 
 
 @app.command()
@@ -152,8 +173,18 @@ def doctor(
         warn("repairing without a backup (--no-backup)")
 
     def confirm(report: object) -> bool:
+        import sys
+
+        from flowcli.errors import UsageError
+
         if yes:
             return True
+        if not sys.stdin.isatty():
+            raise UsageError(
+                "db doctor --fix needs confirmation and there is no terminal to ask on: "
+                "pass --yes (or --dry-run to see the plan)"
+            )
+        # What was found first, then what will be done, then the question.
         confirm_plan(report, fix_sessions)
         return typer.confirm("Apply these repairs?", default=False, err=True)
 
@@ -172,7 +203,7 @@ def doctor(
             data["plan"] = [f.to_json() for f in report.fixable(with_sessions=fix_sessions)]
         print_json(data)
     else:
-        doctor_report(report, plan_sql=dry_run)
+        doctor_report(report, plan_sql=dry_run, with_sessions=fix_sessions)
         if dry_run and report.fixable(with_sessions=fix_sessions):
             from flowcli.render import info
 

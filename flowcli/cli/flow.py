@@ -27,6 +27,25 @@ def _load(ctx: typer.Context, file: Path) -> "FlowDocument":
     return load_flow_file(file, known_roles=known_role_names(db))
 
 
+def _load_or_report(ctx: typer.Context, file: Path, json_out: bool) -> "FlowDocument":
+    """Load FILE; when it is invalid, print every problem (one line each) and exit 1."""
+    from flowcli.errors import FlowValidationError
+
+    try:
+        return _load(ctx, file)
+    except FlowValidationError as exc:
+        if json_out:
+            from flowcli.render import print_json
+
+            print_json({"valid": False, "file": str(file), "problems": exc.problems})
+        else:
+            from flowcli.cli.boundary import print_error
+
+            for problem in exc.problems:
+                print_error(problem)
+        raise typer.Exit(1) from None
+
+
 @app.command("import")
 def import_(
     ctx: typer.Context,
@@ -44,36 +63,28 @@ def import_(
     from flowcli.flows.store import import_flow
     from flowcli.render import info, print_json
 
-    doc = _load(ctx, file)
+    doc = _load_or_report(ctx, file, json_out)
     result = import_flow(open_db(ctx), doc, replace=replace)
     if json_out:
         print_json(result)
         return
     typer.echo(result.id)
+    from flowcli.render import plural
+
     how = "replaced" if result.replaced else "imported"
     info(
         f"{how} flow {result.name!r} as id {result.id} (version {result.version}, "
-        f"{result.steps} steps)"
+        f"{plural(result.steps, 'step')})"
     )
 
 
 @app.command()
 def validate(ctx: typer.Context, file: FileArg, json_out: JsonOption = False) -> None:
     """Check FILE strictly; exit 0 when valid, 1 with every problem listed when not."""
-    from flowcli.errors import FlowValidationError
-    from flowcli.render import print_json
+    from flowcli.render import plural, print_json
+    from flowcli.render.safe_text import one_line
 
-    try:
-        doc = _load(ctx, file)
-    except FlowValidationError as exc:
-        if json_out:
-            print_json({"valid": False, "file": str(file), "problems": exc.problems})
-        else:
-            from flowcli.cli.boundary import print_error
-
-            for problem in exc.problems:
-                print_error(problem)
-        raise typer.Exit(1) from None
+    doc = _load_or_report(ctx, file, json_out)
     if json_out:
         print_json(
             {
@@ -84,7 +95,7 @@ def validate(ctx: typer.Context, file: FileArg, json_out: JsonOption = False) ->
             }
         )
     else:
-        typer.echo(f"{file}: valid ({len(doc.steps)} steps)")
+        typer.echo(f"{one_line(file)}: valid ({plural(len(doc.steps), 'step')})")
 
 
 @app.command("list")

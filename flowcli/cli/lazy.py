@@ -10,12 +10,14 @@ equal to the commands' own.
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from dataclasses import dataclass
 from typing import Any
 
 import typer
 
-from flowcli.cli.boundary import FlowcliGroup
+from flowcli.cli.boundary import FlowcliGroup, print_error
 
 
 @dataclass(frozen=True)
@@ -83,32 +85,149 @@ COMMANDS: dict[str, LazyCommand] = {
         "worker",
         "Run the steps of every running session (not_started ones wait for `session start`).",
     ),
+    "config": LazyCommand(
+        "flowcli.cli.config",
+        "app",
+        "Show the effective settings and where each comes from; write a starter file.",
+    ),
 }
 
 
 def build_command(name: str, spec: LazyCommand) -> Any:
+    from flowcli.cli.conventions import shape_command
+
     obj = getattr(importlib.import_module(spec.module), spec.attr)
     if isinstance(obj, typer.Typer):
+        # Completion is served by the root (`flowcli --install-completion`), not each group.
+        obj._add_completion = False
         command = typer.main.get_command(obj)
     else:
-        single = typer.Typer()
+        single = typer.Typer(add_completion=False)
         single.command(name)(obj)
         command = typer.main.get_command(single)
     command.name = name
-    return command
+    return shape_command(command)
 
 
 class LazyCommandGroup(FlowcliGroup):
-    """The root group: lists commands from COMMANDS, builds one only when it is used."""
+    """The root group: lists commands from COMMANDS, builds one only when it is used.
+
+    It is also the edge of the program: it serves shell completion, reads the config
+    files before any option is parsed (their values become Click's ``default_map``, so a
+    flag and an environment variable still win), and folds Click's usage errors into one
+    ``Error:`` line.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        from flowcli.cli.completion import root_params
+        from flowcli.cli.conventions import shape_command
+
+        self.params.extend(root_params())
+        shape_command(self, root=True)
 
     def list_commands(self, ctx: Any) -> list[str]:
         return list(COMMANDS)
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         if cmd_name not in self.commands and cmd_name in COMMANDS:
-            self.commands[cmd_name] = build_command(cmd_name, COMMANDS[cmd_name])
+            command = build_command(cmd_name, COMMANDS[cmd_name])
+            config = ctx.find_root().meta.get("flowcli.config") if ctx is not None else None
+            if config is not None:
+                _apply_defaults(command, config.option_defaults())
+            self.commands[cmd_name] = command
         return self.commands.get(cmd_name)
 
     def format_commands(self, ctx: Any, formatter: Any) -> None:
         with formatter.section("Commands"):
             formatter.write_dl([(name, spec.help) for name, spec in COMMANDS.items()])
+
+    def shell_complete(self, ctx: Any, incomplete: str) -> list[Any]:
+        # Command names come from the table: completing `flowcli s` builds no command.
+        from typer._click.shell_completion import CompletionItem
+
+        items = [
+            CompletionItem(name, help=spec.help)
+            for name, spec in COMMANDS.items()
+            if name.startswith(incomplete)
+        ]
+        if incomplete.startswith("-"):
+            for param in self.get_params(ctx):
+                for opt in (*getattr(param, "opts", ()), *getattr(param, "secondary_opts", ())):
+                    if opt.startswith(incomplete) and param.param_type_name == "option":
+                        items.append(CompletionItem(opt, help=getattr(param, "help", None)))
+        return items
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any
+    ) -> Any:
+        if parent is None:
+            from flowcli.config import load
+
+            config = load()
+            _apply_defaults(self, config.option_defaults(), recurse=False)
+            meta = dict(extra.pop("meta", None) or {})
+            ctx = super().make_context(info_name, args, parent=parent, **extra)
+            ctx.meta.update(meta)
+            ctx.meta["flowcli.config"] = config
+            return ctx
+        return super().make_context(info_name, args, parent=parent, **extra)
+
+    def main(  # type: ignore[override]
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        from typer._click import exceptions as cexc
+
+        from flowcli.cli.completion import COMPLETE_VAR, prepare
+        from flowcli.errors import FlowcliError
+
+        if os.environ.get(complete_var or COMPLETE_VAR):
+            prepare()
+        try:
+            code = super().main(
+                args=args,
+                prog_name=prog_name,
+                complete_var=complete_var or COMPLETE_VAR,
+                standalone_mode=False,
+                **extra,
+            )
+        except cexc.NoArgsIsHelpError as exc:
+            typer.echo(exc.format_message())
+            code = 0
+        except cexc.UsageError as exc:
+            from flowcli.cli.conventions import one_line_usage_error
+
+            print_error(one_line_usage_error(exc))
+            code = exc.exit_code
+        except cexc.ClickException as exc:
+            print_error(exc.format_message())
+            code = exc.exit_code
+        except typer.Abort:
+            print_error("aborted")
+            code = 1
+        except FlowcliError as exc:  # raised while reading the config files (or --debug)
+            if "--debug" in (args if args is not None else sys.argv):
+                raise
+            print_error(exc.message)
+            code = exc.exit_code
+        if not standalone_mode:
+            return code
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _apply_defaults(command: Any, defaults: dict[str, Any], *, recurse: bool = True) -> None:
+    """The config files' values become the defaults of the options they name, so Click
+    still ranks a flag and the option's environment variable above them."""
+    if not defaults:
+        return
+    for param in command.params:
+        if param.param_type_name == "option" and param.name in defaults:
+            param.default = defaults[param.name]
+    if recurse:
+        for sub in (getattr(command, "commands", None) or {}).values():
+            _apply_defaults(sub, defaults)

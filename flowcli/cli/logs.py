@@ -35,21 +35,9 @@ app = typer.Typer(
 
 
 def _parse_since(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    from flowcli.errors import UsageError
+    from flowcli.cli.options import parse_since
 
-    try:
-        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageError(
-            f"--since {value!r} is not a time; use ISO 8601 such as 2026-11-28T10:00:00"
-        ) from None
-    if parsed.tzinfo is not None:
-        from datetime import UTC
-
-        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
-    return parsed
+    return parse_since(value)
 
 
 @app.command("list")
@@ -134,6 +122,9 @@ def list_(
     )
     db = open_db(ctx)
     if follow:
+        from flowcli.render.output import disable_paging
+
+        disable_paging()  # a pager would hold rows that should show as they come
         _follow(db, sid, flt, interval, jsonl=jsonl, csv_out=csv_out)
         return
     with db.read() as conn:

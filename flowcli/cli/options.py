@@ -1,5 +1,6 @@
 """Option types shared by several command modules."""
 
+from datetime import datetime
 from typing import Annotated
 
 import typer
@@ -75,3 +76,22 @@ BackoffOpt = Annotated[
         "--retry-backoff", help="First retry delay in seconds; doubles each retry.", min=0.0
     ),
 ]
+
+
+def parse_since(value: str | None) -> datetime | None:
+    """``--since``: ISO 8601; a time with a zone is converted to naive UTC (as stored)."""
+    if value is None:
+        return None
+    from flowcli.errors import UsageError
+
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(
+            f"--since {value!r} is not a time; use ISO 8601 such as 2026-11-28T10:00:00"
+        ) from None
+    if parsed.tzinfo is not None:
+        from datetime import UTC
+
+        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+    return parsed

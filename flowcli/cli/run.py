@@ -200,6 +200,9 @@ def auto(
         llm_retries,
         retry_backoff,
     )
+    from flowcli.render.output import settings
+
+    quiet = quiet or settings().quiet
     show_progress = not quiet and sys.stderr.isatty()
     with _StopFlag() as stop, AutoProgress(enabled=show_progress) as progress:
         summary = run_auto(
@@ -247,7 +250,7 @@ def demo(
 
     from flowcli.db.log_queries import iter_logs
     from flowcli.engine.demo import run_demo
-    from flowcli.render import info, logs_table, print_json
+    from flowcli.render import info, logs_table, plural, print_json
 
     db = open_db(ctx)
     result = run_demo(db)
@@ -263,7 +266,7 @@ def demo(
     info(
         f"flow {result.flow_id} imported from {result.flow_file}; "
         f"session {result.session_id} created; "
-        f"ran {result.summary.steps_run} steps: {result.summary.final_status}"
+        f"ran {plural(result.summary.steps_run, 'step')}: {result.summary.final_status}"
     )
     with db.read() as conn:
         logs_table(iter_logs(conn, result.session_id), title=f"session {result.session_id}")

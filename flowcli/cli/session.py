@@ -5,6 +5,7 @@ from typing import Annotated
 import typer
 
 from flowcli.cli.options import (
+    MAX_ID,
     BackoffOpt,
     JsonOption,
     LlmBaseUrlOpt,
@@ -63,13 +64,37 @@ def list_(
     status: Annotated[
         list[str] | None, typer.Option("--status", help="Only sessions in this status. Repeatable.")
     ] = None,
+    flow: Annotated[
+        int | None, typer.Option("--flow", help="Only sessions of this flow.", min=1)
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since", help="Only sessions created at or after this ISO 8601 time (UTC if no zone)."
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", help="At most N sessions.", min=0, max=MAX_ID)
+    ] = None,
+    offset: Annotated[
+        int, typer.Option("--offset", help="Skip the first N sessions.", min=0, max=MAX_ID)
+    ] = 0,
     json_out: JsonOption = False,
 ) -> None:
-    """List sessions."""
+    """List sessions, newest first."""
+    from flowcli.cli.options import parse_since
     from flowcli.engine.lifecycle import list_sessions
     from flowcli.render import print_json, session_table
 
-    sessions = list_sessions(open_db(ctx), status)
+    sessions = list_sessions(
+        open_db(ctx),
+        status,
+        flow_id=flow,
+        since=parse_since(since),
+        limit=limit,
+        offset=offset,
+        newest_first=True,
+    )
     if json_out:
         print_json(sessions)
     else:
@@ -132,19 +157,19 @@ def delete(
     json_out: JsonOption = False,
 ) -> None:
     """Delete a session with its logs, messages and session roles."""
+    from flowcli.cli.boundary import confirm_or_require_yes
     from flowcli.engine.lifecycle import delete_session, show_session
-    from flowcli.render import info, print_json
+    from flowcli.render import info, plural, print_json
 
     db = open_db(ctx)
     data = show_session(db, session_id)
-    if not yes:
-        logs = sum(data["log_counts"].values())
-        typer.confirm(
-            f"Delete session {session_id} ({data['status']}, {logs} log rows, "
-            f"{data['message_count']} messages)?",
-            abort=True,
-            err=True,
-        )
+    logs = sum(data["log_counts"].values())
+    confirm_or_require_yes(
+        f"Delete session {session_id} ({data['status']}, {plural(logs, 'log row')}, "
+        f"{plural(data['message_count'], 'message')})?",
+        yes=yes,
+        action=f"deleting session {session_id}",
+    )
     counts = delete_session(db, session_id)
     if json_out:
         print_json({"id": session_id, "deleted": counts})

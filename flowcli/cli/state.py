@@ -4,7 +4,7 @@ one Database object built from them."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -17,6 +17,7 @@ class AppState:
     db_option: str | None = None
     busy_timeout: float = 5.0
     debug: bool = False
+    config: Any = None  # flowcli.config.Config: the files read for this command
     _db: Database | None = field(default=None, repr=False)
 
     def database(self) -> Database:

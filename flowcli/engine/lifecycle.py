@@ -25,6 +25,8 @@ from flowcli.engine.state import EngineState
 from flowcli.errors import NotFoundError, SessionStateError, UsageError
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from flowcli.db.connection import Database
 
 templates_t = flow_templates_table
@@ -166,8 +168,17 @@ def create_session(
 
 
 def list_sessions(
-    db: Database, status: list[str] | None = None, limit: int | None = None
+    db: Database,
+    status: list[str] | None = None,
+    limit: int | None = None,
+    *,
+    flow_id: int | None = None,
+    since: datetime | None = None,
+    offset: int = 0,
+    newest_first: bool = False,
 ) -> list[dict[str, Any]]:
+    """Sessions (oldest first, or newest first for `session list`), filtered by status,
+    flow and creation time (``since`` is naive UTC, as stored)."""
     t = store.sessions_t
     stmt = select(
         t.c.id,
@@ -181,7 +192,13 @@ def list_sessions(
         t.c.created_at,
         t.c.updated_at,
         t.c.ended_at,
-    ).order_by(t.c.id)
+    ).order_by(t.c.id.desc() if newest_first else t.c.id)
+    if flow_id is not None:
+        stmt = stmt.where(t.c.flow_template_id == flow_id)
+    if since is not None:
+        stmt = stmt.where(t.c.created_at >= since)
+    if offset:
+        stmt = stmt.offset(offset)
     if status:
         bad = [s for s in status if s not in SESSION_STATUSES]
         if bad:

@@ -1,7 +1,10 @@
-"""All terminal output: the only module that builds Rich tables, panels and trees.
+"""All terminal output: the only package that builds Rich tables, panels and trees.
 
 Builders take plain data (dicts, dataclasses) and write results to stdout; notes and
 progress go to stderr. ``print_json`` writes exactly one JSON document and nothing else.
+Every stored string shown on a terminal passes through ``_esc`` (the sanitiser in
+safe_text, then Rich markup escaping); machine formats keep the exact bytes. Where the
+output goes (terminal, pager, pipe) is decided in render.output, tables in render.tables.
 """
 
 from __future__ import annotations
@@ -9,34 +12,41 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import Any
 
 from rich.console import Console
 
+from flowcli.render.output import out_console, settings
+from flowcli.render.safe_text import visible
+from flowcli.render.tables import Col, show_table
 
-@lru_cache(maxsize=1)
-def _out() -> Console:
-    return Console(highlight=False, soft_wrap=False)
+__all__ = ["Col", "out_console", "show_table"]
 
 
 @lru_cache(maxsize=1)
 def _err() -> Console:
-    return Console(stderr=True, highlight=False)
-
-
-def out_console() -> Console:
-    # Rich binds sys.stdout lazily, so a cached console still follows redirection.
-    return _out()
+    # soft_wrap: a note or an error is one logical line; the terminal wraps it, Rich does
+    # not break it (a path split at column 80 cannot be copied back).
+    return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def err_console() -> Console:
     return _err()
 
 
+def utc_iso(value: datetime) -> str:
+    """ISO 8601 in UTC with ``Z``. A naive value is UTC (MRC's convention for storage)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 def json_default(value: Any) -> Any:
-    if isinstance(value, datetime | date):
+    if isinstance(value, datetime):
+        return utc_iso(value)
+    if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, set | frozenset | tuple):
         return list(value)
@@ -68,27 +78,49 @@ def info(message: str) -> None:
     """A progress or confirmation note, on stderr so stdout stays for results."""
     from rich.markup import escape
 
-    err_console().print(escape(message))
+    if settings().quiet:
+        return
+    err_console().print(escape(visible(message)))
 
 
 def warn(message: str) -> None:
     from rich.markup import escape
 
-    err_console().print(f"[yellow]Warning:[/yellow] {escape(message)}")
+    err_console().print(f"[yellow]Warning:[/yellow] {escape(visible(message))}")
+
+
+def plural(count: int, singular: str, plural_form: str | None = None) -> str:
+    """``1 step``, ``2 steps``."""
+    return f"{count} {singular if count == 1 else (plural_form or singular + 's')}"
+
+
+def panel(body: Any, **kwargs: Any) -> Any:
+    """A Rich panel; in a pipe it hugs its content instead of filling a 65,536-wide line."""
+    from rich.panel import Panel
+
+    kwargs.setdefault("expand", out_console().is_terminal)
+    return Panel(body, **kwargs)
 
 
 def revision_table(revisions: list[Any]) -> None:
-    from rich.table import Table
-
-    table = Table(title="flowcli migrations")
-    table.add_column("revision")
-    table.add_column("down")
-    table.add_column("")
-    table.add_column("description")
+    columns = [
+        Col("revision"),
+        Col("down", priority=2),
+        Col("state"),
+        Col("description", flex=True, min_width=20),
+    ]
+    rows = []
     for rev in revisions:
         marks = " ".join(m for m, on in (("head", rev.is_head), ("current", rev.is_current)) if on)
-        table.add_row(rev.revision, rev.down_revision or "-", marks, rev.doc.splitlines()[0])
-    out_console().print(table)
+        rows.append(
+            [
+                _esc(rev.revision),
+                _esc(rev.down_revision or "-"),
+                marks,
+                _esc(rev.doc.splitlines()[0]),
+            ]
+        )
+    show_table(columns, rows, title="flowcli migrations")
 
 
 # --- flows and roles -----------------------------------------------------------------
@@ -108,9 +140,10 @@ STATUS_STYLES = {
 
 
 def _esc(value: Any) -> str:
+    """Stored text made safe for a terminal: sanitised, then escaped for Rich markup."""
     from rich.markup import escape
 
-    return escape("" if value is None else str(value))
+    return escape(visible(value))
 
 
 def _status(value: str | None) -> str:
@@ -119,29 +152,89 @@ def _status(value: str | None) -> str:
     return f"[{style}]{text}[/{style}]" if style else text
 
 
+def local_time(value: datetime) -> datetime:
+    """A stored time (naive UTC) in this machine's zone."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone()
+
+
+def zone_name() -> str:
+    """This machine's zone as a table header shows it once: ``UTC``, ``CET``, ``UTC+05:30``."""
+    now = datetime.now().astimezone()
+    name = now.tzname() or ""
+    if name.isalpha():
+        return name
+    offset = now.strftime("%z")
+    return f"UTC{offset[:3]}:{offset[3:]}" if offset else "UTC"
+
+
 def _when(value: Any) -> str:
+    """A time in a table cell: local, without the zone (the header names it once)."""
     if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S")
+        return local_time(value).strftime("%Y-%m-%d %H:%M:%S")
     return _esc(value or "")
 
 
-def flow_table(flows: list[dict[str, Any]]) -> None:
-    from rich.table import Table
+def _when_zoned(value: Any) -> str:
+    """A time on its own (in a panel or a note): local, with the zone."""
+    if isinstance(value, datetime):
+        return f"{_when(value)} {zone_name()}"
+    return _esc(value or "")
 
-    table = Table(title="flows")
-    for col in ("id", "name", "type", "version", "steps", "active", "topic"):
-        table.add_column(col, justify="right" if col in ("id", "steps") else "left")
-    for f in flows:
-        table.add_row(
+
+def timed(name: str) -> str:
+    """A column header for times: ``started (CET)``."""
+    return f"{name} ({zone_name()})"
+
+
+def ago(value: Any, now: datetime | None = None) -> str:
+    """A relative age: ``just now``, ``3 min ago``, ``5 h ago``, ``2 days ago``."""
+    if not isinstance(value, datetime):
+        return ""
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    current = now or datetime.now(UTC).replace(tzinfo=None)
+    seconds = (current - value).total_seconds()
+    if seconds < 0:
+        return "in the future"
+    if seconds < 60:
+        return "just now"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min ago"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)} h ago"
+    days = int(seconds // 86400)
+    if days < 60:
+        return plural(days, "day") + " ago"
+    return local_time(value).strftime("%Y-%m-%d")
+
+
+FLOW_COLUMNS = [
+    Col("id", "right"),
+    Col("name", flex=True, min_width=14, max_width=40),
+    Col("type", priority=2),
+    Col("version", priority=3),
+    Col("steps", "right", priority=1),
+    Col("active", priority=4),
+    Col("topic", flex=True, min_width=16, priority=2),
+]
+
+
+def flow_table(flows: list[dict[str, Any]]) -> None:
+    rows = [
+        [
             str(f["id"]),
             _esc(f["name"]),
             _esc(f["type"]),
             _esc(f.get("version")),
             str(f["step_count"]),
             "yes" if f.get("is_active") is not False else "no",
-            _esc((f.get("topic") or "")[:60]),
-        )
-    out_console().print(table)
+            _esc(f.get("topic") or ""),
+        ]
+        for f in flows
+    ]
+    show_table(FLOW_COLUMNS, rows, title="flows", empty="no flows yet (flowcli flow import FILE)")
 
 
 def flow_tree(flow: dict[str, Any]) -> None:
@@ -189,54 +282,54 @@ def flow_tree(flow: dict[str, Any]) -> None:
 
 
 def role_table(roles: list[dict[str, Any]]) -> None:
-    from rich.table import Table
-
-    table = Table(title="roles")
-    table.add_column("id", justify="right")
-    table.add_column("name")
-    table.add_column("prompt")
-    for r in roles:
-        prompt = " ".join(str(r["prompt"]).split())
-        table.add_row(
-            str(r["id"]), _esc(r["name"]), _esc(prompt[:80] + ("…" if len(prompt) > 80 else ""))
-        )
-    out_console().print(table)
+    columns = [
+        Col("id", "right"),
+        Col("name", flex=True, min_width=12, max_width=30),
+        Col("prompt", flex=True, min_width=20, max_width=80, priority=1),
+    ]
+    rows = [
+        [str(r["id"]), _esc(r["name"]), _esc(" ".join(str(r["prompt"]).split()))] for r in roles
+    ]
+    show_table(columns, rows, title="roles", empty="no roles yet (flowcli role add NAME)")
 
 
 def role_panel(role: dict[str, Any]) -> None:
-    from rich.panel import Panel
-
     out_console().print(
-        Panel(_esc(role["prompt"]), title=f"role {role['id']}: {_esc(role['name'])}")
+        panel(_esc(role["prompt"]), title=f"role {role['id']}: {_esc(role['name'])}")
     )
 
 
 # --- sessions ---------------------------------------------------------------------------
 
 
-def session_table(sessions: list[dict[str, Any]]) -> None:
-    from rich.table import Table
-
-    table = Table(title="sessions")
-    for col in ("id", "status", "flow", "round", "steps", "topic", "updated"):
-        table.add_column(
-            col, justify="right" if col in ("id", "flow", "round", "steps") else "left"
-        )
-    for s in sessions:
-        table.add_row(
+def session_table(sessions: Iterable[dict[str, Any]]) -> None:
+    columns = [
+        Col("id", "right"),
+        Col("status"),
+        Col("flow", "right", priority=2),
+        Col("round", "right", priority=3),
+        Col("steps", "right", priority=1),
+        Col("topic", flex=True, min_width=16, max_width=60),
+        Col(timed("created"), priority=4),
+        Col("updated", priority=1),
+    ]
+    rows = (
+        [
             str(s["id"]),
             _status(s["status"]),
             str(s["flow_template_id"]),
             _esc(s.get("current_round")),
             _esc(s.get("executed_steps_count")),
-            _esc((s.get("topic") or "")[:50]),
-            _when(s.get("updated_at")),
-        )
-    out_console().print(table)
+            _esc(s.get("topic") or ""),
+            _when(s.get("created_at")),
+            _esc(ago(s.get("updated_at"))),
+        ]
+        for s in sessions
+    )
+    show_table(columns, rows, title="sessions", empty="no sessions match")
 
 
 def session_panel(data: dict[str, Any]) -> None:
-    from rich.panel import Panel
     from rich.table import Table
 
     grid = Table.grid(padding=(0, 2))
@@ -262,7 +355,8 @@ def session_panel(data: dict[str, Any]) -> None:
         )
     if data.get("lease_owner"):
         grid.add_row(
-            "claimed by", f"{_esc(data['lease_owner'])} until {_when(data['lease_expires_at'])}"
+            "claimed by",
+            f"{_esc(data['lease_owner'])} until {_when_zoned(data['lease_expires_at'])}",
         )
     steps = []
     for s in data.get("steps", []):
@@ -275,12 +369,11 @@ def session_panel(data: dict[str, Any]) -> None:
         grid.add_row("steps", "\n".join(steps))
     for w in data.get("warnings", []):
         grid.add_row("warning", f"[yellow]{_esc(w)}[/yellow]")
-    out_console().print(Panel(grid, title=f"session {data['id']}"))
+    out_console().print(panel(grid, title=f"session {data['id']}"))
 
 
 def step_panel(payload: dict[str, Any], result: Any) -> None:
     """What one run-next did: the step, its decisions, the message, the duration, what next."""
-    from rich.panel import Panel
     from rich.table import Table
 
     log = payload.get("log") or {}
@@ -320,18 +413,17 @@ def step_panel(payload: dict[str, Any], result: Any) -> None:
     grid.add_row(
         "session",
         f"{_status(session['status'])}, round {session['current_round']}, "
-        f"{session['executed_steps_count']} steps executed",
+        f"{plural(session['executed_steps_count'] or 0, 'step')} executed",
     )
     title = (
         f"session {session['id']}: step executed"
         if not result.failed
         else f"session {session['id']}: step failed"
     )
-    out_console().print(Panel(grid, title=title, border_style="red" if result.failed else "green"))
+    out_console().print(panel(grid, title=title, border_style="red" if result.failed else "green"))
 
 
 def explain_panel(data: dict[str, Any], title: str | None = None) -> None:
-    from rich.panel import Panel
     from rich.table import Table
 
     grid = Table.grid(padding=(0, 2))
@@ -379,14 +471,18 @@ def explain_panel(data: dict[str, Any], title: str | None = None) -> None:
         grid.add_row(
             "termination",
             f"{data['executed_steps']} of {data['max_steps']} max steps; "
-            f"{data.get('steps_left_in_round', '?')} step(s) left in this round, "
-            f"{data.get('rounds_left', '?')} round(s) after it",
+            f"{_count(data.get('steps_left_in_round'), 'step')} left in this round, "
+            f"{_count(data.get('rounds_left'), 'round')} after it",
         )
         if data.get("end_condition"):
             grid.add_row("ends when", _esc(data["end_condition"]))
     for w in data.get("warnings", []):
         grid.add_row("warning", f"[yellow]{_esc(w)}[/yellow]")
-    out_console().print(Panel(grid, title=title or f"session {data['session_id']}: what runs next"))
+    out_console().print(panel(grid, title=title or f"session {data['session_id']}: what runs next"))
+
+
+def _count(value: Any, noun: str) -> str:
+    return plural(value, noun) if isinstance(value, int) else f"? {noun}s"
 
 
 class AutoProgress:
@@ -420,12 +516,12 @@ class AutoProgress:
         if self._progress is None:
             return
         step = result.step
-        desc = f"step {step.order} {step.speaker} ({step.task_type})" if step else "…"
+        desc = f"step {step.order} {_esc(step.speaker)} ({_esc(step.task_type)})" if step else "…"
         round_ = (result.log or {}).get("round_index")
         if round_ is not None:
             desc += f", round {round_}"
         if result.failed:
-            desc += f" [red]attempt failed: {_esc(result.error)[:60]}[/red]"
+            desc += f" [red]attempt failed: {_esc(str(result.error)[:60])}[/red]"
         self._progress.update(self._task, description=desc, completed=self.steps)
 
     def __exit__(self, *exc: Any) -> None:
@@ -436,11 +532,11 @@ class AutoProgress:
 def auto_summary(summary: Any) -> None:
     status = summary.final_status
     line = (
-        f"session {summary.session_id}: {summary.steps_run} step(s) run in "
+        f"session {summary.session_id}: {plural(summary.steps_run, 'step')} run in "
         f"{summary.elapsed_s:.2f}s; status {_status(status)}; stopped: {_esc(summary.stop_reason)}"
     )
     if summary.failed_attempts:
-        line += f"; {summary.failed_attempts} failed attempt(s)"
+        line += f"; {plural(summary.failed_attempts, 'failed attempt')}"
     err_console().print(line)
 
 
@@ -451,39 +547,37 @@ def _ms(value: Any) -> str:
     return "" if value is None else f"{value} ms"
 
 
-def logs_table(
-    rows: Iterable[dict[str, Any]], title: str | None = None, error_width: int = 40
-) -> int:
-    from rich.table import Table
+LOG_COLUMNS_SHOWN = [
+    Col("#", "right"),
+    Col("log", "right", priority=7),  # the log id (`flowcli log ID`, `session fork --at ID`)
+    Col("round", "right", priority=3),
+    Col("loop", "right", priority=5),
+    Col("try", "right", priority=6),
+    Col("step", flex=True, min_width=14, max_width=40),
+    Col("status"),
+    Col("result", priority=2),
+    Col("duration", "right", priority=4),
+    Col("started", priority=3),
+    Col("error", flex=True, min_width=16, max_width=60, priority=1),
+]
 
+
+def logs_table(rows: Iterable[dict[str, Any]], title: str | None = None) -> int:
+    """A session's executions; streams (and pages) when there are many."""
     from flowcli.db.log_queries import step_info
 
-    table = Table(title=title)
-    for col, justify in (
-        ("#", "right"),
-        ("round", "right"),
-        ("loop", "right"),
-        ("try", "right"),
-        ("step", "left"),
-        ("status", "left"),
-        ("result", "left"),
-        ("duration", "right"),
-        ("started", "left"),
-        ("error", "left"),
-    ):
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
-    count = 0
-    for row in rows:
+    columns = list(LOG_COLUMNS_SHOWN)
+    columns[9] = Col(timed("started"), priority=3)
+
+    def cells(row: dict[str, Any]) -> list[str]:
         info_ = step_info(row.get("step_snapshot"))
         parts = (info_.get("order", "?"), info_.get("speaker") or "", info_.get("task_type") or "")
         step = " ".join(str(p) for p in parts).strip()
         if not info_:
             step = f"step_id {row['step_id']}"
-        error = row.get("error_message") or ""
-        if len(error) > error_width:
-            error = error[: error_width - 1] + "…"
-        table.add_row(
+        return [
             str(row["execution_order"]),
+            str(row["id"]),
             _esc(row.get("round_index")),
             _esc(row.get("loop_iteration")),
             _esc(row.get("attempt_count")),
@@ -492,11 +586,10 @@ def logs_table(
             _esc(row.get("result_type") or ""),
             _ms(row.get("duration_ms")),
             _when(row.get("started_at") or row.get("created_at")),
-            _esc(error),
-        )
-        count += 1
-    out_console().print(table)
-    return count
+            _esc(" ".join(str(row.get("error_message") or "").split())),
+        ]
+
+    return show_table(columns, (cells(r) for r in rows), title=title, empty="no executions match")
 
 
 def _plain_row(row: dict[str, Any]) -> dict[str, Any]:

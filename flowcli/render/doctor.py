@@ -1,10 +1,16 @@
-"""The doctor's report: a table of checks, the summary line, the repair plan."""
+"""The doctor's report: a table of what was found, then the repair plan, then the summary.
+
+Findings and fixes are shown apart: the table says what is wrong (one row per finding,
+and one row for every run of checks skipped for the same reason), the plan says what
+``--fix`` would do, numbered, with its SQL on lines of its own under ``--dry-run``.
+That keeps the report readable at 80 columns.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flowcli.render import _esc, err_console, out_console
+from flowcli.render import Col, _esc, err_console, out_console, plural, show_table
 
 MARKS = {
     "ok": "[green]✓[/green]",
@@ -14,64 +20,139 @@ MARKS = {
     "skipped": "[dim]-[/dim]",
 }
 
+_HOW = {"schema": "--fix", "sessions": "--fix-sessions"}
 
-def doctor_report(report: Any, *, plan_sql: bool = False) -> None:
-    from rich.table import Table
 
-    table = Table(title=f"flowcli db doctor: {_esc(report.database)}")
-    table.add_column("", justify="center")
-    table.add_column("check")
-    table.add_column("found")
-    table.add_column("fix")
-    for check in report.checks:
-        if not check.findings:
-            table.add_row(MARKS.get(check.status, "?"), _esc(check.title), _esc(check.summary), "")
-            continue
-        for finding in check.findings:
-            fix = ""
-            if finding.fix is not None:
-                how = {"schema": " (--fix)", "sessions": " (--fix-sessions)"}.get(
-                    finding.fix.applies_with or "", ""
+def _rows(report: Any) -> list[list[str]]:
+    rows: list[list[str]] = []
+    checks = list(report.checks)
+    i = 0
+    while i < len(checks):
+        check = checks[i]
+        if check.findings:
+            for finding in check.findings:
+                rows.append(
+                    [MARKS.get(finding.severity, "?"), _esc(check.title), _esc(finding.detail)]
                 )
-                fix = f"[{finding.fix.risk}] {finding.fix.description}{how}"
-                if plan_sql and finding.fix.sql:
-                    fix += "\n" + "\n".join(finding.fix.sql)
-            table.add_row(
-                MARKS.get(finding.severity, "?"), _esc(check.title), _esc(finding.detail), _esc(fix)
-            )
-    out_console().print(table)
+            i += 1
+            continue
+        # A run of checks with the same status and the same words is one row.
+        j = i + 1
+        while (
+            j < len(checks)
+            and not checks[j].findings
+            and checks[j].status == check.status
+            and checks[j].summary == check.summary
+        ):
+            j += 1
+        if j - i > 1:
+            names = ", ".join(c.name for c in checks[i:j])
+            title = f"{plural(j - i, 'check')}: {names}"
+        else:
+            title = check.title
+        rows.append([MARKS.get(check.status, "?"), _esc(title), _esc(check.summary)])
+        i = j
+    return rows
+
+
+def doctor_findings(report: Any) -> None:
+    """The table of findings alone (shown before `--fix` asks)."""
+    columns = [
+        Col(""),
+        Col("check", flex=True, min_width=16, max_width=40),
+        Col("found", flex=True, min_width=24),
+    ]
+    show_table(columns, _rows(report), title=f"flowcli db doctor: {_esc(report.database)}")
+
+
+def repair_plan(report: Any, *, with_sessions: bool, sql: bool, console: Any = None) -> int:
+    """The repairs ``--fix`` (and ``--fix-sessions``) would make, numbered; with ``sql``
+    each is followed by its statements, one per line, indented."""
+    console = console or out_console()
+    fixes = [
+        f.fix
+        for f in report.findings
+        if f.fix is not None and f.fix.risk == "safe" and f.fix.applies_with in _HOW
+    ]
+    manual = [f for f in report.findings if f.fix is not None and f.fix.applies_with not in _HOW]
+    seen: set[str] = set()
+    count = 0
+    if fixes:
+        console.print("[bold]repair plan[/bold]")
+    for fix in fixes:
+        if fix.description in seen:
+            continue
+        seen.add(fix.description)
+        count += 1
+        skipped = fix.applies_with == "sessions" and not with_sessions
+        how = _HOW[fix.applies_with]
+        line = f"  {count}. {_esc(fix.description)} [dim]({how})[/dim]"
+        if skipped:
+            line += " [dim]— not with --fix alone[/dim]"
+        console.print(line, soft_wrap=True)
+        if sql:
+            for statement in fix.sql:
+                console.print(f"       {_esc(statement)}", soft_wrap=True, highlight=False)
+    for finding in manual:
+        assert finding.fix is not None
+        console.print(
+            f"  [yellow]by hand[/yellow] [{_esc(finding.fix.risk)}]: "
+            f"{_esc(finding.fix.description)}",
+            soft_wrap=True,
+        )
+    return count
+
+
+def doctor_report(report: Any, *, plan_sql: bool = False, with_sessions: bool = False) -> None:
+    doctor_findings(report)
+    console = out_console()
+    if not report.repairs:
+        repair_plan(report, with_sessions=with_sessions, sql=plan_sql)
     rev = report.revision or {}
-    out_console().print(
+    console.print(
         f"revision: {_esc(rev.get('current') or 'none')} (head {_esc(rev.get('head'))}"
         + (f", {_esc(rev.get('state'))})" if rev.get("state") else ")")
     )
     if report.repairs:
-        out_console().print("repairs made:")
+        console.print("repairs made:")
         for action in report.repairs:
-            out_console().print(f"  • {_esc(action)}")
+            console.print(f"  • {_esc(action)}", soft_wrap=True)
     if report.backup:
-        out_console().print(
+        console.print(
             f"backup: {_esc(report.backup)} (restore: stop flowcli, then copy it over "
-            f"{_esc(report.database)} and delete any -wal/-shm files next to it)"
+            f"{_esc(report.database)} and delete any -wal/-shm files next to it)",
+            soft_wrap=True,
         )
     line = report.summary_line()
     style = "green" if report.ok else "red"
-    out_console().print(f"[{style}]{_esc(line)}[/{style}]")
+    console.print(f"[{style}]{_esc(line)}[/{style}]")
 
 
 def doctor_checks(checks: list[dict[str, str]]) -> None:
-    from rich.table import Table
-
-    table = Table(title="doctor checks, in the order they run")
-    for col in ("check", "group", "what it looks at", "applies to"):
-        table.add_column(col)
-    for c in checks:
-        table.add_row(c["check"], c["group"], _esc(c["title"]), c["applies_to"])
-    out_console().print(table)
+    columns = [
+        Col("check"),
+        Col("group", priority=2),
+        Col("what it looks at", flex=True, min_width=20),
+        Col("applies to", priority=1),
+    ]
+    rows = [
+        [_esc(c["check"]), _esc(c["group"]), _esc(c["title"]), _esc(c["applies_to"])]
+        for c in checks
+    ]
+    show_table(columns, rows, title="doctor checks, in the order they run")
 
 
 def confirm_plan(report: Any, with_sessions: bool) -> None:
+    """Before asking: what was found (stdout), then what will be done (stderr)."""
+    from flowcli.render.output import before_prompt
+
+    doctor_findings(report)
+    before_prompt()
     err_console().print("[bold]The doctor will:[/bold]")
+    seen: set[str] = set()
     for finding in report.fixable(with_sessions=with_sessions):
         assert finding.fix is not None
-        err_console().print(f"  • {_esc(finding.fix.description)}  ({_esc(finding.object)})")
+        if finding.fix.description in seen:
+            continue
+        seen.add(finding.fix.description)
+        err_console().print(f"  • {_esc(finding.fix.description)}")

@@ -15,12 +15,20 @@ from datetime import datetime
 from typing import Any
 
 from flowcli.render import (
+    Col,
     _esc,
     _status,
     _when,
+    _when_zoned,
     json_default,
     out_console,
+    panel,
+    plural,
+    show_table,
+    timed,
 )
+from flowcli.render.output import layout_width
+from flowcli.render.safe_text import visible
 
 
 def _step_label(row: dict[str, Any]) -> str:
@@ -74,48 +82,81 @@ def logs_tree(rows: Iterable[dict[str, Any]], title: str) -> int:
 # --- rows printed as they arrive (logs --follow) ---------------------------------------
 
 _FOLLOW_COLUMNS = (
-    ("#", 6, ">"),
-    ("round", 5, ">"),
-    ("loop", 4, ">"),
-    ("try", 3, ">"),
-    ("step", 30, "<"),
-    ("status", 9, "<"),
-    ("result", 16, "<"),
-    ("duration", 10, ">"),
-    ("started", 19, "<"),
+    # name, width, align, priority (0: always; larger numbers leave first when narrow)
+    ("#", 6, ">", 0),
+    ("round", 5, ">", 3),
+    ("loop", 4, ">", 4),
+    ("try", 3, ">", 5),
+    ("step", 30, "<", 0),
+    ("status", 9, "<", 0),
+    ("result", 16, "<", 2),
+    ("duration", 10, ">", 3),
+    ("started", 19, "<", 1),
 )
 
 
 class FollowedRows:
     """One line per execution in fixed-width columns, so rows printed later line up
-    with the header printed first."""
+    with the header printed first. The columns are chosen once, to fit the terminal;
+    into a pipe the rows are tab-separated, under a header line."""
 
     def __init__(self, error_width: int = 40) -> None:
         self.error_width = error_width
         self.count = 0
+        console = out_console()
+        self.pipe = not console.is_terminal
+        columns = list(_FOLLOW_COLUMNS)
+        width = console.width
+        while not self.pipe and sum(c[1] + 2 for c in columns) + 12 > width:
+            droppable = [c for c in columns if c[3] > 0]
+            if not droppable:
+                break
+            columns.remove(max(droppable, key=lambda c: (c[3], columns.index(c))))
+        self.columns = columns
+        if not self.pipe:
+            used = sum(c[1] + 2 for c in columns)
+            self.error_width = max(10, min(error_width, width - used - 1))
 
     def header(self) -> None:
-        cells = [f"{name:{align}{width}}" for name, width, align in _FOLLOW_COLUMNS]
-        out_console().print("[bold]" + _esc("  ".join(cells) + "  error") + "[/bold]")
+        if self.pipe:
+            names = [name for name, *_ in self.columns] + ["error"]
+            out_console().print("\t".join(names), markup=False, soft_wrap=True)
+            return
+        cells = [
+            f"{timed(name) if name == 'started' else name:{align}{width}}"
+            for name, width, align, _ in self.columns
+        ]
+        out_console().print(
+            "[bold]" + _esc("  ".join(cells) + "  error") + "[/bold]", soft_wrap=True
+        )
 
     def row(self, row: dict[str, Any]) -> None:
-        values = [
-            str(row["execution_order"]),
-            row.get("round_index"),
-            row.get("loop_iteration"),
-            row.get("attempt_count"),
-            _step_label(row),
-            row.get("status") or "-",
-            row.get("result_type") or "",
-            _ms(row.get("duration_ms")),
-            _when(row.get("started_at") or row.get("created_at")),
-        ]
-        cells = []
-        for (name, width, align), value in zip(_FOLLOW_COLUMNS, values, strict=True):
+        values = {
+            "#": str(row["execution_order"]),
+            "round": row.get("round_index"),
+            "loop": row.get("loop_iteration"),
+            "try": row.get("attempt_count"),
+            "step": _step_label(row),
+            "status": row.get("status") or "-",
+            "result": row.get("result_type") or "",
+            "duration": _ms(row.get("duration_ms")),
+            "started": _when(row.get("started_at") or row.get("created_at")),
+        }
+        if self.pipe:
+            from flowcli.render.safe_text import one_line
+
+            cells = [one_line(values[name]) for name, *_ in self.columns]
+            cells.append(one_line(row.get("error_message") or ""))
+            out_console().print("\t".join(cells), markup=False, soft_wrap=True)
+            self.count += 1
+            return
+        parts = []
+        for name, width, align, _ in self.columns:
+            value = values[name]
             text = f"{_cut(value, width):{align}{width}}"
-            cells.append(_status_cell(text, value) if name == "status" else _esc(text))
+            parts.append(_status_cell(text, value) if name == "status" else _esc(text))
         error = _cut(row.get("error_message"), self.error_width)
-        line = "  ".join(cells) + ("  [red]" + _esc(error) + "[/red]" if error else "")
+        line = "  ".join(parts) + ("  [red]" + _esc(error) + "[/red]" if error else "")
         out_console().print(line, soft_wrap=True)
         self.count += 1
 
@@ -146,13 +187,15 @@ def _json_view(value: Any) -> Any:
     from rich.text import Text
 
     if isinstance(value, dict | list):
-        return JSON(json.dumps(value, default=json_default, ensure_ascii=False), indent=2)
-    return Text("" if value is None else str(value))
+        # ensure_ascii escapes every control and bidi character as \\uXXXX: shown, not obeyed.
+        return JSON(
+            json.dumps(value, default=json_default), indent=2, ensure_ascii=True, highlight=False
+        )
+    return Text(visible(value))
 
 
 def log_detail(data: dict[str, Any]) -> None:
     """Every column of a log, its JSON columns highlighted, and its context's diff."""
-    from rich.panel import Panel
     from rich.table import Table
 
     from flowcli.db.log_queries import LOG_COLUMNS
@@ -168,7 +211,7 @@ def log_detail(data: dict[str, Any]) -> None:
         if col == "status":
             shown = _status(value)
         elif isinstance(value, datetime):
-            shown = _esc(value.isoformat(sep=" "))
+            shown = _when_zoned(value)
         elif col == "error_message" and value:
             shown = f"[red]{_esc(value)}[/red]"
         else:
@@ -183,7 +226,7 @@ def log_detail(data: dict[str, Any]) -> None:
         )
     console = out_console()
     console.print(
-        Panel(
+        panel(
             grid,
             title=f"log {data['id']}: session {data['session_id']}, "
             f"execution #{data['execution_order']}",
@@ -194,54 +237,58 @@ def log_detail(data: dict[str, Any]) -> None:
         who = _esc(message.get("speaker") or "?")
         if message.get("target"):
             who += f" → {_esc(message['target'])}"
-        console.print(Panel(_esc(message.get("content")), title=f"message {message['id']}: {who}"))
+        console.print(panel(_esc(message.get("content")), title=f"message {message['id']}: {who}"))
     for key in _DETAIL_JSON_KEYS:
-        console.print(Panel(_json_view(data.get(key)), title=key))
+        console.print(panel(_json_view(data.get(key)), title=key))
     context_diff_table(data.get("context_diff") or {}, data.get("previous_log_id"))
 
 
 def context_diff_table(diff: dict[str, Any], previous_log_id: int | None) -> None:
-    from rich.table import Table
-
     against = (
         f"log {previous_log_id} (the previous execution)"
         if previous_log_id is not None
         else "nothing (first execution)"
     )
-    table = Table(title=f"context compared with {against}")
-    table.add_column("")
-    table.add_column("path")
-    table.add_column("before")
-    table.add_column("after")
+    columns = [
+        Col(""),
+        Col("path", flex=True, min_width=12, max_width=40),
+        Col("before", flex=True, min_width=12, max_width=80),
+        Col("after", flex=True, min_width=12, max_width=80),
+    ]
 
     def show(value: Any) -> str:
-        return _esc(_cut(json.dumps(value, default=json_default, ensure_ascii=False), 80))
+        return _esc(json.dumps(value, default=json_default, ensure_ascii=False))
 
+    rows = []
     for path, value in (diff.get("added") or {}).items():
-        table.add_row("[green]+[/green]", _esc(path), "", show(value))
+        rows.append(["[green]+[/green]", _esc(path), "", show(value)])
     for path, value in (diff.get("removed") or {}).items():
-        table.add_row("[red]-[/red]", _esc(path), show(value), "")
+        rows.append(["[red]-[/red]", _esc(path), show(value), ""])
     for path, (old, new) in (diff.get("changed") or {}).items():
-        table.add_row("[yellow]~[/yellow]", _esc(path), show(old), show(new))
-    if table.row_count == 0:
+        rows.append(["[yellow]~[/yellow]", _esc(path), show(old), show(new)])
+    if not rows:
         out_console().print(f"context unchanged from {_esc(against)}")
     else:
-        out_console().print(table)
+        show_table(columns, rows, title=f"context compared with {against}")
 
 
 # --- statistics and timeline -------------------------------------------------------------
 
 
 def stats_table(data: dict[str, Any]) -> None:
-    from rich.table import Table
-
-    table = Table(title=f"session {data['session_id']}: steps")
-    for col in ("step", "speaker", "task", "runs", "skips", "failures", "p50", "p95", "max"):
-        right = col not in ("speaker", "task")
-        table.add_column(col, justify="right" if right else "left")
-    table.add_column("max memory", justify="right")
-    for s in data["steps"]:
-        table.add_row(
+    columns = [
+        Col("step", "right"),
+        Col("speaker", flex=True, min_width=10, max_width=30),
+        Col("task", priority=3),
+        Col("runs", "right"),
+        Col("skips", "right", priority=2),
+        Col("failures", "right"),
+        Col("p50", "right", priority=1),
+        Col("p95", "right", priority=2),
+        Col("max", "right", priority=1),
+    ]
+    rows = [
+        [
             _esc(s["order"] if s["order"] is not None else f"id {s['step_id']}"),
             _esc(s["speaker"]),
             _esc(s["task_type"]),
@@ -251,14 +298,27 @@ def stats_table(data: dict[str, Any]) -> None:
             _ms(s["p50_ms"]),
             _ms(s["p95_ms"]),
             _ms(s["max_ms"]),
-            "" if s["max_memory_mb"] is None else f"{s['max_memory_mb']:.1f} MB",
-        )
+        ]
+        for s in data["steps"]
+    ]
     total = data["total"]
-    table.caption = (
-        f"{total['executions']} executions: {total['runs']} runs, {total['skips']} skips, "
-        f"{total['failures']} failures; durations are of completed runs"
+    caption = (
+        f"{plural(total['executions'], 'execution')}: {plural(total['runs'], 'run')}, "
+        f"{plural(total['skips'], 'skip')}, {plural(total['failures'], 'failure')}; "
+        "durations are of completed runs"
     )
-    out_console().print(table)
+    # memory_usage_mb is the process's resident memory when the row was written (MRC's
+    # column), not the step's: one figure for the session says that honestly.
+    peaks = [s["max_memory_mb"] for s in data["steps"] if s.get("max_memory_mb") is not None]
+    if peaks:
+        caption += f"; the running process peaked at {max(peaks):.1f} MB"
+    show_table(
+        columns,
+        rows,
+        title=f"session {data['session_id']}: steps",
+        caption=caption,
+        empty="no executions yet",
+    )
 
 
 def timeline_view(data: dict[str, Any]) -> None:
@@ -270,20 +330,19 @@ def timeline_view(data: dict[str, Any]) -> None:
         return
     label_width = 36
     suffix_width = 14
-    bar_width = max(10, console.width - label_width - suffix_width - 2)
+    bar_width = max(10, layout_width() - label_width - suffix_width - 2)
     console.print(
-        _esc(
-            f"session {data['session_id']}: {len(rows)} executions over "
-            f"{data['span_ms']:.0f} ms from {_when(data['span_start'])}"
-        )
+        f"session {data['session_id']}: {plural(len(rows), 'execution')} over "
+        f"{data['span_ms']:.0f} ms from {_when_zoned(data['span_start'])}",
+        soft_wrap=True,
     )
     marks = {"completed": ("█", "green"), "skipped": ("░", "yellow")}
     for r in rows:
         loop = f" L{r['loop_iteration']}" if r.get("loop_iteration") else ""
         label = _cut(
             f"#{r['execution_order']} r{r['round_index']}{loop} "
-            f"{r['order'] if r['order'] is not None else '?'}.{r['speaker'] or ''} "
-            f"{r['task_type'] or ''}",
+            f"{r['order'] if r['order'] is not None else '?'}.{visible(r['speaker'] or '')} "
+            f"{visible(r['task_type'] or '')}",
             label_width,
         )
         failed = r["status"] in ("failed", "timeout")
@@ -327,7 +386,6 @@ def looks_like_markdown(text: str) -> bool:
 def transcript_view(session_id: int, messages: list[dict[str, Any]]) -> None:
     """The dialogue: a heading per round, a panel per message (Markdown when it is)."""
     from rich.markdown import Markdown
-    from rich.panel import Panel
     from rich.rule import Rule
     from rich.text import Text
 
@@ -339,20 +397,23 @@ def transcript_view(session_id: int, messages: list[dict[str, Any]]) -> None:
     for msg in messages:
         if msg["round"] != current:
             current = msg["round"]
-            console.print(Rule(f"round {_esc(current)}"))
+            if console.is_terminal:
+                console.print(Rule(f"round {_esc(current)}"))
+            else:
+                console.print(f"── round {_esc(current)} ──")
         title = f"[bold]{_esc(msg['speaker'] or '?')}[/bold]"
         if msg.get("target"):
             title += f" → {_esc(msg['target'])}"
         if msg.get("section"):
             title += f" · {_esc(msg['section'])}"
-        content = msg["content"] or ""
+        content = visible(msg["content"] or "")
         body: Any = Markdown(content) if looks_like_markdown(content) else Text(content)
         console.print(
-            Panel(
+            panel(
                 body,
                 title=title,
                 title_align="left",
-                subtitle=f"message {msg['id']}, {_when(msg.get('created_at'))}",
+                subtitle=f"message {msg['id']}, {_when_zoned(msg.get('created_at'))}",
                 subtitle_align="right",
             )
         )
@@ -364,19 +425,21 @@ DIFF_MARKERS = {"same": "=", "different": "≠", "only_a": "only A", "only_b": "
 
 
 def diff_table(data: dict[str, Any]) -> None:
-    from rich.table import Table
-
-    # Everything but the two message columns has a fixed width; they share the rest.
-    content_width = max(12, (out_console().width - 111) // 2)
-    table = Table(title=f"session {data['a']} (A) vs session {data['b']} (B)")
-    for col in ("", "round", "step", "loop"):
-        table.add_column(col, justify="left" if col == "" else "right", no_wrap=True)
+    columns = [
+        Col(""),
+        Col("round", "right", priority=2),
+        Col("step", "right"),
+        Col("loop", "right", priority=3),
+    ]
     for side in ("A", "B"):
-        table.add_column(f"{side} #", justify="right", no_wrap=True)
-        table.add_column(f"{side} status", no_wrap=True)
-        table.add_column(f"{side} result", no_wrap=True)
-        table.add_column(f"{side} message", no_wrap=True, max_width=content_width)
+        columns += [
+            Col(f"{side} #", "right", priority=4),
+            Col(f"{side} status"),
+            Col(f"{side} result", priority=1),
+            Col(f"{side} message", flex=True, min_width=12, max_width=50, priority=5),
+        ]
     styles = {"same": "green", "different": "red", "only_a": "yellow", "only_b": "yellow"}
+    rows = []
     for row in data["rows"]:
         cells = [
             f"[{styles[row['marker']]}]{_esc(DIFF_MARKERS[row['marker']])}[/]",
@@ -399,20 +462,25 @@ def diff_table(data: dict[str, Any]) -> None:
                     str(entry["execution_order"]),
                     mark("status", _esc(entry["status"])),
                     mark("result_type", _esc(entry["result_type"] or "")),
-                    mark("content", _esc(_cut(entry["content"], content_width))),
+                    mark("content", _esc(" ".join(str(entry["content"] or "").split()))),
                 ]
             )
-        table.add_row(*cells)
+        rows.append(cells)
     s = data["summary"]
-    table.caption = (
+    caption = (
         f"= {s['same']} same, ≠ {s['different']} different, "
         f"{s['only_a']} only in A, {s['only_b']} only in B"
     )
-    out_console().print(table)
+    show_table(
+        columns,
+        rows,
+        title=f"session {data['a']} (A) vs session {data['b']} (B)",
+        caption=caption,
+        empty="neither session has executions",
+    )
 
 
 def skip_panel(data: dict[str, Any]) -> None:
-    from rich.panel import Panel
     from rich.table import Table
 
     log = data["log"]
@@ -438,10 +506,11 @@ def skip_panel(data: dict[str, Any]) -> None:
     grid.add_row(
         "session",
         f"{_status(session['status'])} (was {_esc(data['previous_status'])}), "
-        f"round {session['current_round']}, {session['executed_steps_count']} steps executed",
+        f"round {session['current_round']}, "
+        f"{plural(session['executed_steps_count'] or 0, 'step')} executed",
     )
     out_console().print(
-        Panel(grid, title=f"session {session['id']}: step skipped", border_style="yellow")
+        panel(grid, title=f"session {session['id']}: step skipped", border_style="yellow")
     )
 
 

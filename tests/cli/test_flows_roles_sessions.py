@@ -17,9 +17,23 @@ BACKENDS = ("sqlite", "postgres")
 @pytest.mark.parametrize("example", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
 def test_every_example_imports_and_runs(cli: Cli, example: Path) -> None:
     flow_id = cli.json("flow", "import", str(example))["id"]
-    sid = cli.json("session", "create", "--flow", str(flow_id))["id"]
+    # briefing.yaml is the debugging walk-through's flow: it needs vars.audience.
+    extra = ["--var", "audience=team"] if example.name == "briefing.yaml" else []
+    sid = cli.json("session", "create", "--flow", str(flow_id), *extra)["id"]
     summary = cli.json("auto", str(sid))
     assert summary["final_status"] == "finished"
+
+
+def test_the_debugging_example_fails_once_without_its_variable(cli: Cli) -> None:
+    flow_id = cli.json("flow", "import", str(EXAMPLES / "briefing.yaml"))["id"]
+    sid = cli.json("session", "create", "--flow", str(flow_id))["id"]
+    failed = cli("auto", str(sid), "--json")
+    assert failed.exit_code == 1
+    assert json.loads(failed.stdout)["session"]["current_step_id"] is not None
+    assert "audience" in failed.stderr
+    done = cli.json("logs", str(sid), "--status", "completed", "--last", "1")[0]
+    fork = cli.json("session", "fork", str(sid), "--at", str(done["id"]), "--set", "audience=team")
+    assert cli.json("auto", str(fork["id"]))["final_status"] == "finished"
 
 
 def test_import_prints_id_and_validate_exit_codes(cli: Cli, tmp_path: Path) -> None:
@@ -161,7 +175,7 @@ def test_session_list_and_status_filter(cli: Cli) -> None:
     b = new_session(cli, LOOP_FLOW.replace("name: loop", "name: other"))
     cli.ok("session", "start", str(b))
     listed = cli.json("session", "list")
-    assert [s["id"] for s in listed] == [a, b]
+    assert [s["id"] for s in listed] == [b, a]  # newest first
     for key in (
         "id",
         "status",
