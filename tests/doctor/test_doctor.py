@@ -275,15 +275,16 @@ def test_dry_run_prints_plan_and_changes_nothing(cli: Cli) -> None:
     assert not list(cli.db.parent.glob("*.bak"))
 
 
-def test_confirmation_declined_changes_nothing(cli: Cli) -> None:
+def test_fix_without_a_terminal_or_yes_changes_nothing(cli: Cli) -> None:
     cli.ok("db", "upgrade")
     con = sqlite3.connect(cli.db)
     con.execute("DROP TABLE messages")
     con.commit()
     con.close()
-    result = cli("db", "doctor", "--fix", input="n\n")
-    assert result.exit_code == 1
-    assert "The doctor will:" in result.stderr
+    # Piped input is not a terminal: the doctor does not read an answer from it.
+    result = cli("db", "doctor", "--fix", input="y\n")
+    assert result.exit_code == 2
+    assert "--yes" in result.stderr
     assert "messages" not in {
         r[0]
         for r in sqlite3.connect(cli.db).execute(
