@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.conftest import REPO_ROOT, subprocess_env
 
@@ -45,28 +47,42 @@ def test_logs_last_benchmark_rejects_sizes_below_last() -> None:
     assert result.returncode == 2 and "at least 2 × --last" in result.stderr
 
 
-def test_step_cost_benchmark_runs() -> None:
+def test_step_cost_benchmark_runs_and_replays_flowcli_exactly(tmp_path: Path) -> None:
+    # The script itself fails when the bare replay does not write what flowcli wrote,
+    # or when flowcli did not run at the synchronous level the variant asks for.
+    results = tmp_path / "step_cost.json"
     result = subprocess.run(
         [
             sys.executable,
             str(REPO_ROOT / "benchmarks" / "step_cost.py"),
             "--short",
-            "20",
+            "4",
             "--long",
-            "60",
-            "--repeat",
+            "12",
+            "--pg-short",
+            "2",
+            "--pg-long",
+            "5",
+            "--rounds",
             "1",
-            "--langgraph-python",
-            sys.executable,
+            "--results",
+            str(results),
         ],
         capture_output=True,
         text=True,
         env=subprocess_env(),
-        timeout=300,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr
-    assert "flowcli auto" in result.stdout and "× floor" in result.stdout
-    assert "target: flowcli ≤ 5× floor:" in result.stdout
+    data = json.loads(results.read_text())
+    measured = {r["what"]: r for r in data["ratios"]}
+    assert {"sqlite normal step / bare replay", "sqlite full step / bare replay"} <= set(measured)
+    assert measured["sqlite normal step / bare replay"]["target"] == 1.5
+    assert measured["sqlite full step / bare replay"]["target"] == 1.3
+    assert "postgres step / bare replay" in measured or any(
+        n.startswith("postgres: skipped") for n in data["notes"]
+    )
+    assert "per step flowcli made" in result.stdout
 
 
 def test_cold_start_benchmark_runs() -> None:
