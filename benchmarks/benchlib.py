@@ -184,6 +184,15 @@ class FlowcliInstall:
         return [str(self.script), *args]
 
 
+def _pip(python: Path, *args: str, cwd: Path | None = None) -> None:
+    """Run pip quietly; its output is shown only when it fails."""
+    done = subprocess.run(
+        [str(python), "-m", "pip", *args], capture_output=True, text=True, cwd=cwd
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"pip {' '.join(args[:2])} failed:\n{(done.stdout + done.stderr)[-1500:]}")
+
+
 def _site_packages(python: Path) -> Path:
     out = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
@@ -231,35 +240,16 @@ def built_flowcli(work: Path, *, log: Callable[[str], None]) -> FlowcliInstall:
     if not python.exists():
         log(f"creating {venv} (first run: installs flowcli's dependencies)")
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", "setuptools>=68", "wheel"], check=True
-        )
+        _pip(python, "install", "-q", "setuptools>=68", "wheel")
         fresh = True
     else:
         fresh = False
     src = _copy_source(work)
     wheels = work / "wheels"
-    subprocess.run(
-        [
-            str(python),
-            "-m",
-            "pip",
-            "wheel",
-            "-q",
-            "--no-deps",
-            "--no-build-isolation",
-            "-w",
-            str(wheels),
-            str(src),
-        ],
-        check=True,
-        cwd=work,
-    )
+    _pip(python, "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(src))
     wheel = next(wheels.glob("flowcli-*.whl"))
-    install = [str(python), "-m", "pip", "install", "-q", "--force-reinstall"]
-    if not fresh:
-        install.append("--no-deps")
-    subprocess.run([*install, f"{wheel}[postgres]"], check=True, cwd=work)
+    install = ["install", "-q", "--force-reinstall"] + ([] if fresh else ["--no-deps"])
+    _pip(python, *install, f"{wheel}[postgres]", cwd=work)
     compile_bytecode(python)
     return FlowcliInstall(python, venv / "bin" / "flowcli", f"wheel {wheel.name} in {venv}")
 

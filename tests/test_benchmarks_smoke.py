@@ -85,17 +85,42 @@ def test_step_cost_benchmark_runs_and_replays_flowcli_exactly(tmp_path: Path) ->
     assert "per step flowcli made" in result.stdout
 
 
-def test_cold_start_benchmark_runs() -> None:
+def test_commands_benchmark_runs_against_an_installed_flowcli(tmp_path: Path) -> None:
+    # --venv: the test's own environment (building a wheel venv would need the network).
+    results = tmp_path / "commands.json"
     result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "benchmarks" / "cold_start.py"), "--runs", "1"],
+        [
+            sys.executable,
+            str(REPO_ROOT / "benchmarks" / "commands.py"),
+            "--rounds",
+            "1",
+            "--venv",
+            sys.prefix,
+            "--results",
+            str(results),
+        ],
         capture_output=True,
         text=True,
         env=subprocess_env(),
-        timeout=300,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr
-    assert "flowcli --help / import typer, rich" in result.stdout
-    assert "flowcli --help: imports none of the heavy modules" in result.stdout
+    assert "bytecode (compileall): site-packages" in result.stdout
+    data = json.loads(results.read_text())
+    targets = {r["what"]: r["target"] for r in data["ratios"]}
+    assert targets["`flowcli --help` / `import typer, rich`"] == 1.2
+    for command in (
+        "run-next 1",
+        "explain 1",
+        "session show 1",
+        "session list",
+        "logs 1 --last 50",
+    ):
+        assert targets[f"`flowcli {command}` / `import typer, rich`"] == 2.0
+    help_line = next(
+        line for line in result.stdout.splitlines() if line.startswith("flowcli --help")
+    )
+    assert "none" in help_line  # --help imports none of the heavy modules
 
 
 def test_scale_benchmark_runs() -> None:
