@@ -474,3 +474,48 @@ def pg_digest(url: str) -> dict[str, str]:
                 h.update(repr(row).encode())
             out[name] = h.hexdigest()
     return out
+
+
+def flowcli_command(
+    python: str, synchronous: str, supported: bool, env: dict[str, str]
+) -> tuple[list[str], dict[str, str], str]:
+    """(command prefix, environment, how) to run flowcli at a synchronous level: its own
+    setting when it has one (FLOWCLI_DURABILITY), else sqltrace.py's pragma hook."""
+    if synchronous == "normal":
+        return [python, "-m", "flowcli"], env, "flowcli's default"
+    if supported:
+        return (
+            [python, "-m", "flowcli"],
+            dict(env, FLOWCLI_DURABILITY=synchronous),
+            (f"FLOWCLI_DURABILITY={synchronous}"),
+        )
+    hook = [python, str(HERE / "sqltrace.py"), "run", "--synchronous", synchronous, "--"]
+    return hook, env, "sqltrace's pragma hook (this flowcli has no durability setting)"
+
+
+# --- other frameworks' own virtualenvs -------------------------------------------------------
+
+
+def peer_venv(
+    name: str, packages: Sequence[str], probe: str, *, install: bool
+) -> tuple[Path | None, str]:
+    """The interpreter of a venv under ~/.cache/flowcli-bench/venvs/NAME holding
+    ``packages`` (created and filled with pip when missing and ``install``), or (None, why).
+    These frameworks are never flowcli's dependencies."""
+    venv = CACHE / "venvs" / name
+    python = venv / "bin" / "python"
+    works = (
+        python.exists()
+        and subprocess.run([str(python), "-c", probe], capture_output=True).returncode == 0
+    )
+    if works:
+        return python, ""
+    if not install:
+        return None, f"no venv at {venv} (run without --no-install to create it)"
+    print(f"installing {' '.join(packages)} into {venv}", file=sys.stderr)
+    shutil.rmtree(venv, ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    _pip(python, "install", "-q", *packages)
+    if subprocess.run([str(python), "-c", probe], capture_output=True).returncode != 0:
+        return None, f"{name} installed but `{probe}` fails"
+    return python, ""

@@ -123,6 +123,39 @@ def test_commands_benchmark_runs_against_an_installed_flowcli(tmp_path: Path) ->
     assert "none" in help_line  # --help imports none of the heavy modules
 
 
+def test_peers_benchmark_runs_flowcli_and_each_installed_peer(tmp_path: Path) -> None:
+    # --no-install: a peer is measured when its venv is already cached on this machine
+    # and reported as skipped otherwise; either way every peer and case is accounted for.
+    results = tmp_path / "peers.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "benchmarks" / "peers.py"),
+            "--short",
+            "3",
+            "--long",
+            "8",
+            "--rounds",
+            "1",
+            "--no-install",
+            "--results",
+            str(results),
+        ],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads(results.read_text())
+    measured = {r["what"] for r in data["ratios"]}
+    for peer in ("Burr", "LangGraph"):
+        skipped = any(n.startswith(f"{peer}: skipped") for n in data["notes"])
+        cases = {f"{peer} step / flowcli step ({case} state)" for case in ("fixed", "growing")}
+        assert skipped or cases <= measured, (peer, data)
+    assert "fixed    flowcli" in result.stdout and "growing  flowcli" in result.stdout
+
+
 def test_scale_benchmark_runs() -> None:
     result = subprocess.run(
         [
