@@ -32,7 +32,8 @@ def test_logs_last_benchmark_runs_and_prints_a_ratio() -> None:
     assert lines[0] == "flowcli logs SESSION --last 50: median of 1 run(s)"
     assert [line.split()[0] for line in lines[2:4]] == ["200", "2,000"]
     assert [line.split()[1] for line in lines[2:4]] == ["100", "1,000"]
-    assert lines[-1].startswith("ratio (2,000 / 200): command ")
+    assert lines[-2].startswith("ratio (2,000 / 200): command ")
+    assert lines[-1].startswith("target: logs --last 50: whole command at 2,000 rows / at 200")
     assert "built 2,000 rows" in result.stderr
 
 
@@ -156,6 +157,35 @@ def test_peers_benchmark_runs_flowcli_and_each_installed_peer(tmp_path: Path) ->
     assert "fixed    flowcli" in result.stdout and "growing  flowcli" in result.stdout
 
 
+def test_exports_benchmark_measures_flowcli_and_the_baselines(tmp_path: Path) -> None:
+    results = tmp_path / "exports.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "benchmarks" / "exports.py"),
+            "--rows",
+            "300",
+            "--rounds",
+            "1",
+            "--results",
+            str(results),
+        ],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads(results.read_text())
+    targets = {r["what"]: (r["op"], r["target"]) for r in data["ratios"]}
+    for fmt in ("jsonl", "csv"):
+        assert targets[f"flowcli logs --{fmt}: rows/s after start-up"] == (">=", 200_000)
+        assert targets[f"flowcli logs --{fmt}: peak memory at 300 / at 30 rows"] == ("<=", 1.1)
+    rows = [line.split() for line in result.stdout.splitlines()]
+    assert ["python", "sqlite3", "jsonl"] in [r[:3] for r in rows]
+    assert ["python", "sqlite3", "csv"] in [r[:3] for r in rows]
+
+
 def test_scale_benchmark_runs() -> None:
     result = subprocess.run(
         [
@@ -174,7 +204,7 @@ def test_scale_benchmark_runs() -> None:
         timeout=300,
     )
     assert result.returncode == 0, result.stderr
-    for needle in ("exports", "peak MB", "schema + state checks, ratio", "auto memory"):
+    for needle in ("schema + state checks on 3,000 rows", "auto memory", "target: auto"):
         assert needle in result.stdout
 
 
