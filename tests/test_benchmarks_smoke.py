@@ -230,3 +230,38 @@ def test_workers_benchmark_runs() -> None:
     assert result.returncode == 0, result.stderr
     assert "sqlite" in result.stdout and "exactly once" in result.stdout
     assert " NO" not in result.stdout
+
+
+def test_run_all_gathers_every_ratio_into_one_table(tmp_path: Path) -> None:
+    out = tmp_path / "all.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "benchmarks" / "run_all.py"),
+            "--size",
+            "quick",
+            "--only",
+            "logs_last,scale",
+            "--venv",
+            sys.prefix,
+            "--log-dir",
+            str(tmp_path / "logs"),
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "# flowcli benchmarks (quick sizes)"
+    assert any(line.startswith("- versions: flowcli ") for line in lines)
+    assert "| script | what | measured | target | met | detail |" in lines
+    rows = [
+        line for line in lines if line.startswith("| logs_last |") or line.startswith("| scale |")
+    ]
+    assert len(rows) == 2
+    assert [d["script"] for d in json.loads(out.read_text())] == ["logs_last", "scale"]
+    assert "target: auto: resident memory growth" in (tmp_path / "logs" / "scale.txt").read_text()
