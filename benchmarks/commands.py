@@ -17,8 +17,9 @@ the working tree is built and installed (not editable) into a venv cached under
 finder to every start, and PYTHONDONTWRITEBYTECODE=1 (set in this environment) with
 no bytecode on disk would recompile every module on every start: so the venv's
 site-packages is byte-compiled (compileall), the output says how much of it and of
-the standard library has bytecode, and the measured processes run without
-PYTHONDONTWRITEBYTECODE, PYTHONPATH or PYTHONSTARTUP.
+the standard library has bytecode and whether every module `run-next` imports has its
+bytecode on disk, and the measured processes run without PYTHONDONTWRITEBYTECODE,
+PYTHONPATH or PYTHONSTARTUP.
 
 It also prints which heavy modules each command imports (sqlalchemy, alembic, jinja2,
 simpleeval, httpx, pydantic, yaml), with their cumulative import time from one
@@ -52,6 +53,46 @@ CONTEXT = {
     "python -c pass": "pass",
     "import typer, rich, sqlalchemy": "import typer, rich, sqlalchemy",
 }
+
+
+# Runs a console script and, at exit, lists the imported source modules whose bytecode
+# is not on disk (each of those would be compiled again on every start).
+BYTECODE_CHECK = """
+import atexit, os, runpy, sys
+def report():
+    total, missing = 0, []
+    for module in list(sys.modules.values()):
+        spec = getattr(module, "__spec__", None)
+        if spec is None or not spec.has_location or not str(spec.origin).endswith(".py"):
+            continue
+        total += 1
+        if not spec.cached or not os.path.exists(spec.cached):
+            missing.append(module.__name__)
+    sys.stderr.write("BYTECODE %d %s\\n" % (total, " ".join(sorted(missing))))
+atexit.register(report)
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def bytecode_of_imports(
+    install: benchlib.FlowcliInstall, argv: list[str], cwd: Path, env: dict[str, str]
+) -> str:
+    """Whether every module the command imports has its bytecode on disk."""
+    done = subprocess.run(
+        [str(install.python), "-c", BYTECODE_CHECK, str(install.script), *argv],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+    )
+    line = next((x for x in done.stderr.splitlines() if x.startswith("BYTECODE ")), "")
+    if not line:
+        return "could not check"
+    _, total, *missing = line.split()
+    if not missing:
+        return f"all {total} source modules it imports have bytecode on disk"
+    return f"{len(missing)} of {total} imported modules lack bytecode: {', '.join(missing[:8])}"
 
 
 def heavy_imports(python: Path, argv: list[str], cwd: Path, env: dict[str, str]) -> str:
@@ -124,6 +165,11 @@ def main(argv: list[str] | None = None) -> int:
         print(
             "measured without PYTHONDONTWRITEBYTECODE/PYTHONPATH/PYTHONSTARTUP; "
             "SQLite database ./flowcli.db with 3 sessions, 100 executions"
+        )
+
+        print(
+            "bytecode, `flowcli run-next 1`: "
+            + bytecode_of_imports(install, ["run-next", "1"], folder, env)
         )
 
         python = str(install.python)
