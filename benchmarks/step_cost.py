@@ -153,10 +153,10 @@ def record(
         raise SystemExit(f"recording flowcli failed: {done.stderr[-600:]}")
     seen = json.loads(done.stderr.strip().splitlines()[-1])["synchronous_seen"]
     replayed = variant.fresh(f"check{steps}")
-    replay_runner_check = [python, SQLTRACE, "replay", str(trace), replayed]
+    check_cmd = [python, SQLTRACE, "replay", str(trace), replayed]
     if variant.synchronous:
-        replay_runner_check += ["--synchronous", variant.synchronous]
-    subprocess.run(replay_runner_check, check=True, capture_output=True)
+        check_cmd += ["--synchronous", variant.synchronous]
+    subprocess.run(check_cmd, check=True, capture_output=True)
     try:
         if variant.digest(target) != variant.digest(replayed):
             raise SystemExit(f"{variant.name}: the replay did not write what flowcli wrote")
@@ -271,11 +271,11 @@ def main(argv: list[str] | None = None) -> int:
                     f"expected {expected}"
                 )
             how = (
-                "flowcli's default"
+                "synchronous=NORMAL, flowcli's default"
                 if name == "normal"
-                else "FLOWCLI_DURABILITY=full"
+                else "synchronous=FULL via FLOWCLI_DURABILITY=full"
                 if supported
-                else "sqltrace's pragma hook (this flowcli has no durability setting)"
+                else "synchronous=FULL via sqltrace's pragma hook (no durability setting yet)"
             )
             rows.append((variant.name, data, how))
         if "postgres" in wanted:
@@ -305,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{name}: per step flowcli made {calls.get('execute', 0):.1f} statements, "
             f"{calls.get('fetchone', 0) + calls.get('fetchall', 0) + calls.get('next', 0):.1f} "
-            f"fetches, {calls.get('commit', 0):.1f} commits; synchronous via {how}"
+            f"fetches, {calls.get('commit', 0):.1f} commits; {how}"
         )
     for name, data, _how in rows:
         if data is not None:
@@ -338,7 +338,7 @@ def postgres(args: argparse.Namespace, tmp: Path, env: dict[str, str]) -> tuple[
             variant, args.python, tmp, args.pg_short, args.pg_long, args.rounds, env, None
         )
         server = admin.execute("SHOW server_version").fetchone()[0]
-        return ("postgres", data, f"PostgreSQL {server}")
+        return ("postgres", data, f"server PostgreSQL {server.split()[0]}")
     finally:
         for (name,) in admin.execute(
             "SELECT datname FROM pg_database WHERE datname LIKE %s", (template_db + "%",)
