@@ -81,6 +81,13 @@ def versions_line(python: str, peer_versions: dict[str, str]) -> str:
     return ", ".join(f"{name} {version}" for name, version in versions.items())
 
 
+def _number(value: float, digits: int = 0) -> str:
+    """200,000 / 1.33 / 1.2: thousands separated, small figures with their decimals."""
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}f}" if digits else f"{value:g}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=("quick", "moderate", "full"), default="moderate")
@@ -143,9 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     for data in gathered:
         for r in data["ratios"]:
             value = r["value"]
-            shown = f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.2f}"
+            shown = _number(value, digits=2)
             print(
-                f"| {data['script']} | {r['what']} | {shown} | {r['op']} {r['target']:g} | "
+                f"| {data['script']} | {r['what']} | {shown} | {r['op']} {_number(r['target'])} | "
                 f"{'yes' if r['met'] else '**no**'} | {r['detail']} |"
             )
     notes = [f"{data['script']}: {note}" for data in gathered for note in data["notes"]]
