@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             parser.error(f"unknown scripts: {', '.join(sorted(unknown))}")
 
-    log_dir = Path(args.log_dir or tempfile.mkdtemp(prefix="flowcli-bench-logs-"))
+    log_dir = Path(args.log_dir or tempfile.mkdtemp(prefix="flowcli-bench-logs-")).resolve()
     log_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="flowcli-bench-build-"))
     install = benchlib.flowcli_install(args, work, log=lambda m: print(m, file=sys.stderr))
@@ -123,8 +124,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"running {name} ({args.size}) ...", file=sys.stderr)
         start = time.perf_counter()
         with (log_dir / f"{name}.txt").open("w") as log:
+            # cwd outside the checkout: `python -m flowcli` in a script must import the
+            # installed wheel, not the source tree it would find in the current folder.
             code = subprocess.run(
-                cmd, stdout=log, stderr=subprocess.STDOUT, env=benchlib.measured_env()
+                cmd, stdout=log, stderr=subprocess.STDOUT, env=benchlib.measured_env(), cwd=work
             ).returncode
         took = time.perf_counter() - start
         print(f"  {name}: exit {code} after {took:.0f}s", file=sys.stderr)
@@ -164,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"- {name}: FAILED, see {log_dir / (name + '.txt')}")
     if args.json:
         Path(args.json).write_text(json.dumps(gathered, indent=2))
+    shutil.rmtree(work, ignore_errors=True)
     return 1 if failed else 0
 
 
