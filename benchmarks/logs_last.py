@@ -27,6 +27,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib  # noqa: E402 - a sibling module
+
+TARGET_RATIO = 1.2  # issue 16: the command at 1,000,000 rows within 1.2x of 1,000 rows
+
 SESSION_ROWS = 1000  # rows per background session
 TARGET_SESSION = 1
 NOW = "2026-01-01 12:00:00.000000"
@@ -166,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", type=int, default=1_000, help="rows in the small table")
     parser.add_argument("--runs", type=int, default=5, help="timed runs per size (median)")
     parser.add_argument("--last", type=int, default=50, help="N of --last N")
+    benchlib.add_results_option(parser)
     args = parser.parse_args(argv)
     if min(args.rows, args.baseline) < 2 * args.last or args.runs < 1:
         parser.error("--rows and --baseline must be at least 2 × --last; --runs at least 1")
@@ -202,6 +208,16 @@ def main(argv: list[str] | None = None) -> int:
         f"ratio ({big:,} / {small:,}): command {big_cmd / small_cmd:.2f}x, "
         f"query {big_q / small_q:.2f}x"
     )
+    results = benchlib.Results("logs_last")
+    results.add(
+        benchlib.Ratio(
+            f"logs --last {args.last}: whole command at {big:,} rows / at {small:,} rows",
+            big_cmd / small_cmd,
+            TARGET_RATIO,
+            detail=f"query alone {big_q / small_q:.2f}x",
+        )
+    )
+    results.write(args.results)
     return 0
 
 

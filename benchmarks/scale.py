@@ -1,15 +1,12 @@
-"""Scale: streamed exports of a huge session, the doctor on a big file, `auto` memory.
+"""Scale: the doctor on a big file, `auto` memory (exports: see exports.py).
 
     python benchmarks/scale.py                         # 1,000,000 executions, 20,000 steps
     python benchmarks/scale.py --rows 20000 --steps 3000   # quick (CI smoke test)
 
-1. Exports: one session of --rows executions (~0.5 KB snapshots each); `flowcli logs 1
-   --jsonl` and `--csv` to /dev/null: peak resident memory of the process (target under
-   150 MB) and rows per second.
-2. The doctor without --full on that file vs on a 1,000-row file (its schema and state
+1. The doctor without --full on that file vs on a 1,000-row file (its schema and state
    checks should not depend on the number of rows), and `--full` vs SQLite's own
    `PRAGMA integrity_check` on the same file.
-3. `auto` over --steps steps: resident memory at step 2,000 and at the last step, read
+2. `auto` over --steps steps: resident memory at step 2,000 and at the last step, read
    from the log rows' memory_usage_mb (target: grows by less than 20 MB).
 """
 
@@ -28,12 +25,14 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from logs_last import NOW, create_schema  # noqa: E402 - a sibling script's helpers
+import benchlib  # noqa: E402 - sibling modules
+from logs_last import NOW, create_schema  # noqa: E402
 
 FLOWCLI = [sys.executable, "-m", "flowcli"]
 
 
 def build_single_session(path: Path, rows: int) -> None:
+    """One session of ``rows`` executions (exports.build makes the same rows)."""
     create_schema(path)
     con = sqlite3.connect(path)
     con.execute("PRAGMA synchronous = OFF")
@@ -179,7 +178,9 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--steps", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=3)
+    benchlib.add_results_option(parser)
     args = parser.parse_args()
+    results = benchlib.Results("scale")
     tmp = Path(tempfile.mkdtemp(prefix="flowcli-scale-"))
     try:
         big, small = tmp / "big.db", tmp / "small.db"
@@ -197,19 +198,7 @@ def main() -> int:
             f"machine: {os.cpu_count()} cpus, Python {sys.version.split()[0]}, SQLite "
             f"{sqlite3.sqlite_version}; {args.rows:,} executions, {size / 1e6:,.0f} MB"
         )
-        print("\nexports (one session), output to /dev/null")
-        print(f"{'format':8s} {'seconds':>8s} {'rows/s':>10s} {'peak MB':>8s}")
-        peaks = []
-        for fmt in ("--jsonl", "--csv", "--json"):
-            seconds, peak = run_measured([*FLOWCLI, "--db", str(big), "logs", "1", fmt], env)
-            peaks.append(peak)
-            print(f"{fmt[2:]:8s} {seconds:8.1f} {args.rows / seconds:10,.0f} {peak:8.1f}")
-        print(
-            f"target: peak under 150 MB: {'met' if max(peaks) < 150 else 'missed'} "
-            f"({max(peaks):.0f} MB)"
-        )
-
-        print("\nthe doctor")
+        print("the doctor")
         checks_big = doctor_check_ms(big, env)
         checks_small = doctor_check_ms(small, env)
         print(f"{'check group':14s} {'1,000 rows':>12s} {f'{args.rows:,} rows':>14s}")
@@ -218,9 +207,9 @@ def main() -> int:
         schema_state_ratio = (checks_big["schema"] + checks_big["state"]) / max(
             checks_small["schema"] + checks_small["state"], 0.001
         )
-        print(
-            f"schema + state checks, ratio {schema_state_ratio:.2f} "
-            "(independent of the number of rows: near 1)"
+        results.note(
+            f"doctor: schema + state checks on {args.rows:,} rows / on 1,000 rows: "
+            f"{schema_state_ratio:.2f} (independent of the number of rows: near 1)"
         )
         d_big = median_time([*FLOWCLI, "--db", str(big), "db", "doctor", "--json"], env, args.runs)
         d_small = median_time(
@@ -249,9 +238,17 @@ def main() -> int:
             f"resident memory at step {early_at:,}: {early:.1f} MB; at step {args.steps:,}: "
             f"{late:.1f} MB; growth {growth:+.1f} MB ({seconds:.1f}s for the run)"
         )
-        print(f"target: growth under 20 MB: {'met' if growth < 20 else 'missed'}")
+        results.add(
+            benchlib.Ratio(
+                f"auto: resident memory growth, step {early_at:,} to {args.steps:,} (MB)",
+                growth,
+                20,
+                detail=f"{early:.1f} → {late:.1f} MB",
+            )
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    results.write(args.results)
     return 0
 
 

@@ -1,263 +1,350 @@
-"""Marginal cost of one durable step: flowcli `auto` vs raw sqlite3 vs LangGraph.
+"""The marginal step of `flowcli auto` against the bare driver replaying flowcli's own calls.
 
-Each engine runs a short and a long run of the same loop flow; the marginal cost per
-step is (long - short) / (extra steps), so start-up cancels out. Everything is measured
-in this run, on this machine, and reported as ratios against the raw sqlite3 floor.
+    python benchmarks/step_cost.py                        # 200 vs 1,200 steps, 5 rounds
+    python benchmarks/step_cost.py --short 20 --long 120 --rounds 1   # quick
 
-    python benchmarks/step_cost.py                    # 500 vs 5,500 steps
-    python benchmarks/step_cost.py --short 50 --long 300 --repeat 1   # quick
+The baseline is not hand-written SQL. sqltrace.py runs `flowcli auto` once per size with
+the driver wrapped and records every call it makes (statements with their parameters,
+fetches, commits); the bare driver then replays those calls on a copy of the same
+starting database, and the replayed database is checked to hold exactly what flowcli's
+did. The flow is a two-step loop on flowcli's own schema (foreign keys on), with the
+built-in template and a topic that makes every message about 1 KB.
 
-LangGraph is measured only when importable (install it in a separate environment, never
-as a project dependency: see benchmarks/README.md). Use --langgraph-python to point at
-that environment's interpreter.
+Each round runs flowcli and the replay for the short and the long run, alternating;
+the marginal cost per step is (long - short) / (extra steps), so start-up cancels out;
+the ratio is the median flowcli marginal over the median replay marginal. Variants:
+
+- sqlite normal: flowcli's default (WAL, synchronous=NORMAL); target ≤ 1.5×.
+- sqlite full: synchronous=FULL on both sides; target ≤ 1.3×. flowcli runs with
+  FLOWCLI_DURABILITY=full when it has that setting, else through sqltrace's pragma hook.
+- postgres: a throwaway database on $FLOWCLI_TEST_PG_URL, replayed with bare psycopg;
+  target ≤ 1.3×. Skipped, with a line saying why, when there is no server.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
-import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
-import time
+import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-HERE = Path(__file__).resolve().parent
-SNAPSHOT = json.dumps({"pad": "x" * 480})  # ~0.5 KB, like flowcli's step/context snapshots
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib  # noqa: E402 - a sibling module
+import sqltrace  # noqa: E402
 
-FLOW = """
-name: bench
-termination_config: {{max_steps: 10000000}}
-roles:
-  A: {{prompt: "You are A."}}
-  B: {{prompt: "You are B."}}
-steps:
-  - speaker_role_ref: A
-    target_role_ref: B
-    task_type: ask_question
-    context_scope: last_message
-  - speaker_role_ref: B
-    target_role_ref: A
-    task_type: answer_question
-    context_scope: last_message
-    logic_config: {{next_step_order: 1, max_loops: {loops}}}
-"""
+SQLTRACE = str(Path(sqltrace.__file__).resolve())
+TARGETS = {"sqlite normal": 1.5, "sqlite full": 1.3, "postgres": 1.3}
 
 
-def flowcli_cmd() -> list[str]:
-    return [sys.executable, "-m", "flowcli"]
+class Variant:
+    """One database set-up: how to make a fresh copy of the starting database, how to
+    point flowcli at it, and how the replay names it."""
+
+    name: str
+    synchronous: str | None = None  # what replay sets, if not what was recorded
+
+    def fresh(self, tag: str) -> str:
+        raise NotImplementedError
+
+    def drop(self, target: str) -> None:
+        pass
+
+    def flowcli_db(self, target: str) -> str:
+        return target
+
+    def digest(self, target: str) -> dict[str, str]:
+        raise NotImplementedError
 
 
-def run_flowcli(tmp: Path, steps: int) -> float:
-    """Seconds for `flowcli auto` to run ``steps`` steps of a fresh session (one process)."""
-    db = tmp / f"flowcli-{steps}.db"
-    for leftover in tmp.glob(f"flowcli-{steps}.db*"):
-        leftover.unlink()
-    flow = tmp / "bench.yaml"
-    flow.write_text(FLOW.format(loops=steps))
-    env = dict(os.environ, FLOWCLI_DB=str(db))
-    subprocess.run(
-        [*flowcli_cmd(), "flow", "import", str(flow)], check=True, capture_output=True, env=env
-    )
-    sid = subprocess.run(
-        [*flowcli_cmd(), "session", "create", "--flow", "1"],
-        check=True,
-        capture_output=True,
-        text=True,
-        env=env,
-    ).stdout.strip()
-    start = time.perf_counter()
-    subprocess.run(
-        [*flowcli_cmd(), "auto", sid, "--max-steps", str(steps), "--quiet"],
-        check=True,
-        capture_output=True,
-        env=env,
-    )
-    elapsed = time.perf_counter() - start
-    con = sqlite3.connect(db)
-    count = con.execute("SELECT count(*) FROM step_execution_logs").fetchone()[0]
-    con.close()
-    assert count == steps, (count, steps)
-    return elapsed
+class SqliteVariant(Variant):
+    def __init__(self, name: str, template: Path, tmp: Path, synchronous: str | None) -> None:
+        self.name, self.template, self.tmp, self.synchronous = name, template, tmp, synchronous
+
+    def fresh(self, tag: str) -> str:
+        return str(benchlib.copy_db(self.template, self.tmp / f"{tag}.db"))
+
+    def drop(self, target: str) -> None:
+        for path in self.tmp.glob(Path(target).name + "*"):
+            path.unlink()
+
+    def digest(self, target: str) -> dict[str, str]:
+        return benchlib.table_digest(Path(target))
 
 
-RAW_SCRIPT = textwrap.dedent('''
-    import json, sqlite3, sys, time
-    path, steps, snapshot = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    con = sqlite3.connect(path, isolation_level=None)
-    con.execute("PRAGMA journal_mode=WAL"); con.execute("PRAGMA synchronous=NORMAL")
-    con.executescript("""
-      CREATE TABLE sessions (id INTEGER PRIMARY KEY, status TEXT, current_step_id INTEGER,
-        current_round INTEGER, executed_steps_count INTEGER, version INTEGER, updated_at TEXT);
-      CREATE TABLE messages (id INTEGER PRIMARY KEY, session_id INTEGER, speaker INTEGER,
-        content TEXT, round_index INTEGER, section TEXT, created_at TEXT);
-      CREATE TABLE logs (id INTEGER PRIMARY KEY, session_id INTEGER, step_id INTEGER,
-        parent_log_id INTEGER, execution_order INTEGER, round_index INTEGER,
-        loop_iteration INTEGER, attempt_count INTEGER, status TEXT, result_type TEXT,
-        result_data TEXT, condition_evaluation INTEGER, loop_check_result INTEGER,
-        error_message TEXT, duration_ms INTEGER, memory_usage_mb REAL, created_at TEXT,
-        started_at TEXT, completed_at TEXT, step_snapshot TEXT, context_snapshot TEXT);
-      CREATE UNIQUE INDEX ux ON logs (session_id, execution_order);
-      INSERT INTO sessions VALUES (1, 'running', 1, 1, 0, 1, '');
-    """)
-    start = time.perf_counter()
-    for i in range(1, steps + 1):
-        now = "2026-01-01 00:00:00.000000"
-        con.execute("BEGIN IMMEDIATE")
-        row = con.execute("SELECT status, current_step_id, current_round, executed_steps_count,"
-                          " version FROM sessions WHERE id = 1").fetchone()
-        mid = con.execute("INSERT INTO messages (session_id, speaker, content, round_index,"
-                          " section, created_at) VALUES (1, 1, ?, 1, 'ask', ?)",
-                          (f"message {i}", now)).lastrowid
-        con.execute("INSERT INTO logs (session_id, step_id, parent_log_id, execution_order,"
-                    " round_index, loop_iteration, attempt_count, status, result_type,"
-                    " result_data, condition_evaluation, loop_check_result, error_message,"
-                    " duration_ms, memory_usage_mb, created_at, started_at, completed_at,"
-                    " step_snapshot, context_snapshot) VALUES (1, 1, NULL, ?, 1, 0, 1,"
-                    " 'completed', 'success', ?, NULL, NULL, NULL, 0, 30.0, ?, ?, ?, ?, ?)",
-                    (i, json.dumps({"message_id": mid}), now, now, now, snapshot, snapshot))
-        con.execute("UPDATE sessions SET current_step_id = ?, executed_steps_count = ?,"
-                    " version = ?, updated_at = ? WHERE id = 1 AND version = ?",
-                    (row[1], row[3] + 1, row[4] + 1, now, row[4]))
-        con.execute("COMMIT")
-    print(time.perf_counter() - start)
-''')
+class PostgresVariant(Variant):
+    def __init__(self, admin: Any, template_db: str) -> None:
+        self.name, self.admin, self.template_db = "postgres", admin, template_db
+
+    def fresh(self, tag: str) -> str:
+        name = f"{self.template_db}_{tag}".replace("-", "_")
+        self.admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        self.admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.template_db}"')
+        return name
+
+    def drop(self, target: str) -> None:
+        self.admin.execute(f'DROP DATABASE IF EXISTS "{target}"')
+
+    def flowcli_db(self, target: str) -> str:
+        return benchlib.pg_url(target)
+
+    def digest(self, target: str) -> dict[str, str]:
+        return benchlib.pg_digest(benchlib.pg_url(target))
 
 
-def run_raw(tmp: Path, steps: int) -> float:
-    """Seconds for the raw sqlite3 floor (a fresh interpreter, like the others)."""
-    db = tmp / f"raw-{steps}.db"
-    for leftover in tmp.glob(f"raw-{steps}.db*"):
-        leftover.unlink()
-    start = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-c", RAW_SCRIPT, str(db), str(steps), SNAPSHOT],
-        check=True,
-        capture_output=True,
-    )
-    return time.perf_counter() - start
+def flowcli_runner(
+    python: str, variant: Variant, steps: int, env: dict[str, str], hook: str | None
+) -> Callable[[], float]:
+    """Seconds for one `flowcli auto` process to run ``steps`` steps on a fresh copy."""
+
+    def run() -> float:
+        target = variant.fresh(f"flowcli{steps}")
+        args = ["--db", variant.flowcli_db(target), "auto", "1", "--max-steps", str(steps), "-q"]
+        if hook is None:
+            cmd = [python, "-m", "flowcli", *args]
+        else:
+            cmd = [python, SQLTRACE, "run", "--synchronous", hook, "--", *args]
+        try:
+            return benchlib.timed_process(cmd, env=env)
+        finally:
+            variant.drop(target)
+
+    return run
 
 
-LANGGRAPH_SCRIPT = textwrap.dedent("""
-    import sqlite3, sys, operator
-    from typing import Annotated, TypedDict
-    from langgraph.graph import StateGraph, END
-    from langgraph.checkpoint.sqlite import SqliteSaver
-    path, steps = sys.argv[1], int(sys.argv[2])
-    class State(TypedDict):
-        messages: Annotated[list, operator.add]
-        n: int
-    def speak(state):
-        return {"messages": [f"message {state['n']}"], "n": state["n"] + 1}
-    def route(state):
-        return END if state["n"] >= steps else "speak"
-    g = StateGraph(State)
-    g.add_node("speak", speak)
-    g.set_entry_point("speak")
-    g.add_conditional_edges("speak", route)
-    con = sqlite3.connect(path, check_same_thread=False)
-    con.execute("PRAGMA journal_mode=WAL"); con.execute("PRAGMA synchronous=NORMAL")
-    app = g.compile(checkpointer=SqliteSaver(con))
-    app.invoke({"messages": [], "n": 0},
-               {"configurable": {"thread_id": "t"}, "recursion_limit": steps + 10})
-""")
+def replay_runner(python: str, variant: Variant, trace: Path, steps: int) -> Callable[[], float]:
+    """Seconds the bare driver spends replaying ``trace`` on a fresh copy (its own clock:
+    loading the trace file is not part of the work)."""
+
+    def run() -> float:
+        target = variant.fresh(f"raw{steps}")
+        cmd = [python, SQLTRACE, "replay", str(trace), target]
+        if variant.synchronous:
+            cmd += ["--synchronous", variant.synchronous]
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise SystemExit(f"replay failed: {done.stderr[-600:]}")
+            return float(json.loads(done.stdout)["seconds"])
+        finally:
+            variant.drop(target)
+
+    return run
 
 
-def run_langgraph(python: str, tmp: Path, steps: int) -> float:
-    db = tmp / f"langgraph-{steps}.db"
-    for leftover in tmp.glob(f"langgraph-{steps}.db*"):
-        leftover.unlink()
-    start = time.perf_counter()
-    subprocess.run(
-        [python, "-c", LANGGRAPH_SCRIPT, str(db), str(steps)], check=True, capture_output=True
-    )
-    return time.perf_counter() - start
-
-
-def langgraph_python(explicit: str | None) -> str | None:
-    candidates = [explicit] if explicit else [str(HERE / ".env" / "bin" / "python"), sys.executable]
-    for python in candidates:
-        if (
-            python
-            and Path(python).exists()
-            and subprocess.run(
-                [python, "-c", "import langgraph.checkpoint.sqlite"], capture_output=True
-            ).returncode
-            == 0
-        ):
-            return python
-    return None
-
-
-def marginal(fn, short: int, long: int, repeat: int) -> float:
-    """Median marginal seconds per step over ``repeat`` (short, long) pairs."""
-    values = []
-    for _ in range(repeat):
-        t_short = fn(short)
-        t_long = fn(long)
-        values.append((t_long - t_short) / (long - short))
-    return statistics.median(values)
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--short", type=int, default=500)
-    parser.add_argument("--long", type=int, default=5500)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--langgraph-python", default=None)
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="flowcli-bench-"))
+def record(
+    python: str, variant: Variant, tmp: Path, steps: int, env: dict[str, str], hook: str | None
+) -> tuple[Path, list[int]]:
+    """Run flowcli once under the recorder; check the bare replay writes the same data.
+    Returns the trace and the synchronous levels SQLite really ran at."""
+    trace = tmp / f"{variant.name.replace(' ', '-')}-{steps}.trace"
+    target = variant.fresh(f"rec{steps}")
+    cmd = [python, SQLTRACE, "record", str(trace)]
+    if hook is not None:
+        cmd += ["--synchronous", hook]
+    cmd += ["--", "--db", variant.flowcli_db(target), "auto", "1", "--max-steps", str(steps), "-q"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise SystemExit(f"recording flowcli failed: {done.stderr[-600:]}")
+    seen = json.loads(done.stderr.strip().splitlines()[-1])["synchronous_seen"]
+    replayed = variant.fresh(f"check{steps}")
+    check_cmd = [python, SQLTRACE, "replay", str(trace), replayed]
+    if variant.synchronous:
+        check_cmd += ["--synchronous", variant.synchronous]
+    subprocess.run(check_cmd, check=True, capture_output=True)
     try:
-        results = {
-            "raw sqlite3 (floor)": marginal(
-                lambda n: run_raw(tmp, n), args.short, args.long, args.repeat
-            ),
-            "flowcli auto": marginal(
-                lambda n: run_flowcli(tmp, n), args.short, args.long, args.repeat
-            ),
-        }
-        lg = langgraph_python(args.langgraph_python)
-        if lg is not None:
-            results["LangGraph + SqliteSaver"] = marginal(
-                lambda n: run_langgraph(lg, tmp, n), args.short, args.long, args.repeat
+        if variant.digest(target) != variant.digest(replayed):
+            raise SystemExit(f"{variant.name}: the replay did not write what flowcli wrote")
+    finally:
+        variant.drop(target)
+        variant.drop(replayed)
+    return trace, seen
+
+
+def per_step_calls(short: Path, long: Path, steps: int) -> dict[str, float]:
+    a = sqltrace.summary(sqltrace.load(str(short)))
+    b = sqltrace.summary(sqltrace.load(str(long)))
+    return {k: (b.get(k, 0) - a.get(k, 0)) / steps for k in sorted(set(a) | set(b))}
+
+
+def measure(
+    variant: Variant,
+    python: str,
+    tmp: Path,
+    short: int,
+    long: int,
+    rounds: int,
+    env: dict[str, str],
+    hook: str | None,
+) -> dict[str, Any]:
+    traces = {}
+    seen: list[int] = []
+    for steps in (short, long):
+        traces[steps], levels = record(python, variant, tmp, steps, env, hook)
+        seen += levels
+    runners = {
+        f"flowcli {short}": flowcli_runner(python, variant, short, env, hook),
+        f"flowcli {long}": flowcli_runner(python, variant, long, env, hook),
+        f"raw {short}": replay_runner(python, variant, traces[short], short),
+        f"raw {long}": replay_runner(python, variant, traces[long], long),
+    }
+    times = benchlib.alternate(runners, rounds, label=variant.name)
+    extra = long - short
+    flowcli = [
+        (b - a) / extra
+        for a, b in zip(times[f"flowcli {short}"], times[f"flowcli {long}"], strict=True)
+    ]
+    raw = [
+        (b - a) / extra for a, b in zip(times[f"raw {short}"], times[f"raw {long}"], strict=True)
+    ]
+    return {
+        "flowcli": benchlib.median(flowcli),
+        "raw": benchlib.median(raw),
+        "round_ratios": [benchlib.ratio(f, r) for f, r in zip(flowcli, raw, strict=True)],
+        "calls": per_step_calls(traces[short], traces[long], extra),
+        "synchronous_seen": sorted(set(seen)),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--short", type=int, default=200, help="steps in the short run")
+    parser.add_argument("--long", type=int, default=1200, help="steps in the long run")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds (median)")
+    parser.add_argument("--pg-short", type=int, default=50, help="short run on PostgreSQL")
+    parser.add_argument("--pg-long", type=int, default=300, help="long run on PostgreSQL")
+    parser.add_argument(
+        "--variants",
+        default="normal,full,postgres",
+        help="comma-separated: normal, full, postgres",
+    )
+    parser.add_argument(
+        "--python", default=sys.executable, help="interpreter with flowcli (default: this one)"
+    )
+    benchlib.add_results_option(parser)
+    args = parser.parse_args(argv)
+    if not 0 < args.short < args.long or not 0 < args.pg_short < args.pg_long or args.rounds < 1:
+        parser.error("need 0 < --short < --long, 0 < --pg-short < --pg-long, --rounds ≥ 1")
+    wanted = {v.strip() for v in args.variants.split(",") if v.strip()}
+    if not wanted <= {"normal", "full", "postgres"}:
+        parser.error("--variants takes normal, full and/or postgres")
+
+    results = benchlib.Results("step_cost")
+    print("step cost: marginal µs per step of `flowcli auto` vs the bare driver replaying the")
+    print(f"calls flowcli made; median of {args.rounds} alternating round(s)")
+    print(f"machine: {benchlib.machine_line()}")
+    print("(a busy machine slows both sides alike; only the ratios compare across runs)")
+    tmp = Path(tempfile.mkdtemp(prefix="flowcli-stepcost-"))
+    flowcli = [args.python, "-m", "flowcli"]
+    env = benchlib.measured_env()
+    supported = benchlib.durability_support(flowcli)
+    rows: list[tuple[str, dict[str, Any] | None, str]] = []
+    try:
+        flow = benchlib.loop_flow(tmp / "bench.yaml")
+        template = tmp / "template.db"
+        benchlib.prepare_session(flowcli, str(template), flow)
+        benchlib.checkpoint(template)
+        for name in ("normal", "full"):
+            if name not in wanted:
+                continue
+            variant = SqliteVariant(
+                f"sqlite {name}", template, tmp, None if name == "normal" else "full"
             )
+            run_env, hook = env, None
+            if name == "full":
+                if supported:
+                    run_env = dict(env, FLOWCLI_DURABILITY="full")
+                else:
+                    hook = "full"
+            data = measure(
+                variant, args.python, tmp, args.short, args.long, args.rounds, run_env, hook
+            )
+            expected = 1 if name == "normal" else 2
+            if data["synchronous_seen"] != [expected]:
+                raise SystemExit(
+                    f"{variant.name}: flowcli ran at synchronous {data['synchronous_seen']}, "
+                    f"expected {expected}"
+                )
+            how = (
+                "synchronous=NORMAL, flowcli's default"
+                if name == "normal"
+                else "synchronous=FULL via FLOWCLI_DURABILITY=full"
+                if supported
+                else "synchronous=FULL via sqltrace's pragma hook (no durability setting yet)"
+            )
+            rows.append((variant.name, data, how))
+        if "postgres" in wanted:
+            rows.append(postgres(args, tmp, env))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    floor = results["raw sqlite3 (floor)"]
-    flowcli = results["flowcli auto"]
-    if args.json:
-        print(json.dumps({k: v * 1e6 for k, v in results.items()}))
+
     print(
-        f"machine: {platform.machine()}, {os.cpu_count()} cpus, Python "
-        f"{platform.python_version()}, SQLite {sqlite3.sqlite_version}"
+        f"steps: {args.short:,} vs {args.long:,} on SQLite, "
+        f"{args.pg_short:,} vs {args.pg_long:,} on PostgreSQL"
     )
-    print(f"steps: {args.short} vs {args.long}, median of {args.repeat}")
-    print(f"{'engine':28s} {'µs/step':>9s} {'× floor':>8s} {'flowcli faster by':>18s}")
-    for name, value in results.items():
-        faster = (
-            "" if name in ("flowcli auto", "raw sqlite3 (floor)") else f"{value / flowcli:.2f}×"
-        )
-        print(f"{name:28s} {value * 1e6:9.1f} {value / floor:8.2f} {faster:>18s}")
-    print(
-        f"target: flowcli ≤ 5× floor: {'met' if flowcli <= 5 * floor else 'missed'}"
-        f" ({flowcli / floor:.2f}×)"
-    )
-    if "LangGraph + SqliteSaver" in results:
-        lgv = results["LangGraph + SqliteSaver"]
+    print(f"{'variant':16s} {'flowcli µs':>11s} {'replay µs':>10s} {'ratio':>6s}  rounds' ratios")
+    for name, data, how in rows:
+        if data is None:
+            print(f"{name:16s} skipped: {how}")
+            continue
+        spread = " ".join(f"{r:.2f}" for r in data["round_ratios"])
         print(
-            f"target: ≥ 3× faster than LangGraph: {'met' if lgv >= 3 * flowcli else 'missed'}"
-            f" ({lgv / flowcli:.2f}×)"
+            f"{name:16s} {data['flowcli'] * 1e6:11.1f} {data['raw'] * 1e6:10.1f} "
+            f"{benchlib.ratio(data['flowcli'], data['raw']):6.2f}  {spread}"
         )
-    else:
-        print("LangGraph: not installed here (see benchmarks/README.md)")
+    for name, data, how in rows:
+        if data is None:
+            results.notes.append(f"{name}: skipped ({how})")
+            continue
+        calls = data["calls"]
+        print(
+            f"{name}: per step flowcli made {calls.get('execute', 0):.1f} statements, "
+            f"{calls.get('fetchone', 0) + calls.get('fetchall', 0) + calls.get('next', 0):.1f} "
+            f"fetches, {calls.get('commit', 0):.1f} commits; {how}"
+        )
+    for name, data, _how in rows:
+        if data is not None:
+            results.add(
+                benchlib.Ratio(
+                    f"{name} step / bare replay",
+                    benchlib.ratio(data["flowcli"], data["raw"]),
+                    TARGETS[name],
+                    detail=f"{data['flowcli'] * 1e6:.0f} vs {data['raw'] * 1e6:.0f} µs",
+                )
+            )
+    results.versions = {"sqlite": benchlib.sqlite3.sqlite_version}
+    results.write(args.results)
     return 0
+
+
+def postgres(args: argparse.Namespace, tmp: Path, env: dict[str, str]) -> tuple[str, Any, str]:
+    admin, why = benchlib.pg_admin()
+    if admin is None:
+        return ("postgres", None, f"no PostgreSQL at {benchlib.PG_URL}: {why}")
+    template_db = f"flowcli_bench_{uuid.uuid4().hex[:8]}"
+    try:
+        admin.execute(f'CREATE DATABASE "{template_db}"')
+        flow = benchlib.loop_flow(tmp / "pg.yaml")
+        benchlib.prepare_session(
+            [args.python, "-m", "flowcli"], benchlib.pg_url(template_db), flow, env=env
+        )
+        variant = PostgresVariant(admin, template_db)
+        data = measure(
+            variant, args.python, tmp, args.pg_short, args.pg_long, args.rounds, env, None
+        )
+        server = admin.execute("SHOW server_version").fetchone()[0]
+        return ("postgres", data, f"server PostgreSQL {server.split()[0]}")
+    finally:
+        for (name,) in admin.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE %s", (template_db + "%",)
+        ).fetchall():
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.close()
 
 
 if __name__ == "__main__":
