@@ -352,8 +352,11 @@ def owner_alive(owner: str | None) -> bool | None:
     pid_text = rest.split(":", 1)[0]
     if host != socket.gethostname() or not pid_text.isdigit():
         return None
+    pid = int(pid_text)
+    if pid <= 0:
+        return False
     try:
-        os.kill(int(pid_text), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
@@ -592,6 +595,7 @@ class _Run:
                 )
             elif ran is None and status == "running":
                 # resumed, but the step did not conclude (killed, or interrupted mid-call)
+                self.release_dead_claims([sid])
                 result = run_next_step(
                     self.db,
                     sid,
@@ -665,6 +669,7 @@ class _Run:
                 )
         started = [i for i in page if i["outcome"] == "started"]
         if started and not self.stop.is_set():
+            self.release_dead_claims([i["session_id"] for i in started])
             self._drive([i["session_id"] for i in started])
         for item in started:
             with self.db.write() as conn:
@@ -694,11 +699,48 @@ class _Run:
             with contextlib.suppress(Exception):
                 self.renew()
 
-        summary = run_worker(self.db, options, emit=on_event, stop=self.stop)
+        # run_worker sets the event it is given when it ends; ours must only say "stop"
+        worker_stop = threading.Event()
+        finished = threading.Event()
+
+        def relay() -> None:
+            while not finished.is_set():
+                if self.stop.wait(0.1):
+                    worker_stop.set()
+                    return
+
+        threading.Thread(target=relay, name="flowcli-batch-stop", daemon=True).start()
+        try:
+            summary = run_worker(self.db, options, emit=on_event, stop=worker_stop)
+        finally:
+            finished.set()
         if summary.errors:
             from flowcli.errors import FlowcliError
 
             raise FlowcliError(f"batch {self.id}: {summary.errors[0]}")
+
+    def release_dead_claims(self, session_ids: Sequence[int]) -> None:
+        """End the step claims that a process on this host held when it died (a killed
+        batch's, say), so resuming need not wait for their leases to run out. The engine
+        then treats the claimed step as it treats any expired claim: a failed attempt,
+        run again. Claims of live processes, or of other hosts, are left to their leases."""
+        s = store.sessions_t
+        now = store.utcnow()
+        with self.db.write() as conn:
+            held = conn.execute(
+                select(s.c.id, s.c.lease_owner).where(
+                    s.c.id.in_(list(session_ids)),
+                    s.c.lease_owner.is_not(None),
+                    s.c.lease_expires_at > now,
+                )
+            ).all()
+            for sid, owner in held:
+                if owner_alive(owner) is False:
+                    conn.execute(
+                        update(s)
+                        .where(s.c.id == sid, s.c.lease_owner == owner)
+                        .values(lease_expires_at=now)
+                    )
 
     # --- the loop ---------------------------------------------------------------------
     def run(self) -> None:
