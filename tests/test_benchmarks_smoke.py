@@ -126,3 +126,26 @@ def test_workers_benchmark_runs() -> None:
     assert result.returncode == 0, result.stderr
     assert "sqlite" in result.stdout and "exactly once" in result.stdout
     assert " NO" not in result.stdout
+
+
+def test_where_benchmark_runs_and_counts_agree() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "benchmarks" / "where.py"),
+            "--sessions",
+            "2000",
+            "--runs",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "built 2,000 sessions" in result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("flowcli session count --where: 2,000 sessions, median of 1")
+    assert sum(" = " in line for line in lines) == 3 and " != " not in result.stdout
+    assert "sql+sandbox" in result.stdout and lines[-1].startswith("SQL-expressible selectors")
