@@ -503,6 +503,14 @@ class _Run:
             }
         )
 
+    def lock_matching(self, conn: Connection, session_id: int) -> bool:
+        """Lock the session's row (PostgreSQL; SQLite's write lock is already held), then
+        check it still matches: nothing can change it between the check and the action."""
+        if conn.dialect.name != "sqlite":
+            s = store.sessions_t
+            conn.execute(select(s.c.id).where(s.c.id == session_id).with_for_update()).first()
+        return self.selector.matches(conn, session_id)
+
     def locked_item(self, conn: Connection, item_id: int) -> dict[str, Any]:
         stmt = select(items_t).where(items_t.c.id == item_id)
         if conn.dialect.name != "sqlite":
@@ -518,7 +526,7 @@ class _Run:
             if current["outcome"] not in ("pending", "busy"):
                 item.update(current)  # another process handled it meanwhile
                 return
-            if not self.selector.matches(conn, item["session_id"]):
+            if not self.lock_matching(conn, item["session_id"]):
                 self.record(conn, item, "unmatched", detail="no longer matches the selector")
                 return
             before = _status(store.load_session(conn, item["session_id"]))
@@ -547,7 +555,7 @@ class _Run:
                     item.update(current)
                     return
                 sid = item["session_id"]
-                if not self.selector.matches(conn, sid):
+                if not self.lock_matching(conn, sid):
                     self.record(conn, item, "unmatched", detail="no longer matches the selector")
                     return
                 row = store.load_session(conn, sid)
@@ -651,19 +659,19 @@ class _Run:
                     item.update(current)
                     continue
                 sid = item["session_id"]
-                if not self.selector.matches(conn, sid):
+                if not self.lock_matching(conn, sid):
                     self.record(conn, item, "unmatched", detail="no longer matches the selector")
                     self.announce(item)
                     continue
                 row = store.load_session(conn, sid)
                 try:
                     check_runnable(row)
+                    if _status(row) == "not_started":
+                        transition(_InTransaction(self.db, conn), sid, "start")
                 except SessionStateError as exc:
                     self.record(conn, item, "refused", status_before=_status(row), detail=str(exc))
                     self.announce(item)
                     continue
-                if _status(row) == "not_started":
-                    transition(_InTransaction(self.db, conn), sid, "start")
                 self.record(
                     conn, item, "started", status_before=_status(row), started_at=store.utcnow()
                 )

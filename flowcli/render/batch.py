@@ -5,7 +5,27 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowcli.render import _esc, _status, _when, err_console, out_console
+from flowcli.render import _esc as _markup_escape
+from flowcli.render import _status as _styled_status
+from flowcli.render import _when, err_console, out_console
+
+
+def _esc(value: Any) -> str:
+    """Stored text (topics, errors, selectors) as inert text: no Rich markup, and control
+    characters (a terminal escape sequence in an LLM's error, say) shown escaped."""
+    text = "" if value is None else str(value)
+    if not text.isprintable():
+        text = "".join(
+            ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text
+        )
+    return _markup_escape(text)
+
+
+def _status(value: Any) -> str:
+    if value is not None and not str(value).isprintable():
+        return _esc(value)
+    return _styled_status(value)
+
 
 VERBS = {
     "cancel": "cancel",
