@@ -353,3 +353,16 @@ def test_a_batch_run_by_a_live_process_is_not_resumed_twice(cli: Cli) -> None:
     cli.sql("UPDATE flowcli_batches SET owner = :owner", owner=f"{host}:{gone.pid}:x")
     assert cli.json("batch", "list")[0]["state"] == "stalled"
     assert cli.json("batch", "resume", "1")["status"] == "done"
+
+
+def test_stored_text_is_shown_inert(cli: Cli) -> None:
+    """Topics, errors and selectors come from users and LLMs: no terminal escapes, no markup."""
+    ids = sessions(cli, 1, topic="\x1b[2J[bold]x")
+    cli.ok("session", "cancel", str(ids[0]))
+    cli.ok("session", "resume", "--where", "'[bold]' in topic", "--yes")
+    shown = cli.ok("batch", "show", "1")
+    for out in (shown.stdout, cli.ok("batch", "list").stdout):
+        assert "\x1b" not in out
+    assert "'[bold]' in topic" in shown.stdout
+    preview = cli("session", "cancel", "--where", "'[bold]' in topic")
+    assert "\\x1b[2J[bold]x0" in preview.stderr and "\x1b" not in preview.stderr

@@ -356,6 +356,15 @@ def test_durations(duration: str, seconds: int) -> None:
 def test_ago_counts_back_from_the_selectors_moment() -> None:
     selector = compile_selector("ended_at < ago('1d 1h')", now=NOW)
     assert "'2026-05-31 11:00:00.000000'" in selector.expression.source
+    # replaced where it is called, across lines and after wide characters; not in text
+    selector = compile_selector(
+        "topic == 'é🙂 ago(1d)' and (\n  ended_at < ago('1d')\n  or created_at > ago( '2h' ))",
+        now=NOW,
+    )
+    assert selector.expression.source == (
+        "topic == 'é🙂 ago(1d)' and (\n  ended_at < '2026-05-31 12:00:00.000000'\n"
+        "  or created_at > '2026-06-01 10:00:00.000000')"
+    )
 
 
 @pytest.mark.parametrize(
