@@ -109,7 +109,7 @@ def _run_and_report(
 ) -> None:
     from dataclasses import asdict
 
-    from flowcli.engine.batch import run_batch
+    from flowcli.engine.batch_run import run_batch
     from flowcli.errors import FlowcliError
     from flowcli.render import print_json
     from flowcli.render.batch import BatchProgress, report_summary
@@ -151,7 +151,7 @@ def act_on_where(
 ) -> None:
     """The --where form of an action: preview, then dry run, or confirm and run a batch."""
     from flowcli.engine.batch import BatchSettings, create_batch, preview
-    from flowcli.engine.batch import dry_run as run_dry
+    from flowcli.engine.batch_run import dry_run as run_dry
     from flowcli.errors import UsageError
     from flowcli.render import info, print_json
     from flowcli.render.batch import VERBS, dry_run_table, preview_view

@@ -266,7 +266,8 @@ def test_a_batch_with_no_match_writes_nothing(cli: Cli) -> None:
 # --------------------------------------------------------------------------- the job
 def test_a_session_changed_meanwhile_is_not_acted_on(cli: Cli) -> None:
     from flowcli.db.connection import Database, resolve_target
-    from flowcli.engine.batch import BatchSettings, create_batch, preview, run_batch
+    from flowcli.engine.batch import BatchSettings, create_batch, preview
+    from flowcli.engine.batch_run import run_batch
 
     ids = sessions(cli, 3)
     db = Database(resolve_target(str(cli.db)))
@@ -283,7 +284,8 @@ def test_a_session_changed_meanwhile_is_not_acted_on(cli: Cli) -> None:
 
 def test_stopped_batch_resumes_and_skips_what_is_done(cli: Cli) -> None:
     from flowcli.db.connection import Database, resolve_target
-    from flowcli.engine.batch import BatchSettings, create_batch, preview, run_batch
+    from flowcli.engine.batch import BatchSettings, create_batch, preview
+    from flowcli.engine.batch_run import run_batch
 
     ids = sessions(cli, 4)
     db = Database(resolve_target(str(cli.db)))
