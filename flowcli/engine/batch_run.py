@@ -161,7 +161,7 @@ def dry_run(db: Database, plan: Preview, *, reason: str | None = None) -> list[d
                     entry["after"] = "running"
                 else:
                     check_runnable(row)
-                    entry["after"] = "finished"
+                    entry["after"] = "(runs to its end)"
             except SessionStateError as exc:
                 entry["refused"] = str(exc)
         out.append({"id": sid, **entry})

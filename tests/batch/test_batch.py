@@ -212,6 +212,9 @@ def test_retry_batch_after_an_outage(cli: Cli, fake_llm: Any) -> None:
     assert statuses(cli, ids) == ["failed", "failed", "cancelled", "not_started"]
     where = "status == 'failed' and 'HTTP 503' in last_error"
     assert cli.json("session", "count", "--where", where)["count"] == 2
+    dry = cli.json("session", "retry", "--where", "True", "--dry-run")["sessions"]
+    assert [s.get("after") for s in dry] == ["running", "running", None, None]
+    assert "not failed" in dry[3]["refused"]
     fake_llm.default = Behaviour()
     calls = len(fake_llm.requests)
     report = cli.json("session", "retry", "--where", where, "--yes", *llm_args(fake_llm))
@@ -244,6 +247,9 @@ def test_auto_batch_runs_every_match_to_the_end(cli: Cli) -> None:
     cli.ok("run-next", str(ids[1]))
     cli.ok("session", "start", str(ids[4]))
     cli.ok("session", "pause", str(ids[4]))
+    dry = cli.json("auto", "--where", "True", "--dry-run")["sessions"]
+    assert ["refused" in s for s in dry] == [False] * 4 + [True]
+    assert "is paused" in dry[4]["refused"] and batch_rows(cli) == []
     report = cli.json("auto", "--where", "True", "--concurrency", "2", "--yes")
     assert report["outcomes"] == {"done": 4, "refused": 1}
     assert report["statuses_after"] == {"finished": 4}
