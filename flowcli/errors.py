@@ -77,6 +77,10 @@ class SessionBusyError(FlowcliError):
     """Another process is running a step of this session right now."""
 
 
+class BatchBusyError(FlowcliError):
+    """Another live process is running this batch (``flowcli batch resume``)."""
+
+
 class StepFailedError(FlowcliError):
     """A step failed for good (its retries ran out); the session is now failed."""
 

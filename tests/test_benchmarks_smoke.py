@@ -268,3 +268,26 @@ def test_run_all_gathers_every_ratio_into_one_table(tmp_path: Path) -> None:
     assert len(rows) == 1 and "| <= 1.2 |" in rows[0]
     assert [d["script"] for d in json.loads(out.read_text())] == ["logs_last"]
     assert "target: logs --last 50" in (tmp_path / "logs" / "logs_last.txt").read_text()
+
+
+def test_where_benchmark_runs_and_counts_agree() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "benchmarks" / "where.py"),
+            "--sessions",
+            "2000",
+            "--runs",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "built 2,000 sessions" in result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("flowcli session count --where: 2,000 sessions, median of 1")
+    assert sum(" = " in line for line in lines) == 3 and " != " not in result.stdout
+    assert "sql+sandbox" in result.stdout and lines[-1].startswith("SQL-expressible selectors")

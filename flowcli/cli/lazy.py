@@ -85,6 +85,11 @@ COMMANDS: dict[str, LazyCommand] = {
         "worker",
         "Run the steps of every running session (not_started ones wait for `session start`).",
     ),
+    "batch": LazyCommand(
+        "flowcli.cli.batch",
+        "app",
+        "Batches of session actions (`--where`): list them, show one, resume one.",
+    ),
     "config": LazyCommand(
         "flowcli.cli.config",
         "app",

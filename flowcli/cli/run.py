@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
+from flowcli.cli.batch import BatchYesOpt, DryRunOpt, LimitOpt, WhereOpt
 from flowcli.cli.options import (
     BackoffOpt,
     JsonOption,
@@ -176,6 +177,16 @@ def auto(
     llm_retries: LlmRetriesOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
     json_out: JsonOption = False,
+    where: WhereOpt = None,
+    concurrency: Annotated[
+        int,
+        typer.Option(
+            "--concurrency", "-c", help="With --where: sessions driven at once (threads).", min=1
+        ),
+    ] = 1,
+    limit: LimitOpt = None,
+    yes: BatchYesOpt = False,
+    dry_run: DryRunOpt = False,
 ) -> None:
     """Run a session to its end (or until a stop condition), logging every step."""
     from dataclasses import asdict
@@ -184,6 +195,9 @@ def auto(
     from flowcli.errors import StepFailedError, UsageError
     from flowcli.render import AutoProgress, auto_summary, print_json
 
+    if where is not None:
+        _auto_where(ctx, where, locals())
+        return
     if session_id_arg is not None and session is not None and session_id_arg != session:
         raise UsageError("give the session id once (positionally or with --session)")
     sid = session if session is not None else session_id_arg
@@ -227,6 +241,42 @@ def auto(
             f"session {sid} failed: {summary.session.get('error_reason')} "
             f"(after fixing the cause: `flowcli session resume {sid}`)"
         )
+
+
+def _auto_where(ctx: typer.Context, where: str, given: dict[str, Any]) -> None:
+    """`auto --where …`: every matching session to its end, through the worker engine."""
+    from flowcli.cli.batch import act_on_where, check_target
+    from flowcli.errors import UsageError
+
+    one = given["session"] if given["session"] is not None else given["session_id_arg"]
+    check_target(one, where)
+    for option, name in (("--max-steps", "max_steps"), ("--until-step", "until_step")):
+        if given[name] is not None:
+            raise UsageError(f"{option} applies to one session, not to --where batches")
+    options = _options(
+        given["responder"],
+        given["template"],
+        given["llm_base_url"],
+        given["llm_model"],
+        given["llm_api_key"],
+        given["llm_timeout"],
+        given["llm_retries"],
+        given["retry_backoff"],
+    )
+    act_on_where(
+        ctx,
+        "auto",
+        where,
+        limit=given["limit"],
+        yes=given["yes"],
+        dry_run=given["dry_run"],
+        json_out=given["json_out"],
+        quiet=given["quiet"],
+        concurrency=given["concurrency"],
+        retries=given["retries"],
+        backoff=given["retry_backoff"],
+        options=options,
+    )
 
 
 def explain(ctx: typer.Context, session_id: SessionIdArg, json_out: JsonOption = False) -> None:

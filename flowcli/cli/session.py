@@ -1,9 +1,10 @@
 """``flowcli session …``: create sessions from flows and move them through their life."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from flowcli.cli.batch import BatchYesOpt, DryRunOpt, LimitOpt, WhereOpt, act_on_where, check_target
 from flowcli.cli.options import (
     MAX_ID,
     BackoffOpt,
@@ -22,6 +23,14 @@ from flowcli.cli.options import (
 from flowcli.cli.state import open_db
 
 app = typer.Typer(help="Create, list, show and control sessions.", no_args_is_help=True)
+
+# `session cancel 5` acts on one session; `session cancel --where …` on a batch of them.
+OptionalSessionIdArg = Annotated[
+    int | None,
+    typer.Argument(
+        help="The session's id (or --where EXPR for many).", min=1, max=MAX_ID, show_default=False
+    ),
+]
 
 
 @app.command()
@@ -73,6 +82,14 @@ def list_(
             "--since", help="Only sessions created at or after this ISO 8601 time (UTC if no zone)."
         ),
     ] = None,
+    where: Annotated[
+        str | None,
+        typer.Option(
+            "--where",
+            help="Only sessions this expression selects, e.g. \"status == 'failed' and "
+            "'timeout' in last_error\" (docs/batch.md).",
+        ),
+    ] = None,
     limit: Annotated[
         int | None, typer.Option("--limit", help="At most N sessions.", min=0, max=MAX_ID)
     ] = None,
@@ -83,22 +100,51 @@ def list_(
 ) -> None:
     """List sessions, newest first."""
     from flowcli.cli.options import parse_since
-    from flowcli.engine.lifecycle import list_sessions
     from flowcli.render import print_json, session_table
 
-    sessions = list_sessions(
-        open_db(ctx),
-        status,
-        flow_id=flow,
-        since=parse_since(since),
-        limit=limit,
-        offset=offset,
-        newest_first=True,
-    )
+    filters: dict[str, Any] = {
+        "flow_id": flow,
+        "since": parse_since(since),
+        "limit": limit,
+        "offset": offset,
+        "newest_first": True,
+    }
+    if where is not None:
+        from flowcli.engine.selector import find_sessions
+
+        sessions = find_sessions(open_db(ctx), where, status=status, **filters)
+    else:
+        from flowcli.engine.lifecycle import list_sessions
+
+        sessions = list_sessions(open_db(ctx), status, **filters)
     if json_out:
         print_json(sessions)
     else:
         session_table(sessions)
+
+
+@app.command()
+def count(
+    ctx: typer.Context,
+    where: Annotated[
+        str | None,
+        typer.Option(
+            "--where",
+            help="Count the sessions this expression selects (default: all).",
+            show_default=False,
+        ),
+    ] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Count the sessions a --where expression selects (SQL answers what it can)."""
+    from flowcli.engine.selector import count_sessions
+    from flowcli.render import print_json
+
+    data = count_sessions(open_db(ctx), where if where is not None else "True")
+    if json_out:
+        print_json(data)
+    else:
+        typer.echo(data["count"])
 
 
 @app.command()
@@ -114,10 +160,24 @@ def show(ctx: typer.Context, session_id: SessionIdArg, json_out: JsonOption = Fa
         session_panel(data)
 
 
-def _transition(ctx: typer.Context, session_id: int, action: str, json_out: bool) -> None:
+def _transition(
+    ctx: typer.Context,
+    session_id: int | None,
+    action: str,
+    json_out: bool,
+    where: str | None = None,
+    limit: int | None = None,
+    yes: bool = False,
+    dry_run: bool = False,
+) -> None:
     from flowcli.engine.lifecycle import transition
     from flowcli.render import info, print_json
 
+    if check_target(session_id, where, **{"--limit": limit, "--dry-run": dry_run}):
+        assert where is not None
+        act_on_where(ctx, action, where, limit=limit, yes=yes, dry_run=dry_run, json_out=json_out)
+        return
+    assert session_id is not None
     position = transition(open_db(ctx), session_id, action)
     if json_out:
         print_json(position)
@@ -138,15 +198,31 @@ def pause(ctx: typer.Context, session_id: SessionIdArg, json_out: JsonOption = F
 
 
 @app.command()
-def resume(ctx: typer.Context, session_id: SessionIdArg, json_out: JsonOption = False) -> None:
+def resume(
+    ctx: typer.Context,
+    session_id: OptionalSessionIdArg = None,
+    where: WhereOpt = None,
+    limit: LimitOpt = None,
+    yes: BatchYesOpt = False,
+    dry_run: DryRunOpt = False,
+    json_out: JsonOption = False,
+) -> None:
     """Make a paused or failed session runnable again (a failed step runs again)."""
-    _transition(ctx, session_id, "resume", json_out)
+    _transition(ctx, session_id, "resume", json_out, where, limit, yes, dry_run)
 
 
 @app.command()
-def cancel(ctx: typer.Context, session_id: SessionIdArg, json_out: JsonOption = False) -> None:
+def cancel(
+    ctx: typer.Context,
+    session_id: OptionalSessionIdArg = None,
+    where: WhereOpt = None,
+    limit: LimitOpt = None,
+    yes: BatchYesOpt = False,
+    dry_run: DryRunOpt = False,
+    json_out: JsonOption = False,
+) -> None:
     """Cancel a session for good."""
-    _transition(ctx, session_id, "cancel", json_out)
+    _transition(ctx, session_id, "cancel", json_out, where, limit, yes, dry_run)
 
 
 @app.command()
@@ -234,7 +310,11 @@ def fork(
 @app.command()
 def retry(
     ctx: typer.Context,
-    session_id: SessionIdArg,
+    session_id: OptionalSessionIdArg = None,
+    where: WhereOpt = None,
+    limit: LimitOpt = None,
+    yes: BatchYesOpt = False,
+    dry_run: DryRunOpt = False,
     retries: RetriesOpt = 2,
     retry_backoff: BackoffOpt = 0.5,
     responder: ResponderOpt = None,
@@ -250,7 +330,7 @@ def retry(
     from flowcli.cli.run import _options, show_step_result
     from flowcli.engine.debugging import retry_failed_step
 
-    db = open_db(ctx)
+    batch = check_target(session_id, where, **{"--limit": limit, "--dry-run": dry_run})
     options = _options(
         responder,
         template,
@@ -261,6 +341,23 @@ def retry(
         llm_retries,
         retry_backoff,
     )
+    if batch:
+        assert where is not None
+        act_on_where(
+            ctx,
+            "retry",
+            where,
+            limit=limit,
+            yes=yes,
+            dry_run=dry_run,
+            json_out=json_out,
+            retries=retries,
+            backoff=retry_backoff,
+            options=options,
+        )
+        return
+    assert session_id is not None
+    db = open_db(ctx)
     result = retry_failed_step(db, session_id, options, retries=retries, backoff=retry_backoff)
     show_step_result(
         db,
@@ -274,10 +371,14 @@ def retry(
 @app.command()
 def skip(
     ctx: typer.Context,
-    session_id: SessionIdArg,
+    session_id: OptionalSessionIdArg = None,
     reason: Annotated[
         str | None, typer.Option("--reason", help="Why the step is skipped (kept in its log).")
     ] = None,
+    where: WhereOpt = None,
+    limit: LimitOpt = None,
+    yes: BatchYesOpt = False,
+    dry_run: DryRunOpt = False,
     json_out: JsonOption = False,
 ) -> None:
     """Mark the current (or failed) step skipped and move on, as a false condition would."""
@@ -285,6 +386,20 @@ def skip(
     from flowcli.render import print_json
     from flowcli.render.logs import skip_panel
 
+    if check_target(session_id, where, **{"--limit": limit, "--dry-run": dry_run}):
+        assert where is not None
+        act_on_where(
+            ctx,
+            "skip",
+            where,
+            limit=limit,
+            yes=yes,
+            dry_run=dry_run,
+            json_out=json_out,
+            reason=reason,
+        )
+        return
+    assert session_id is not None
     data = skip_step(open_db(ctx), session_id, reason)
     if json_out:
         print_json(data)

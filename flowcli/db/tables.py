@@ -169,6 +169,57 @@ step_logs_table = Table(
     Index("ux_step_logs_session_order", "session_id", "execution_order", unique=True),
 )
 
+# --- flowcli's own tables (revision 0006): batches of session actions ------------------
+# A batch is one `--where` action (cancel, resume, skip, retry, auto) over the sessions it
+# selected when it started; each selected session is an item with its outcome, so a batch
+# killed midway resumes where it stopped (flowcli.engine.batch). Items name their session
+# by id without a foreign key: on a database MRC shares, a constraint from flowcli's table
+# to MRC's sessions would stop MRC deleting its own sessions.
+batches_table = Table(
+    "flowcli_batches",
+    METADATA,
+    Column("id", Integer, primary_key=True),
+    Column("action", String(20), nullable=False),
+    # the --where expression as typed, and the moment its ago() counted from
+    Column("selector", Text, nullable=False),
+    Column("selected_at", DateTime, nullable=False),
+    # JSON: the action's options (reason, limit, concurrency, responder; never an API key)
+    Column("arguments", Text),
+    Column("status", String(20), nullable=False),  # running, done, interrupted
+    Column("total", Integer, nullable=False),
+    Column("created_at", DateTime),
+    Column("updated_at", DateTime),
+    Column("ended_at", DateTime),
+    # the process running it (host:pid:random) and until when that claim holds
+    Column("owner", String(100)),
+    Column("lease_expires_at", DateTime),
+)
+
+batch_items_table = Table(
+    "flowcli_batch_items",
+    METADATA,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "batch_id",
+        Integer,
+        ForeignKey("flowcli_batches.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("position", Integer, nullable=False),
+    Column("session_id", Integer, nullable=False),
+    # pending, started, done, refused, unmatched, busy (flowcli.engine.batch.OUTCOMES)
+    Column("outcome", String(20), nullable=False),
+    Column("status_before", String(20)),
+    Column("status_after", String(20)),
+    Column("detail", Text),
+    # retry: the session's newest execution_order when the retry began (see engine/batch.py)
+    Column("mark", Integer),
+    Column("started_at", DateTime),
+    Column("finished_at", DateTime),
+    Index("ux_flowcli_batch_items_batch_session", "batch_id", "session_id", unique=True),
+    Index("ix_flowcli_batch_items_batch_position", "batch_id", "position"),
+)
+
 # The columns of the bug report's INSERT, in its order; tests hold the table to it.
 STEP_LOG_COLUMNS: tuple[str, ...] = (
     "session_id",
