@@ -30,6 +30,7 @@ MESSAGE_INSERT_COLUMNS = (
     "target_session_role_id",
     "reply_to_message_id",
     "content",
+    "content_summary",
     "round_index",
     "section",
     "created_at",
@@ -112,6 +113,13 @@ class StepTx:
             return (
                 "SELECT max(execution_order) FROM step_execution_logs "
                 f"WHERE session_id = {p('sid')}"
+            )
+        if key == "replay_rows":
+            from flowcli.engine.replay import REPLAY_COLUMNS
+
+            return (
+                f"SELECT {', '.join(REPLAY_COLUMNS)} FROM step_execution_logs "
+                f"WHERE session_id = {p('sid')} ORDER BY execution_order, id"
             )
         if key == "running_logs":
             return (
@@ -230,10 +238,22 @@ class StepTx:
 
     # --- logs and messages -----------------------------------------------------------
 
-    def next_execution_order(self, session_id: int) -> int:
+    def next_execution_order(self, session_id: int, executed_steps_count: int | None) -> int:
+        """The number of the session's next log row: above every row and above the count.
+
+        MRC numbers its next row ``executed_steps_count + 1``; every row flowcli writes
+        sets the count to its own number, so MRC's next number is always free.
+        """
         self.cur.execute(self.sql("max_order"), {"sid": session_id})
         value = self.cur.fetchone()[0]
-        return int(value or 0) + 1
+        return max(int(value or 0), executed_steps_count or 0) + 1
+
+    def replay_rows(self, session_id: int) -> list[dict[str, Any]]:
+        """The session's log rows as the replay reads them (flowcli.engine.replay)."""
+        from flowcli.engine.replay import REPLAY_COLUMNS
+
+        self.cur.execute(self.sql("replay_rows"), {"sid": session_id})
+        return [dict(zip(REPLAY_COLUMNS, r, strict=True)) for r in self.cur.fetchall()]
 
     def insert_log(self, values: dict[str, Any]) -> int:
         return self._insert("insert_log", {c: values.get(c) for c in LOG_INSERT_COLUMNS})

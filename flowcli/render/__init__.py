@@ -104,6 +104,7 @@ STATUS_STYLES = {
     "not_started": "dim",
     "paused": "yellow",
     "cancelled": "magenta",
+    "terminated": "magenta",
 }
 
 
