@@ -100,6 +100,26 @@ def _check_openable(db: Database) -> None:
         sqlite_file_state(db.target.path)
 
 
+def check_revision(rev: str) -> None:
+    """Raise SchemaError for a revision flowcli does not have (before anything is asked)."""
+    _known(rev)
+
+
+def drop_version_table(db: Database) -> None:
+    """Drop flowcli's (empty) version table: the last of flowcli's additions to a
+    database another application owns, once it is downgraded to base."""
+    from sqlalchemy import text
+
+    with db.write() as conn:
+        remaining = read_revisions(conn)
+        if remaining:
+            raise SchemaError(f"{VERSION_TABLE} still records {', '.join(remaining)}")
+        if remaining is not None:
+            conn.execute(text(f"DROP TABLE {VERSION_TABLE}"))
+    db.schema_checked = False
+    db._owner = None
+
+
 def _known(rev: str) -> None:
     if rev in ("head", "base", "heads") or rev.endswith(("+1", "-1")):
         return
