@@ -137,7 +137,13 @@ class StepTx:
                 + ("" if self.sqlite else " RETURNING id")
             )
         if key == "role_by_id":
-            return f"SELECT id FROM roles WHERE id = {p('id')}"
+            return f"SELECT id, prompt FROM roles WHERE id = {p('id')}"
+        if key == "mapped_role":
+            return (
+                "SELECT r.id, r.prompt FROM session_roles sr JOIN roles r ON r.id = sr.role_id "
+                f"WHERE sr.session_id = {p('sid')} AND sr.role_ref = {p('ref')} "
+                "ORDER BY sr.id LIMIT 1"
+            )
         if key == "role_by_name":
             return f"SELECT id, prompt FROM roles WHERE name = {p('name')}"
         if key.startswith("view:"):
@@ -285,13 +291,23 @@ class StepTx:
             out.setdefault(ref, int(sr_id))
         return out
 
-    def resolve_role(self, ref: str, roles_snapshot: dict[str, Any]) -> tuple[int, str | None]:
-        """(role id, prompt) for a role ref: the session's mapping, else a role of that name."""
+    def resolve_role(
+        self, ref: str, roles_snapshot: dict[str, Any], session_id: int | None = None
+    ) -> tuple[int, str | None]:
+        """(role id, prompt) for a role ref: the session's snapshot (flowcli's ``role_id``
+        or MRC's ``id``), else its session_roles mapping, else a role of that name."""
         snap = roles_snapshot.get(ref)
-        if isinstance(snap, dict) and snap.get("role_id") is not None:
-            self.cur.execute(self.sql("role_by_id"), {"id": int(snap["role_id"])})
-            if self.cur.fetchone() is not None:
-                return int(snap["role_id"]), snap.get("prompt")
+        snap_id = snap.get("role_id", snap.get("id")) if isinstance(snap, dict) else None
+        if isinstance(snap_id, int) and not isinstance(snap_id, bool):
+            self.cur.execute(self.sql("role_by_id"), {"id": snap_id})
+            found = self.cur.fetchone()
+            if found is not None:
+                return snap_id, (snap or {}).get("prompt", found[1])
+        if session_id is not None:
+            self.cur.execute(self.sql("mapped_role"), {"sid": session_id, "ref": ref})
+            found = self.cur.fetchone()
+            if found is not None:
+                return int(found[0]), found[1]
         self.cur.execute(self.sql("role_by_name"), {"name": ref})
         found = self.cur.fetchone()
         if found is None:

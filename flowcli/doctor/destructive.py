@@ -93,8 +93,7 @@ def plan_downgrade(db: Database, revision: str) -> SchemaChangePlan:
     plan = SchemaChangePlan("downgrade", db.target.display, owner, current, revision)
     if current is None:
         raise SchemaError(
-            f"database {db.target.display} has no flowcli revision: there is nothing to "
-            "downgrade"
+            f"database {db.target.display} has no flowcli revision: there is nothing to downgrade"
         )
     if current not in KNOWN_REVISIONS:
         raise SchemaError(

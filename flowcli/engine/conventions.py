@@ -8,7 +8,8 @@ documented defects. Those conventions are decided here, once:
 - the round goes up by one after a ``summarize`` or ``conclude`` step;
 - a finished session keeps ``current_step_id`` at its last step;
 - a forced stop (``session cancel``) writes ``terminated``;
-- a message replies to the session's newest message.
+- a message replies to the session's newest message;
+- a target role without a session role mapping leaves the message's target empty.
 
 On flowcli's own databases flowcli keeps its own ways. ``content_summary`` is filled on
 every database, as MRC computes it: harmless, and MRC's views read it.
@@ -64,6 +65,12 @@ class Conventions:
     @property
     def replies_to_newest(self) -> bool:
         return self.mrc
+
+    @property
+    def creates_target_role(self) -> bool:
+        """flowcli creates a missing target's session role by role name (and stops when
+        no such role exists); MRC leaves the target empty."""
+        return not self.mrc
 
     @property
     def cancel_status(self) -> str:

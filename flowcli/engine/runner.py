@@ -525,7 +525,9 @@ class SessionRunner:
         if step.speaker not in self._role_prompts:
             # Only the network responders send the prompt; read it once per role.
             if self._responder is not None and not self._responder.is_local:
-                _role_id, prompt = prep.tx.resolve_role(step.speaker, prep.roles_snapshot)
+                _role_id, prompt = prep.tx.resolve_role(
+                    step.speaker, prep.roles_snapshot, prep.row.id
+                )
                 self._role_prompts[step.speaker] = prompt
             else:
                 self._role_prompts[step.speaker] = None
@@ -696,7 +698,13 @@ class SessionRunner:
         conventions = self.conventions
         roles = self._session_roles(prep)
         speaker_sr = self._ensure_role(prep, roles, step.speaker)
-        target_sr = self._ensure_role(prep, roles, step.target) if step.target else None
+        if not step.target:
+            target_sr = None
+        elif conventions.creates_target_role:
+            target_sr = self._ensure_role(prep, roles, step.target)
+        else:
+            # MRC names a target only through the session's mapping, and never fails on it.
+            target_sr = roles.get(step.target)
         if conventions.replies_to_newest:
             newest = prep.tx.last_message_view(prep.row.id)
             reply_to = newest[0] if newest else None
@@ -833,7 +841,7 @@ class SessionRunner:
     def _ensure_role(self, prep: _Prepared, known: dict[str, int], ref: str) -> int:
         """The session_roles id for ``ref``, created (as MRC did, by role name) when missing."""
         if ref not in known:
-            role_id, _prompt = prep.tx.resolve_role(ref, prep.roles_snapshot)
+            role_id, _prompt = prep.tx.resolve_role(ref, prep.roles_snapshot, prep.row.id)
             known[ref] = prep.tx.insert_session_role(prep.row.id, ref, role_id)
         return known[ref]
 
