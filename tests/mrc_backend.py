@@ -103,6 +103,7 @@ class MrcBackend:
         while time.monotonic() < deadline:
             line = self.proc.stdout.readline()
             if line.startswith("ready "):
+                self._drain_stdout()
                 return self
             if not line and self.proc.poll() is not None:
                 break
@@ -110,6 +111,22 @@ class MrcBackend:
         raise MrcUnavailable(
             "MRC's backend did not start: " + (self.workdir / "serve.log").read_text()[-800:]
         )
+
+    def _drain_stdout(self) -> None:
+        """Keep reading MRC's stdout into a file: MRC prints a debug line per step, and a
+        pipe nobody reads fills up and blocks it mid-request (holding its write lock)."""
+        import threading
+
+        assert self.proc is not None and self.proc.stdout is not None
+        stdout = self.proc.stdout
+        out_path = self.workdir / "serve.out"
+
+        def drain() -> None:
+            with open(out_path, "a") as out:
+                for line in stdout:
+                    out.write(line)
+
+        threading.Thread(target=drain, name="mrc-stdout", daemon=True).start()
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
