@@ -254,12 +254,20 @@ class StepTx:
         value = self.cur.fetchone()[0]
         return max(int(value or 0), executed_steps_count or 0) + 1
 
-    def replay_rows(self, session_id: int) -> list[dict[str, Any]]:
-        """The session's log rows as the replay reads them (flowcli.engine.replay)."""
+    def replay_rows(self, session_id: int, batch: int = 500) -> Iterator[dict[str, Any]]:
+        """The session's log rows as the replay reads them (flowcli.engine.replay),
+        streamed in batches on a cursor of their own: memory stays bounded however long
+        the log is."""
         from flowcli.engine.replay import REPLAY_COLUMNS
 
-        self.cur.execute(self.sql("replay_rows"), {"sid": session_id})
-        return [dict(zip(REPLAY_COLUMNS, r, strict=True)) for r in self.cur.fetchall()]
+        cur = self.raw.cursor()
+        try:
+            cur.execute(self.sql("replay_rows"), {"sid": session_id})
+            while rows := cur.fetchmany(batch):
+                for r in rows:
+                    yield dict(zip(REPLAY_COLUMNS, r, strict=True))
+        finally:
+            cur.close()
 
     def insert_log(self, values: dict[str, Any]) -> int:
         return self._insert("insert_log", {c: values.get(c) for c in LOG_INSERT_COLUMNS})
