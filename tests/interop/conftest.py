@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from flowcli.cli.app import app
 from tests.conftest import MRC_FIXTURE, WIDE_ENV
 from tests.interop.harness import Shared
+from tests.mrc_backend import MrcBackend, MrcUnavailable
 
 
 def adopt(db: Path) -> None:
@@ -26,9 +27,7 @@ def adopt(db: Path) -> None:
     assert result.exit_code == 0, result.stdout
 
 
-def start_mrc(mrc_venv: Path, db: Path, workdir: Path) -> object:
-    from tests.mrc_backend import MrcBackend, MrcUnavailable
-
+def start_mrc(mrc_venv: Path, db: Path, workdir: Path) -> MrcBackend:
     server = MrcBackend(mrc_venv, db, workdir)
     try:
         server.start()
@@ -47,5 +46,5 @@ def shared(mrc_venv: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     shutil.copyfile(MRC_FIXTURE, db)
     adopt(db)
     server = start_mrc(mrc_venv, db, folder / "mrc-work")
-    yield Shared(db, server)  # type: ignore[arg-type]
-    server.stop()  # type: ignore[attr-defined]
+    yield Shared(db, server)
+    server.stop()

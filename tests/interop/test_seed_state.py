@@ -9,8 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
-from tests.conftest import MRC_FIXTURE
+from flowcli.cli.app import app
+from tests.conftest import MRC_FIXTURE, WIDE_ENV
 from tests.interop.conftest import adopt, start_mrc
 from tests.interop.harness import ONE_ENGINE, Shared
 
@@ -26,16 +28,14 @@ def seed(mrc_venv: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     con.execute("DROP TABLE step_execution_logs")
     con.commit()
     con.close()
-    shared = Shared(db, None)  # type: ignore[arg-type]
-    refused = shared.flowcli("run-next", 51)
+    refused = CliRunner().invoke(app, ["--db", str(db), "run-next", "51"], env=WIDE_ENV)
     assert refused.exit_code == 1
     assert "step_execution_logs" in refused.stderr and "flowcli db doctor --fix" in refused.stderr
     adopt(db)
     assert not list(folder.glob("seed.db-*")), "adoption left -wal/-shm/-journal files"
     server = start_mrc(mrc_venv, db, folder / "mrc-work")
-    shared.mrc = server  # type: ignore[assignment]
-    yield shared
-    server.stop()  # type: ignore[attr-defined]
+    yield Shared(db, server)
+    server.stop()
 
 
 def test_session_51_runs_half_by_flowcli_half_by_mrc(seed: Shared) -> None:
