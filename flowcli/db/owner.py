@@ -97,7 +97,8 @@ def flowcli_additions(conn: Connection) -> list[str]:
     from flowcli.db.tables import METADATA, SHARED_TABLES
 
     tables = existing_tables(conn)
-    added = [f"table {t}" for t in (VERSION_TABLE, META_TABLE) if t in tables]
+    own = [VERSION_TABLE, *(t for t in METADATA.tables if t not in SHARED_TABLES)]
+    added = [f"table {t}" for t in own if t in tables]
     flowcli_indexes = {str(ix.name) for t in METADATA.tables.values() for ix in t.indexes}
     insp = inspect(conn)
     for name in SHARED_TABLES:

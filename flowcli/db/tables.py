@@ -210,8 +210,17 @@ STEP_LOG_COLUMNS: tuple[str, ...] = (
 
 # Tables flowcli owns (creates, repairs). Anything else in a database is left alone.
 OWNED_TABLES: tuple[str, ...] = tuple(METADATA.tables)
-# The tables flowcli shares with MRC (MRC's names and columns); the rest are flowcli's alone.
-SHARED_TABLES: tuple[str, ...] = tuple(t for t in OWNED_TABLES if t != "flowcli_meta")
+# The tables flowcli shares with MRC (MRC's names and columns). Any other table of the
+# models is flowcli's alone (flowcli_meta, and whatever later revisions add).
+SHARED_TABLES: tuple[str, ...] = (
+    "roles",
+    "flow_templates",
+    "flow_steps",
+    "sessions",
+    "session_roles",
+    "messages",
+    "step_execution_logs",
+)
 
 
 def include_owned_name(name: str | None, type_: str, parent_names: object) -> bool:

@@ -17,7 +17,7 @@ from sqlalchemy import Column, Connection, Index, Table, inspect, text
 from sqlalchemy.schema import CreateColumn, CreateIndex, CreateTable
 
 from flowcli.db.schema import VERSION_TABLE
-from flowcli.db.tables import METADATA
+from flowcli.db.tables import METADATA, SHARED_TABLES
 from flowcli.doctor.findings import Finding, Fix
 
 # Model-nullable columns that flowcli always fills in its own inserts: a NOT NULL on
@@ -123,7 +123,6 @@ def _has_duplicates(conn: Connection, index: Index) -> bool:
 def _missing_table_fix(name: str, table: Table, dialect: Any, owner: str) -> Fix:
     from flowcli.db.mrc_schema import MRC_TABLE_DDL
     from flowcli.db.owner import OWNER_MRC
-    from flowcli.db.tables import SHARED_TABLES
 
     if owner == OWNER_MRC and name in SHARED_TABLES:
         if name in MRC_TABLE_DDL and dialect.name == "sqlite":
@@ -160,8 +159,8 @@ def detect_schema_drift(conn: Connection, owner: str | None = None) -> Drift:
     drift = Drift()
     for name, table in METADATA.tables.items():
         if name not in present:
-            if name == "flowcli_meta" and VERSION_TABLE not in present:
-                # flowcli's own ledger comes with adoption (the version_table finding).
+            if name not in SHARED_TABLES and VERSION_TABLE not in present:
+                # flowcli's own tables come with adoption (the version_table finding).
                 continue
             drift.findings.append(
                 Finding(
