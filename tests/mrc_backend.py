@@ -59,6 +59,44 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# MRC sends every LLM call to this port (hard-coded). serve.py answers there unless the
+# port is taken, so every MRC server on a machine shares the first one's stand-in; when
+# that server stops (another test run's), the others would meet a refused connection.
+MRC_LLM_PORT = 5010
+_llm_keeper: Any = None
+
+
+def ensure_llm_stand_in() -> None:
+    """Answer MRC's LLM calls from this process when nothing listens on MRC's LLM port."""
+    global _llm_keeper
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", MRC_LLM_PORT)) == 0:
+            return
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Reply(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body = json.dumps({"success": True, "data": {"response": "harness reply"}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    try:
+        server = ThreadingHTTPServer(("127.0.0.1", MRC_LLM_PORT), Reply)
+    except OSError:
+        return  # someone bound it meanwhile: they answer
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="mrc-llm", daemon=True).start()
+    _llm_keeper = server
+
+
 class MrcError(AssertionError):
     """MRC answered something other than success where the test needed success."""
 
@@ -103,6 +141,7 @@ class MrcBackend:
         while time.monotonic() < deadline:
             line = self.proc.stdout.readline()
             if line.startswith("ready "):
+                self._drain_stdout()
                 return self
             if not line and self.proc.poll() is not None:
                 break
@@ -110,6 +149,22 @@ class MrcBackend:
         raise MrcUnavailable(
             "MRC's backend did not start: " + (self.workdir / "serve.log").read_text()[-800:]
         )
+
+    def _drain_stdout(self) -> None:
+        """Keep reading MRC's stdout into a file: MRC prints a debug line per step, and a
+        pipe nobody reads fills up and blocks it mid-request (holding its write lock)."""
+        import threading
+
+        assert self.proc is not None and self.proc.stdout is not None
+        stdout = self.proc.stdout
+        out_path = self.workdir / "serve.out"
+
+        def drain() -> None:
+            with open(out_path, "a") as out:
+                for line in stdout:
+                    out.write(line)
+
+        threading.Thread(target=drain, name="mrc-stdout", daemon=True).start()
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -173,6 +228,7 @@ class MrcBackend:
         return self.ok("POST", f"/api/sessions/{session_id}/control", {"action": action})
 
     def run_next(self, session_id: int) -> Any:
+        ensure_llm_stand_in()
         return self.ok("POST", f"/api/sessions/{session_id}/run-next-step", {})
 
     def session(self, session_id: int) -> Any:

@@ -1,5 +1,6 @@
 """``flowcli db …``: migrations (upgrade, downgrade, current, history, stamp)."""
 
+import sys
 from typing import Annotated
 
 import typer
@@ -46,17 +47,61 @@ def _refuse_unadopted(db: object) -> None:
         )
 
 
+YesOption = Annotated[
+    bool, typer.Option("--yes", "-y", help="Do not ask (required when not on a terminal).")
+]
+NoBackupOption = Annotated[
+    bool, typer.Option("--no-backup", help="Skip the verified backup first (not advised).")
+]
+
+
+def _confirm_schema_change(plan: object, yes: bool) -> None:
+    """Show what the change removes; ask on a terminal, else insist on --yes."""
+    from flowcli.cli.boundary import confirm_or_require_yes
+    from flowcli.doctor.destructive import SchemaChangePlan
+    from flowcli.render import info
+
+    assert isinstance(plan, SchemaChangePlan)
+    if yes or not plan.needs_confirmation:
+        return
+    if sys.stdin.isatty():
+        info(f"db {plan.command} {plan.target} on {plan.database} (owner: {plan.owner}) removes:")
+        for item in plan.removes:
+            info(f"  - {item}")
+        for item in plan.keeps:
+            info(f"  keeps {item}")
+    confirm_or_require_yes(
+        "Go ahead (a verified backup is made first)?",
+        yes=yes,
+        action=f"db {plan.command} {plan.target} (it removes {'; '.join(plan.removes)})",
+    )
+
+
 @app.command()
 def downgrade(
     ctx: typer.Context,
     revision: Annotated[str, typer.Argument(help="Target revision, or 'base'.")],
+    yes: YesOption = False,
+    no_backup: NoBackupOption = False,
 ) -> None:
-    """Downgrade the database to REVISION ('base' removes flowcli's tables)."""
-    from flowcli.db import migrate
-    from flowcli.render import info
+    """Downgrade the database to REVISION, after a verified backup.
+
+    On flowcli's own database 'base' removes flowcli's tables with their rows. On a
+    database MRC owns only flowcli's additions go: MRC's tables and rows stay.
+    """
+    from flowcli.doctor.destructive import downgrade_safely, plan_downgrade
+    from flowcli.render import info, warn
 
     db = open_db(ctx, require_schema=False)
-    migrate.downgrade(db, revision)
+    plan = plan_downgrade(db, revision)
+    _confirm_schema_change(plan, yes)
+    if no_backup:
+        warn("downgrading without a backup (--no-backup)")
+    saved = downgrade_safely(db, plan, backup=not no_backup)
+    if saved:
+        info(f"backup: {saved}")
+    from flowcli.db import migrate
+
     info(f"{db.target.display} is at {migrate.current_revision(db) or 'base'}")
 
 
@@ -105,13 +150,23 @@ def history(ctx: typer.Context, json_out: JsonOption = False) -> None:
 def stamp(
     ctx: typer.Context,
     revision: Annotated[str, typer.Argument(help="Revision to record, without migrating.")],
+    yes: YesOption = False,
+    no_backup: NoBackupOption = False,
 ) -> None:
-    """Record REVISION as current without running migrations."""
+    """Record REVISION as current without running migrations.
+
+    Changing an existing record asks first (or needs --yes) and makes a verified backup.
+    """
     from flowcli.db import migrate
+    from flowcli.doctor.destructive import plan_stamp, stamp_safely
     from flowcli.render import info
 
     db = open_db(ctx, require_schema=False)
-    migrate.stamp(db, revision)
+    plan = plan_stamp(db, revision)
+    _confirm_schema_change(plan, yes)
+    saved = stamp_safely(db, plan, backup=not no_backup)
+    if saved:
+        info(f"backup: {saved}")
     info(f"{db.target.display} stamped at {migrate.current_revision(db)}")
 
 

@@ -1,7 +1,8 @@
 """Opening a database: resolving ``--db``/``FLOWCLI_DB``, SQLite pragmas, transactions.
 
-Every SQLite connection gets ``foreign_keys=ON``, ``journal_mode=WAL``,
-``synchronous=NORMAL`` and a busy timeout. Write transactions on SQLite start with
+Every SQLite connection gets ``foreign_keys=ON`` and a busy timeout; flowcli's own
+databases also ``journal_mode=WAL`` and ``synchronous=NORMAL`` (a database MRC owns
+keeps its journal mode). Write transactions on SQLite start with
 ``BEGIN IMMEDIATE`` so a writer takes the lock up front instead of failing halfway.
 """
 
@@ -98,11 +99,21 @@ def sqlite_file_state(path: Path) -> str:
 
 
 def _owned_or_new(cur: sqlite3.Cursor) -> bool:
-    """True for a database without tables or with flowcli's version table."""
+    """True for a database without tables, or one flowcli manages and MRC does not own."""
+    from flowcli.db.owner import OWNER_MRC, sqlite_owner
     from flowcli.db.schema import VERSION_TABLE
 
     names = {r[0] for r in cur.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    return not names or VERSION_TABLE in names
+    if not names:
+        return True
+    return VERSION_TABLE in names and sqlite_owner(cur) != OWNER_MRC
+
+
+def _in_wal(cur: sqlite3.Cursor) -> bool:
+    try:
+        return str(cur.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal"
+    except sqlite3.DatabaseError:
+        return False
 
 
 def wal_needs_immutable_open(path: Path) -> bool:
@@ -148,6 +159,24 @@ class Database:
     _engine: Engine | None = field(default=None, repr=False)
     # Filled by the schema guard once it has checked this database in this process.
     schema_checked: bool = field(default=False, repr=False)
+    # Who owns the database (flowcli.db.owner), read once per process.
+    _owner: str | None = field(default=None, repr=False)
+
+    @property
+    def owner(self) -> str:
+        """'flowcli' or 'mrc': whose conventions the rows follow (flowcli.db.owner)."""
+        if self._owner is None:
+            from flowcli.db.owner import read_owner
+
+            with self.read() as conn:
+                self._owner = read_owner(conn)
+        return self._owner
+
+    @property
+    def mrc_owned(self) -> bool:
+        from flowcli.db.owner import OWNER_MRC
+
+        return self.owner == OWNER_MRC
 
     @property
     def url(self) -> str:
@@ -210,12 +239,15 @@ def create_db_engine(target: DatabaseTarget, busy_timeout: float = DEFAULT_BUSY_
         cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
         cur.execute("PRAGMA foreign_keys = ON")
         # A read-only file or folder cannot switch to WAL; reads still work. Another
-        # application's database is left in its own journal mode: switching rewrites its
-        # header, and flowcli only reads it until `db doctor --fix` adopts it.
+        # application's database (MRC's, adopted or not) is left in its own journal mode:
+        # switching rewrites its header and leaves -wal/-shm files beside MRC's file.
+        wal = False
         with contextlib.suppress(sqlite3.DatabaseError):
             if _owned_or_new(cur):
-                cur.execute("PRAGMA journal_mode = WAL")
-        cur.execute("PRAGMA synchronous = NORMAL")
+                wal = cur.execute("PRAGMA journal_mode = WAL").fetchone()[0] == "wal"
+        if wal or _in_wal(cur):
+            # NORMAL is durable enough in WAL mode only; a rollback journal keeps FULL.
+            cur.execute("PRAGMA synchronous = NORMAL")
         cur.close()
 
     @event.listens_for(engine, "begin")

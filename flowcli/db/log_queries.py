@@ -36,7 +36,7 @@ LOG_STATUSES = ("pending", "running", "completed", "failed", "skipped", "timeout
 # A row in one of these states is still being written (a claimed network step).
 IN_FLIGHT_STATUSES = ("pending", "running")
 FAILURE_STATUSES = ("failed", "timeout")
-SESSION_END_STATUSES = ("finished", "failed", "cancelled")
+SESSION_END_STATUSES = ("finished", "failed", "cancelled", "terminated")
 
 
 @dataclass
@@ -202,7 +202,7 @@ def follow_logs(
     sleep: Callable[[float], None] = time.sleep,
 ) -> Iterator[dict[str, Any]]:
     """The matching rows so far, then each new one as it is written, until the session
-    ends (finished, failed or cancelled). An unknown session fails here, before any row.
+    ends (finished, failed, cancelled or terminated). An unknown session fails here, before any row.
 
     Each poll reads the session's status and the rows after the last one seen in one
     read transaction, so the rows written by the transaction that ended the session are

@@ -100,6 +100,26 @@ def _check_openable(db: Database) -> None:
         sqlite_file_state(db.target.path)
 
 
+def check_revision(rev: str) -> None:
+    """Raise SchemaError for a revision flowcli does not have (before anything is asked)."""
+    _known(rev)
+
+
+def drop_version_table(db: Database) -> None:
+    """Drop flowcli's (empty) version table: the last of flowcli's additions to a
+    database another application owns, once it is downgraded to base."""
+    from sqlalchemy import text
+
+    with db.write() as conn:
+        remaining = read_revisions(conn)
+        if remaining:
+            raise SchemaError(f"{VERSION_TABLE} still records {', '.join(remaining)}")
+        if remaining is not None:
+            conn.execute(text(f"DROP TABLE {VERSION_TABLE}"))
+    db.schema_checked = False
+    db._owner = None
+
+
 def _known(rev: str) -> None:
     if rev in ("head", "base", "heads") or rev.endswith(("+1", "-1")):
         return
@@ -139,6 +159,7 @@ def _run(db: Database, fn_name: str, rev: str) -> None:
                 conn.rollback()
                 _driver(conn).execute("PRAGMA foreign_keys = ON")
     db.schema_checked = False
+    db._owner = None
 
 
 def _driver(conn: Any) -> Any:
@@ -146,6 +167,29 @@ def _driver(conn: Any) -> Any:
     driver = conn.connection.driver_connection
     assert driver is not None
     return driver
+
+
+def drop_added_columns(table: str, columns: list[str]) -> None:
+    """Drop columns flowcli added, inside a migration, without rebuilding the table.
+
+    A batch rebuild would drop and re-create the whole table, which on an adopted
+    database is MRC's (its DDL, its indexes). SQLite 3.35+ drops a plain column in place.
+    """
+    import sqlite3
+
+    from alembic import op
+
+    bind = op.get_bind()
+    if bind.dialect.name == "sqlite" and sqlite3.sqlite_version_info < (3, 35, 0):
+        with op.batch_alter_table(table) as batch_op:
+            for name in columns:
+                batch_op.drop_column(name)
+        return
+    for name in columns:
+        if bind.dialect.name == "sqlite":
+            op.execute(f'ALTER TABLE "{table}" DROP COLUMN "{name}"')
+        else:
+            op.drop_column(table, name)
 
 
 def upgrade(db: Database, revision: str = "head") -> None:

@@ -107,6 +107,18 @@ def require_schema(db: Database) -> None:
                 upgrade(db, "head")
                 db.schema_checked = True
                 return
+            from flowcli.db.tables import SHARED_TABLES
+
+            tables = existing_tables(conn)
+            lacking = [t for t in SHARED_TABLES if t not in tables]
+            if lacking and len(lacking) < len(SHARED_TABLES):
+                # The bug report's state: the user needs to hear which table is missing.
+                shown = ", ".join(lacking)
+                raise SchemaError(
+                    f"database {db.target.display} lacks table{'s' if len(lacking) > 1 else ''} "
+                    f"{shown} and is not yet adopted by flowcli; {fix_hint} to create "
+                    f"{'them' if len(lacking) > 1 else 'it'} and adopt the database"
+                )
             raise SchemaError(
                 f"database {db.target.display} is not managed by flowcli "
                 f"(no {VERSION_TABLE} table); {fix_hint} to adopt it"

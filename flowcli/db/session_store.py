@@ -30,6 +30,20 @@ logs_t = step_logs_table
 session_roles_t = session_roles_table
 roles_t = roles_table
 
+# Every status a session can have. 'terminated' is MRC's word for a forced stop (flowcli
+# writes it when it cancels a session on a database MRC owns), 'cancelled' flowcli's own.
+SESSION_STATUSES = (
+    "not_started",
+    "running",
+    "paused",
+    "finished",
+    "failed",
+    "cancelled",
+    "terminated",
+)
+# Statuses after which a session runs no more steps.
+ENDED_STATUSES = ("finished", "cancelled", "terminated")
+
 SESSION_POSITION_COLUMNS = (
     "id",
     "status",
@@ -115,11 +129,12 @@ def update_session(
         setattr(row, key, value)
 
 
-def next_execution_order(conn: Connection, session_id: int) -> int:
+def next_execution_order(conn: Connection, row: SessionRow) -> int:
+    """The number of the session's next log row (flowcli.db.step_tx has the rule)."""
     current = conn.execute(
-        select(func.max(logs_t.c.execution_order)).where(logs_t.c.session_id == session_id)
+        select(func.max(logs_t.c.execution_order)).where(logs_t.c.session_id == row.id)
     ).scalar()
-    return int(current or 0) + 1
+    return max(int(current or 0), row.executed_steps_count or 0) + 1
 
 
 def insert_log(conn: Connection, values: dict[str, Any]) -> int:

@@ -30,6 +30,7 @@ MESSAGE_INSERT_COLUMNS = (
     "target_session_role_id",
     "reply_to_message_id",
     "content",
+    "content_summary",
     "round_index",
     "section",
     "created_at",
@@ -113,6 +114,13 @@ class StepTx:
                 "SELECT max(execution_order) FROM step_execution_logs "
                 f"WHERE session_id = {p('sid')}"
             )
+        if key == "replay_rows":
+            from flowcli.engine.replay import REPLAY_COLUMNS
+
+            return (
+                f"SELECT {', '.join(REPLAY_COLUMNS)} FROM step_execution_logs "
+                f"WHERE session_id = {p('sid')} ORDER BY execution_order, id"
+            )
         if key == "running_logs":
             return (
                 "SELECT id FROM step_execution_logs "
@@ -129,7 +137,13 @@ class StepTx:
                 + ("" if self.sqlite else " RETURNING id")
             )
         if key == "role_by_id":
-            return f"SELECT id FROM roles WHERE id = {p('id')}"
+            return f"SELECT id, prompt FROM roles WHERE id = {p('id')}"
+        if key == "mapped_role":
+            return (
+                "SELECT r.id, r.prompt FROM session_roles sr JOIN roles r ON r.id = sr.role_id "
+                f"WHERE sr.session_id = {p('sid')} AND sr.role_ref = {p('ref')} "
+                "ORDER BY sr.id LIMIT 1"
+            )
         if key == "role_by_name":
             return f"SELECT id, prompt FROM roles WHERE name = {p('name')}"
         if key.startswith("view:"):
@@ -230,10 +244,30 @@ class StepTx:
 
     # --- logs and messages -----------------------------------------------------------
 
-    def next_execution_order(self, session_id: int) -> int:
+    def next_execution_order(self, session_id: int, executed_steps_count: int | None) -> int:
+        """The number of the session's next log row: above every row and above the count.
+
+        MRC numbers its next row ``executed_steps_count + 1``; every row flowcli writes
+        sets the count to its own number, so MRC's next number is always free.
+        """
         self.cur.execute(self.sql("max_order"), {"sid": session_id})
         value = self.cur.fetchone()[0]
-        return int(value or 0) + 1
+        return max(int(value or 0), executed_steps_count or 0) + 1
+
+    def replay_rows(self, session_id: int, batch: int = 500) -> Iterator[dict[str, Any]]:
+        """The session's log rows as the replay reads them (flowcli.engine.replay),
+        streamed in batches on a cursor of their own: memory stays bounded however long
+        the log is."""
+        from flowcli.engine.replay import REPLAY_COLUMNS
+
+        cur = self.raw.cursor()
+        try:
+            cur.execute(self.sql("replay_rows"), {"sid": session_id})
+            while rows := cur.fetchmany(batch):
+                for r in rows:
+                    yield dict(zip(REPLAY_COLUMNS, r, strict=True))
+        finally:
+            cur.close()
 
     def insert_log(self, values: dict[str, Any]) -> int:
         return self._insert("insert_log", {c: values.get(c) for c in LOG_INSERT_COLUMNS})
@@ -265,13 +299,23 @@ class StepTx:
             out.setdefault(ref, int(sr_id))
         return out
 
-    def resolve_role(self, ref: str, roles_snapshot: dict[str, Any]) -> tuple[int, str | None]:
-        """(role id, prompt) for a role ref: the session's mapping, else a role of that name."""
+    def resolve_role(
+        self, ref: str, roles_snapshot: dict[str, Any], session_id: int | None = None
+    ) -> tuple[int, str | None]:
+        """(role id, prompt) for a role ref: the session's snapshot (flowcli's ``role_id``
+        or MRC's ``id``), else its session_roles mapping, else a role of that name."""
         snap = roles_snapshot.get(ref)
-        if isinstance(snap, dict) and snap.get("role_id") is not None:
-            self.cur.execute(self.sql("role_by_id"), {"id": int(snap["role_id"])})
-            if self.cur.fetchone() is not None:
-                return int(snap["role_id"]), snap.get("prompt")
+        snap_id = snap.get("role_id", snap.get("id")) if isinstance(snap, dict) else None
+        if isinstance(snap_id, int) and not isinstance(snap_id, bool):
+            self.cur.execute(self.sql("role_by_id"), {"id": snap_id})
+            found = self.cur.fetchone()
+            if found is not None:
+                return snap_id, (snap or {}).get("prompt", found[1])
+        if session_id is not None:
+            self.cur.execute(self.sql("mapped_role"), {"sid": session_id, "ref": ref})
+            found = self.cur.fetchone()
+            if found is not None:
+                return int(found[0]), found[1]
         self.cur.execute(self.sql("role_by_name"), {"name": ref})
         found = self.cur.fetchone()
         if found is None:

@@ -32,6 +32,8 @@ NAMING_CONVENTION = {
 
 METADATA = MetaData(naming_convention=NAMING_CONVENTION)
 
+UNIQUE_ORDER_INDEX = "ux_step_logs_session_order"
+
 roles_table = Table(
     "roles",
     METADATA,
@@ -166,7 +168,20 @@ step_logs_table = Table(
     Column("completed_at", DateTime),
     Column("step_snapshot", Text),
     Column("context_snapshot", Text),
-    Index("ux_step_logs_session_order", "session_id", "execution_order", unique=True),
+    # Unique on flowcli's own databases only: on a database MRC owns, MRC's code can
+    # number two rows alike, so flowcli must not add a constraint it can violate
+    # (docs/mrc.md); MRC's own non-unique idx_step_logs_session_execution_order serves.
+    Index(UNIQUE_ORDER_INDEX, "session_id", "execution_order", unique=True),
+)
+
+# flowcli's own ledger (revision 0004), key/value: who owns the database (``owner``:
+# flowcli or mrc), and for an adopted database when it was adopted and what flowcli added.
+# flowcli.db.owner reads and writes it.
+flowcli_meta_table = Table(
+    "flowcli_meta",
+    METADATA,
+    Column("key", String(100), primary_key=True),
+    Column("value", Text),
 )
 
 # --- flowcli's own tables (revision 0006): batches of session actions ------------------
@@ -246,6 +261,17 @@ STEP_LOG_COLUMNS: tuple[str, ...] = (
 
 # Tables flowcli owns (creates, repairs). Anything else in a database is left alone.
 OWNED_TABLES: tuple[str, ...] = tuple(METADATA.tables)
+# The tables flowcli shares with MRC (MRC's names and columns). Any other table of the
+# models is flowcli's alone (flowcli_meta, and whatever later revisions add).
+SHARED_TABLES: tuple[str, ...] = (
+    "roles",
+    "flow_templates",
+    "flow_steps",
+    "sessions",
+    "session_roles",
+    "messages",
+    "step_execution_logs",
+)
 
 
 def include_owned_name(name: str | None, type_: str, parent_names: object) -> bool:

@@ -85,6 +85,15 @@ def _status_of(findings: list[Finding]) -> str:
     return "ok"
 
 
+def _owner(ctx: DoctorContext) -> str:
+    """Who owns the database (flowcli.db.owner), read once per examination."""
+    if "owner" not in ctx.facts:
+        from flowcli.db.owner import read_owner
+
+        ctx.facts["owner"] = read_owner(ctx.require_conn())
+    return str(ctx.facts["owner"])
+
+
 # --- the file ------------------------------------------------------------------------
 
 
@@ -244,7 +253,20 @@ def check_journal_mode(ctx: DoctorContext) -> CheckResult:
     summary = mode
     if wal is not None and wal.exists() and wal.stat().st_size > 0:
         summary += f", WAL file present ({wal.stat().st_size:,} bytes)"
-    if mode != "wal":
+    from flowcli.db.owner import OWNER_MRC
+
+    if mode != "wal" and _owner(ctx) == OWNER_MRC:
+        # MRC's file, MRC's journal mode: switching it would leave -wal/-shm files beside
+        # it for MRC to meet, and flowcli runs fine on a rollback journal.
+        findings.append(
+            Finding(
+                "journal_mode",
+                "info",
+                "journal_mode",
+                f"journal mode is {mode}, MRC's choice: flowcli leaves it as it is",
+            )
+        )
+    elif mode != "wal":
         findings.append(
             Finding(
                 "journal_mode",
@@ -402,6 +424,48 @@ def check_version_table(ctx: DoctorContext) -> CheckResult:
     )
 
 
+@check("owner", "who owns the database, and what flowcli added", "version")
+def check_owner(ctx: DoctorContext) -> CheckResult:
+    from flowcli.db.owner import OWNER_MRC, flowcli_additions, read_meta
+
+    conn = ctx.require_conn()
+    owner = _owner(ctx)
+    meta = read_meta(conn) or {}
+    recorded = "recorded" if meta.get("owner") else "judged from its tables"
+    if owner != OWNER_MRC:
+        return _result("owner", "ok", f"flowcli ({recorded})")
+    added = flowcli_additions(conn)
+    ctx.facts["flowcli_additions"] = added
+    restored = _json_list(meta.get("restored"))
+    adopted = meta.get("adopted_at")
+    detail = (
+        "MRC owns this database: flowcli follows MRC's conventions and adds nothing MRC's "
+        "code can violate (docs/mrc.md). "
+        + (f"Adopted {adopted}. " if adopted else "Not adopted yet. ")
+        + ("flowcli added: " + ", ".join(added) + ". " if added else "flowcli added nothing. ")
+        + (
+            "flowcli recreated MRC's " + ", ".join(restored) + " as MRC defines it."
+            if restored
+            else ""
+        )
+    ).strip()
+    return _result(
+        "owner",
+        "info",
+        f"mrc ({recorded}{', adopted ' + adopted if adopted else ''}); "
+        f"{len(added)} flowcli addition(s)",
+        [Finding("owner", "info", "owner", detail)],
+    )
+
+
+def _json_list(raw: str | None) -> list[str]:
+    try:
+        value = json.loads(raw) if raw else []
+    except ValueError:
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
 # --- schema against the models ------------------------------------------------------------
 
 
@@ -409,7 +473,7 @@ def _drift(ctx: DoctorContext) -> Any:
     if "drift" not in ctx.facts:
         from flowcli.doctor.schema_drift import detect_schema_drift
 
-        ctx.facts["drift"] = detect_schema_drift(ctx.require_conn())
+        ctx.facts["drift"] = detect_schema_drift(ctx.require_conn(), _owner(ctx))
     return ctx.facts["drift"]
 
 
@@ -694,6 +758,91 @@ def check_orphan_logs(ctx: DoctorContext) -> CheckResult:
         "orphan_logs",
         _status_of(findings),
         "none" if not findings else f"{no_session + no_step} row(s)",
+        findings,
+    )
+
+
+@check("cotenancy", "sessions MRC could not continue (MRC's databases)", "state")
+def check_cotenancy(ctx: DoctorContext) -> CheckResult:
+    from flowcli.db.owner import OWNER_MRC
+    from flowcli.db.tables import UNIQUE_ORDER_INDEX
+
+    if _owner(ctx) != OWNER_MRC:
+        return _result("cotenancy", "ok", "flowcli owns this database")
+    blocked = _state_ready(ctx)
+    if blocked:
+        return _result("cotenancy", "skipped", blocked)
+    conn = ctx.require_conn()
+    findings: list[Finding] = []
+    from sqlalchemy import inspect
+
+    indexes = {ix["name"]: ix for ix in inspect(conn).get_indexes("step_execution_logs")}
+    if UNIQUE_ORDER_INDEX in indexes:
+        findings.append(
+            Finding(
+                "cotenancy",
+                "error",
+                UNIQUE_ORDER_INDEX,
+                f"unique index {UNIQUE_ORDER_INDEX} on MRC's step_execution_logs: two "
+                "concurrent MRC requests can number a log row alike, and MRC's step then "
+                "fails with 'UNIQUE constraint failed' (the seed's failure)",
+                fix=Fix(
+                    "safe",
+                    f"drop the unique index {UNIQUE_ORDER_INDEX} (flowcli's own; MRC's "
+                    "idx_step_logs_session_execution_order stays)",
+                    [f"DROP INDEX {UNIQUE_ORDER_INDEX}"],
+                    applies_with="schema",
+                ),
+                data={"action": "sql"},
+            )
+        )
+    rows = conn.execute(
+        text(
+            "SELECT s.id, coalesce(s.executed_steps_count, 0), m.top FROM sessions s JOIN "
+            "(SELECT session_id, max(execution_order) AS top FROM step_execution_logs "
+            "GROUP BY session_id) m ON m.session_id = s.id "
+            "WHERE m.top > coalesce(s.executed_steps_count, 0)"
+        )
+    ).all()
+    for sid, count, top in rows:
+        findings.append(
+            Finding(
+                "cotenancy",
+                "error",
+                f"session {sid}",
+                f"session {sid}: MRC numbers its next log row executed_steps_count + 1 = "
+                f"{count + 1}, but log rows already go up to {top}: MRC's next step would "
+                "collide with them",
+                fix=Fix(
+                    "safe",
+                    f"set executed_steps_count to {top}, so MRC's next number is free",
+                    [f"UPDATE sessions SET executed_steps_count = {top} WHERE id = {sid}"],
+                    applies_with="sessions",
+                ),
+                data={"session_id": sid, "action": "renumber", "to": int(top)},
+            )
+        )
+    for (sid,) in conn.execute(text("SELECT id FROM sessions WHERE status = 'cancelled'")):
+        findings.append(
+            Finding(
+                "cotenancy",
+                "warning",
+                f"session {sid}",
+                f"session {sid} is 'cancelled', a status MRC does not know (MRC's word for a "
+                "forced stop is 'terminated')",
+                fix=Fix(
+                    "safe",
+                    "set the status to terminated",
+                    [f"UPDATE sessions SET status = 'terminated' WHERE id = {sid}"],
+                    applies_with="sessions",
+                ),
+                data={"session_id": sid, "action": "terminated"},
+            )
+        )
+    return _result(
+        "cotenancy",
+        _status_of(findings),
+        f"{len(findings)} found" if findings else "MRC can continue every session",
         findings,
     )
 

@@ -212,8 +212,6 @@ def _alembic(conn: Connection, command_name: str, revision: str) -> None:
 
 
 def _schema_actions(conn: Connection, chosen: list[Finding], facts: dict[str, Any]) -> list[str]:
-    from flowcli.doctor.schema_drift import detect_schema_drift
-
     schema = [f for f in chosen if f.fix is not None and f.fix.applies_with == "schema"]
     if not schema:
         return []
@@ -221,38 +219,83 @@ def _schema_actions(conn: Connection, chosen: list[Finding], facts: dict[str, An
     wanted = {f.data.get("action") for f in schema}
     if "wal" in wanted:
         actions.append("wal")
+    for finding in schema:
+        if finding.data.get("action") == "sql" and finding.fix is not None:
+            for statement in finding.fix.sql:
+                conn.exec_driver_sql(statement)
+            actions.append(finding.fix.description)
     state = (facts.get("revision") or {}).get("state")
     if "upgrade" in wanted and state in ("absent", "behind", None):
         _alembic(conn, "upgrade", "head")
         actions.append(f"upgraded to {HEAD_REVISION}")
     elif "adopt" in wanted:
-        drift = detect_schema_drift(conn)
-        owned = {t: set(cols) for t, cols in drift.columns.items()}
-        revision = matching_revision(owned)
-        if revision is not None:
-            _alembic(conn, "stamp", revision)
-            actions.append(f"stamped {revision} (its tables match that revision)")
-            if revision != HEAD_REVISION:
-                _alembic(conn, "upgrade", "head")
-                actions.append(f"upgraded {revision} → {HEAD_REVISION}")
-        else:
-            actions.extend(_create_missing(conn))
-            _alembic(conn, "stamp", "head")
-            actions.append(
-                f"adopted: created {facts.get('version_table', 'the version table')} "
-                f"at {HEAD_REVISION}"
-            )
-            return actions
+        return actions + _adopt(conn)
     actions.extend(_create_missing(conn))
     return actions
 
 
-def _create_missing(conn: Connection) -> list[str]:
+def _adopt(conn: Connection) -> list[str]:
+    """Adopt an unversioned database whose tables flowcli shares, by one path whatever
+    its state: MRC's missing step log is first recreated as MRC defines it, so an intact
+    copy and the bug report's copy both match revision 0001 and go the same way."""
+    from flowcli.db.owner import OWNER_MRC, flowcli_additions, infer_owner, write_meta
+    from flowcli.db.session_store import utcnow
+    from flowcli.doctor.schema_drift import detect_schema_drift
+
+    actions: list[str] = []
+    owner = infer_owner(conn)
+    restored = _restore_mrc_tables(conn) if owner == OWNER_MRC else []
+    actions.extend(f"recreated {t} as MRC defines it" for t in restored)
+    drift = detect_schema_drift(conn, owner)
+    revision = matching_revision({t: set(cols) for t, cols in drift.columns.items()})
+    if revision is not None:
+        _alembic(conn, "stamp", revision)
+        actions.append(f"stamped {revision} (its tables match that revision)")
+        if revision != HEAD_REVISION:
+            _alembic(conn, "upgrade", "head")
+            actions.append(f"upgraded {revision} → {HEAD_REVISION}")
+    else:
+        _alembic(conn, "stamp", "head")
+        actions.append(f"adopted: created the version table at {HEAD_REVISION}")
+    actions.extend(_create_missing(conn, owner))
+    write_meta(
+        conn,
+        {
+            "owner": owner,
+            "adopted_at": utcnow().isoformat(" ", "seconds"),
+            "adopted_at_revision": revision or HEAD_REVISION,
+            "added": flowcli_additions(conn),
+            "restored": restored,
+        },
+    )
+    actions.append(f"recorded the owner: {owner}")
+    return actions
+
+
+def _restore_mrc_tables(conn: Connection) -> list[str]:
+    """Create the MRC tables flowcli knows that the database lacks, as MRC defines them."""
+    from flowcli.db.mrc_schema import MRC_TABLE_DDL
+    from flowcli.db.schema import existing_tables
+
+    if conn.dialect.name != "sqlite":
+        return []
+    present = existing_tables(conn)
+    restored = []
+    for table, statements in MRC_TABLE_DDL.items():
+        if table in present:
+            continue
+        for statement in statements:
+            conn.exec_driver_sql(statement)
+        restored.append(table)
+    return restored
+
+
+def _create_missing(conn: Connection, owner: str | None = None) -> list[str]:
     """Create what the models have and the database lacks: tables, columns, indexes."""
     from flowcli.doctor.schema_drift import detect_schema_drift
 
     actions = []
-    for finding in detect_schema_drift(conn).findings:
+    for finding in detect_schema_drift(conn, owner).findings:
         fix = finding.fix
         if fix is None or fix.risk != "safe" or fix.applies_with != "schema":
             continue
@@ -302,6 +345,27 @@ def _session_actions(conn: Connection, chosen: list[Finding]) -> list[str]:
             actions.append(
                 f"session {sid}: {running} abandoned log row(s) marked failed, claim released"
             )
+        elif finding.data["action"] == "renumber":
+            conn.execute(
+                text(
+                    "UPDATE sessions SET executed_steps_count = :top, "
+                    "version = coalesce(version, 0) + 1, updated_at = :now WHERE id = :id"
+                ),
+                {"id": sid, "top": finding.data["to"], "now": now},
+            )
+            actions.append(
+                f"session {sid}: executed_steps_count set to {finding.data['to']} "
+                "(MRC's next log row number is free)"
+            )
+        elif finding.data["action"] == "terminated":
+            conn.execute(
+                text(
+                    "UPDATE sessions SET status = 'terminated', "
+                    "version = coalesce(version, 0) + 1, updated_at = :now WHERE id = :id"
+                ),
+                {"id": sid, "now": now},
+            )
+            actions.append(f"session {sid}: status cancelled → terminated (MRC's word)")
         elif finding.data["action"] == "fail":
             reason = (str(finding.data.get("reason")) + " (marked by flowcli db doctor)")[:500]
             conn.execute(

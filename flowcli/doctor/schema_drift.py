@@ -3,7 +3,9 @@ reflected, compared against flowcli's models (not against a version stamp).
 
 ``detect_schema_drift`` returns findings with the SQL that repairs them. Only what the
 models own is compared; other tables and extra columns are reported as information
-and never touched.
+and never touched. On a database MRC owns, a missing step log is recreated as MRC
+defines it (flowcli.db.mrc_schema), and no unique index is asked for: MRC's own code
+could violate it (docs/mrc.md).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from sqlalchemy import Column, Connection, Index, Table, inspect, text
 from sqlalchemy.schema import CreateColumn, CreateIndex, CreateTable
 
 from flowcli.db.schema import VERSION_TABLE
-from flowcli.db.tables import METADATA
+from flowcli.db.tables import METADATA, SHARED_TABLES
 from flowcli.doctor.findings import Finding, Fix
 
 # Model-nullable columns that flowcli always fills in its own inserts: a NOT NULL on
@@ -118,14 +120,48 @@ def _has_duplicates(conn: Connection, index: Index) -> bool:
     return row is not None
 
 
-def detect_schema_drift(conn: Connection) -> Drift:
-    """Compare the database's real tables, columns and indexes with the models."""
+def _missing_table_fix(name: str, table: Table, dialect: Any, owner: str) -> Fix:
+    from flowcli.db.mrc_schema import MRC_TABLE_DDL
+    from flowcli.db.owner import OWNER_MRC
+
+    if owner == OWNER_MRC and name in SHARED_TABLES:
+        if name in MRC_TABLE_DDL and dialect.name == "sqlite":
+            return Fix(
+                "safe",
+                f"create {name} as MRC defines it (its columns, foreign keys and indexes)",
+                list(MRC_TABLE_DDL[name]),
+                applies_with="schema",
+            )
+        return Fix(
+            "manual",
+            f"{name} is MRC's table and flowcli does not know MRC's definition of it well "
+            "enough to recreate it: restore it from a backup of MRC's database",
+        )
+    return Fix(
+        "safe",
+        f"create {name} and its indexes from the models",
+        compile_create_table(table, dialect),
+        applies_with="schema",
+    )
+
+
+def detect_schema_drift(conn: Connection, owner: str | None = None) -> Drift:
+    """Compare the database's real tables, columns and indexes with the models.
+
+    ``owner`` (flowcli.db.owner) is read from the database when not given.
+    """
+    from flowcli.db.owner import OWNER_MRC, read_owner
+
     insp = inspect(conn)
     dialect = conn.dialect
     present = set(insp.get_table_names())
+    owner = owner or read_owner(conn)
     drift = Drift()
     for name, table in METADATA.tables.items():
         if name not in present:
+            if name not in SHARED_TABLES and VERSION_TABLE not in present:
+                # flowcli's own tables come with adoption (the version_table finding).
+                continue
             drift.findings.append(
                 Finding(
                     check="missing_table",
@@ -134,12 +170,7 @@ def detect_schema_drift(conn: Connection) -> Drift:
                     detail=f"table {name} is missing: every command that "
                     f"{'logs a step' if name == 'step_execution_logs' else 'uses it'} fails "
                     "(this is the bug report's 'no such table')",
-                    fix=Fix(
-                        "safe",
-                        f"create {name} and its indexes from the models",
-                        compile_create_table(table, dialect),
-                        applies_with="schema",
-                    ),
+                    fix=_missing_table_fix(name, table, dialect, owner),
                     data={"table": name},
                 )
             )
@@ -187,7 +218,9 @@ def detect_schema_drift(conn: Connection) -> Drift:
                     "alone (its own inserts need it to be nullable or defaulted)",
                 )
             )
-        drift.findings.extend(_compare_indexes(conn, insp, name, table, dialect))
+        drift.findings.extend(
+            _compare_indexes(conn, insp, name, table, dialect, unique_ok=owner != OWNER_MRC)
+        )
     for name in sorted(present - set(METADATA.tables) - LEDGER_TABLES):
         if name.startswith("sqlite_"):
             continue
@@ -261,7 +294,7 @@ def _compare_column(table: str, column: Column[Any], found: dict[str, Any]) -> l
 
 
 def _compare_indexes(
-    conn: Connection, insp: Any, name: str, table: Table, dialect: Any
+    conn: Connection, insp: Any, name: str, table: Table, dialect: Any, *, unique_ok: bool
 ) -> list[Finding]:
     have = [(tuple(ix["column_names"]), bool(ix.get("unique"))) for ix in insp.get_indexes(name)]
     for uc in insp.get_unique_constraints(name):
@@ -272,20 +305,26 @@ def _compare_indexes(
     out = []
     for index in table.indexes:
         cols = tuple(c.name for c in index.columns)
-        satisfied = any(c == cols and (u or not index.unique) for c, u in have)
+        # Where a unique index is not flowcli's to add (MRC's database), any index on the
+        # same columns serves flowcli's queries.
+        unique = bool(index.unique) and unique_ok
+        satisfied = any(c == cols and (u or not unique) for c, u in have)
         if satisfied:
             continue
-        if index.unique and _has_duplicates(conn, index):
+        if unique and _has_duplicates(conn, index):
             fix = Fix(
                 "manual",
                 f"rows of {name} repeat ({', '.join(cols)}); remove the "
                 "duplicates, then create the unique index",
             )
         else:
+            statement = str(CreateIndex(index).compile(dialect=dialect)).strip()
+            if index.unique and not unique:
+                statement = statement.replace("CREATE UNIQUE INDEX", "CREATE INDEX", 1)
             fix = Fix(
                 "safe",
                 f"create index {index.name}",
-                [str(CreateIndex(index).compile(dialect=dialect)).strip()],
+                [statement],
                 applies_with="schema",
             )
         out.append(
@@ -293,11 +332,11 @@ def _compare_indexes(
                 check="missing_index",
                 severity="warning",
                 object=str(index.name),
-                detail=f"{'unique ' if index.unique else ''}index on {name}({', '.join(cols)}) is "
+                detail=f"{'unique ' if unique else ''}index on {name}({', '.join(cols)}) is "
                 "missing: "
                 + (
                     "nothing stops a duplicate execution_order"
-                    if index.unique
+                    if unique
                     else "queries on it scan the table"
                 ),
                 fix=fix,

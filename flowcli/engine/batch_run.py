@@ -373,7 +373,7 @@ class _Run:
                         detail=f"session {sid} is {_status(row)}, not failed",
                     )
                     return
-                mark = store.next_execution_order(conn, sid) - 1
+                mark = store.next_execution_order(conn, row) - 1
                 self.record(
                     conn,
                     item,

@@ -1,15 +1,14 @@
 """Debugging a session: fork it after an execution, retry or skip its step, compare two.
 
 A fork's position and loop counters are rebuilt by replaying the planner over the
-copied executions, exactly as the engine reached them. Skip moves a session on as a
-false condition would. Diff aligns two sessions' executions by position.
+copied executions (flowcli.engine.replay), exactly as the engine reached them. Skip
+moves a session on as a false condition would. Diff aligns two sessions' executions by position.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, insert, select, update
@@ -23,8 +22,10 @@ from flowcli.db.log_queries import (
     step_info,
 )
 from flowcli.engine.bounded import bounded, bounded_dumps
+from flowcli.engine.conventions import conventions_for
 from flowcli.engine.planner import advance, plan_step
-from flowcli.engine.snapshot import FlowSnapshot, loads_json, parse_snapshot
+from flowcli.engine.replay import Replay, current_state
+from flowcli.engine.snapshot import loads_json, parse_snapshot
 from flowcli.engine.state import EngineState
 from flowcli.errors import SessionStateError, UsageError
 
@@ -56,60 +57,6 @@ _LOG_COPY_COLUMNS = (
 
 
 # --- fork -----------------------------------------------------------------------------
-
-
-@dataclass
-class _Replay:
-    """The engine's memory and position, replayed one copied execution at a time."""
-
-    snapshot: FlowSnapshot
-    state: EngineState
-    step_id: int | None = None
-    round: int = 1
-    finished: bool = False
-    executed: int = 0
-
-    def apply(self, log: dict[str, Any], new_log_id: int) -> None:
-        status = log["status"]
-        if status not in ("completed", "skipped"):
-            # A failed (or interrupted) attempt leaves the position; the next one counts up.
-            self.state.failed_attempts += 1
-            self.step_id = log["step_id"]
-            self.round = log["round_index"] or self.round
-            self.finished = False
-            return
-        self.executed += 1
-        step = self.snapshot.by_id.get(log["step_id"])
-        recorded = loads_json(log.get("result_data"), {})
-        recorded = recorded if isinstance(recorded, dict) else {}
-        if step is not None:
-            plan = plan_step(self.snapshot, step, log["round_index"] or self.round, self.state)
-            ran = status == "completed"
-            decision = advance(
-                self.snapshot,
-                plan,
-                self.state,
-                log_id=new_log_id,
-                ran=ran,
-                # Both ways out of a loop drop its counter; the log says which one happened.
-                exit_condition_met=(log["result_type"] == "loop_break") if ran else None,
-            )
-            self.state = decision.state
-            self.step_id = decision.next_step.id if decision.next_step else None
-            self.round = decision.next_round
-            self.finished = decision.finished
-        else:
-            self.state.failed_attempts = 0
-        # What the engine recorded wins over the replay (an end_condition, for one).
-        if "next_step_id" in recorded:
-            self.step_id = recorded["next_step_id"]
-        if isinstance(recorded.get("next_round"), int):
-            self.round = recorded["next_round"]
-        if isinstance(recorded.get("finished"), bool):
-            self.finished = recorded["finished"]
-        if self.finished:
-            self.step_id = None
-            self.state.loops.clear()
 
 
 def _batches(
@@ -194,6 +141,7 @@ def fork_session(
     logs_t = store.logs_t
     sr_t = store.session_roles_t
     now = store.utcnow()
+    conventions = conventions_for(db.owner)
     with db.write() as conn:
         src = store.load_session(conn, session_id)
         at = store.fetch_log(conn, at_log_id)
@@ -287,8 +235,12 @@ def fork_session(
             )
             message_map[msg["id"]] = int(result.inserted_primary_key[0])  # type: ignore[index]
 
-        replay = _Replay(snapshot=snapshot, state=EngineState())
         log_map: dict[int, int] = {}
+        replay = Replay(
+            snapshot,
+            rounds_end_on_summary=conventions.rounds_end_on_summary,
+            log_id_for=lambda row: log_map[row["id"]],
+        )
         copied_logs = 0
         for log in _batches(
             conn,
@@ -313,14 +265,17 @@ def fork_session(
             )
             new_log_id = store.insert_log(conn, values)
             log_map[log["id"]] = new_log_id
-            replay.apply(log, new_log_id)
+            replay.feed(log)
             copied_logs += 1
+        _finish_at_fork_point(conn, replay, src, at_order)
 
+        last_step = at["step_id"] if conventions.keeps_last_step else None
         position: dict[str, Any] = {
-            "current_step_id": None if replay.finished else replay.step_id,
+            "current_step_id": last_step if replay.finished else replay.step_id,
             "current_round": replay.round,
-            "executed_steps_count": replay.executed,
-            "engine_state": replay.state.to_json(),
+            # The copies keep their numbers: the fork's next row is numbered above them.
+            "executed_steps_count": at_order,
+            "engine_state": replay.state.stamped(at_order).to_json(),
             "status": "finished" if replay.finished else "running",
             "ended_at": (at.get("completed_at") or now) if replay.finished else None,
         }
@@ -343,6 +298,27 @@ def fork_session(
         },
         "variables": variables,
     }
+
+
+def _finish_at_fork_point(
+    conn: Connection, replay: Replay, src: store.SessionRow, at_order: int
+) -> None:
+    """Apply the fork point's row, knowing where the source session went after it."""
+    logs_t = store.logs_t
+    after = conn.execute(
+        select(logs_t.c.step_id, logs_t.c.round_index)
+        .where(logs_t.c.session_id == src.id, logs_t.c.execution_order > at_order)
+        .order_by(logs_t.c.execution_order)
+        .limit(1)
+    ).first()
+    if after is not None:
+        replay.finish(then_step_id=after[0], then_round=after[1], then_finished=False)
+    elif src.status == "finished":
+        replay.finish(then_step_id=None, then_round=src.current_round, then_finished=True)
+    elif src.status == "running":
+        replay.finish(then_step_id=src.current_step_id, then_round=src.current_round)
+    else:
+        replay.finish()
 
 
 # --- retry and skip -------------------------------------------------------------------
@@ -381,6 +357,7 @@ def skip_step(db: Database, session_id: int, reason: str | None = None) -> dict[
     from flowcli.db.step_tx import StepTx
     from flowcli.engine.runner import recover_abandoned, resident_memory_mb
 
+    conventions = conventions_for(db.owner)
     with db.write() as conn:
         row = store.load_session(conn, session_id, for_update=True)
         status = row.status or "not_started"
@@ -390,10 +367,13 @@ def skip_step(db: Database, session_id: int, reason: str | None = None) -> dict[
                 f" (skip applies to {', '.join(SKIPPABLE_STATUSES)} sessions)"
             )
         now = store.utcnow()
-        state = EngineState.from_json(row.engine_state)
-        # A claim in flight makes the session busy; an abandoned one is marked failed.
-        recover_abandoned(StepTx.over(conn), row, state, now, owner=None)
         snapshot = parse_snapshot(row.flow_snapshot)
+        tx = StepTx.over(conn)
+        state, _rebuilt = current_state(
+            tx, row, snapshot, rounds_end_on_summary=conventions.rounds_end_on_summary
+        )
+        # A claim in flight makes the session busy; an abandoned one is marked failed.
+        recover_abandoned(tx, row, state, now, owner=None)
         if status == "not_started" or row.current_step_id is None:
             step, round_ = snapshot.first_step(), 1
         else:
@@ -418,7 +398,7 @@ def skip_step(db: Database, session_id: int, reason: str | None = None) -> dict[
             "session_id": row.id,
             "step_id": step.id,
             "parent_log_id": plan.parent_log_id,
-            "execution_order": store.next_execution_order(conn, row.id),
+            "execution_order": store.next_execution_order(conn, row),
             "round_index": plan.round,
             "loop_iteration": plan.loop_iteration,
             "attempt_count": plan.attempt,
@@ -434,6 +414,7 @@ def skip_step(db: Database, session_id: int, reason: str | None = None) -> dict[
             "context_snapshot": bounded_dumps(context),
         }
         log_id = store.insert_log(conn, values)
+        order = int(values["execution_order"])
         decision = advance(snapshot, plan, state, log_id=log_id, ran=False)
         data = {
             "skipped": True,
@@ -448,14 +429,17 @@ def skip_step(db: Database, session_id: int, reason: str | None = None) -> dict[
         session_values: dict[str, Any] = {
             "current_step_id": decision.next_step.id if decision.next_step else None,
             "current_round": decision.next_round,
-            "executed_steps_count": (row.executed_steps_count or 0) + 1,
-            "engine_state": decision.state.to_json(),
+            # The skip is an execution logged: MRC's next number (count + 1) is free.
+            "executed_steps_count": order,
+            "engine_state": decision.state.stamped(order).to_json(),
             "error_reason": None,
             "status": "paused" if status == "paused" else "running",
         }
         if decision.finished:
             session_values["status"] = "finished"
             session_values["ended_at"] = now
+            if conventions.keeps_last_step:
+                session_values["current_step_id"] = step.id
         store.update_session(conn, row, session_values)
         log = store.fetch_log(conn, log_id)
     return {

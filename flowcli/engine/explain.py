@@ -1,8 +1,10 @@
 """Why the next step is next, read-only: used by ``run-next --dry-run`` and ``explain``.
 
 It evaluates the step's condition against the session as it is now, shows the loop
-counters and the jumps left, the round and how far the session is from its limits,
-and repeats the decision the previous execution recorded. It never writes.
+counters and the jumps left (rebuilt from the log when the cached engine state is
+absent or stale, as when MRC ran the earlier steps), the round and how far the session
+is from its limits, and repeats the decision the previous execution recorded. It
+never writes.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from sqlalchemy import select
 from flowcli.db import session_store as store
 from flowcli.engine.planner import plan_step
 from flowcli.engine.snapshot import parse_snapshot
-from flowcli.engine.state import EngineState
 from flowcli.errors import ExpressionError
 
 if TYPE_CHECKING:
@@ -23,15 +24,20 @@ if TYPE_CHECKING:
 
 def explain_next(db: Database, session_id: int) -> dict[str, Any]:
     from flowcli.db.step_tx import StepTx
+    from flowcli.engine.conventions import conventions_for
     from flowcli.engine.expressions import compile_expression
+    from flowcli.engine.replay import current_state
     from flowcli.engine.runner import _LazyNames, _view
 
+    conventions = conventions_for(db.owner)
     with db.read() as conn:
         tx = StepTx.over(conn)
         row = store.load_session(conn, session_id)
         snapshot = parse_snapshot(row.flow_snapshot)
         status = row.status or "not_started"
-        state = EngineState.from_json(row.engine_state)
+        state, rebuilt = current_state(
+            tx, row, snapshot, rounds_end_on_summary=conventions.rounds_end_on_summary
+        )
         out: dict[str, Any] = {
             "session_id": session_id,
             "status": status,
@@ -44,6 +50,8 @@ def explain_next(db: Database, session_id: int) -> dict[str, Any]:
                 0, snapshot.max_steps - (row.executed_steps_count or 0)
             ),
             "warnings": snapshot.warnings(),
+            # Where the loop counters and attempts come from: the cache, or the log.
+            "engine_state": "rebuilt from the log" if rebuilt else "cached",
         }
         last = (
             conn.execute(
@@ -74,7 +82,7 @@ def explain_next(db: Database, session_id: int) -> dict[str, Any]:
                 "decision": data.get("decision") if isinstance(data, dict) else None,
                 "error": last["error_message"],
             }
-        if status in ("finished", "cancelled"):
+        if status in store.ENDED_STATUSES:
             out["runnable"] = False
             out["blocked_reason"] = f"the session is {status}"
             out["step"] = None

@@ -33,7 +33,7 @@ templates_t = flow_templates_table
 roles_t = roles_table
 MAX_TOPIC = 2000
 MAX_VAR_CHARS = 65_536
-SESSION_STATUSES = ("not_started", "running", "paused", "finished", "failed", "cancelled")
+SESSION_STATUSES = store.SESSION_STATUSES
 
 
 def parse_assignments(pairs: list[str], what: str) -> list[tuple[str, str]]:
@@ -151,7 +151,7 @@ def create_session(
                 updated_at=now,
                 version=1,
                 variables=vars_json,
-                engine_state=EngineState().to_json(),
+                engine_state=EngineState(at=0).to_json(),
             )
         )
         session_id = int(result.inserted_primary_key[0])  # type: ignore[index]
@@ -294,8 +294,16 @@ _TRANSITIONS = {
 
 
 def transition(db: Database, session_id: int, action: str) -> dict[str, Any]:
-    """Apply a legal status change; anything else is refused with the reason."""
+    """Apply a legal status change; anything else is refused with the reason.
+
+    A cancel writes the owner's word for a forced stop: ``terminated`` on a database MRC
+    owns (MRC does not know ``cancelled``), ``cancelled`` on flowcli's own.
+    """
+    from flowcli.engine.conventions import conventions_for
+
     allowed, target = _TRANSITIONS[action]
+    if action == "cancel":
+        target = conventions_for(db.owner).cancel_status
     with db.write() as conn:
         row = store.load_session(conn, session_id, for_update=True)
         status = row.status or "not_started"

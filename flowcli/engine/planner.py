@@ -57,6 +57,10 @@ def plan_step(snapshot: FlowSnapshot, step: Step, round_: int, state: EngineStat
     )
 
 
+# MRC ends a round after these steps: on MRC's databases the round goes up after them.
+ROUND_ENDING_TASKS = frozenset({"summarize", "conclude"})
+
+
 def advance(
     snapshot: FlowSnapshot,
     plan: StepPlan,
@@ -65,8 +69,16 @@ def advance(
     log_id: int,
     ran: bool,
     exit_condition_met: bool | None = None,
+    observed_jump: bool | None = None,
+    rounds_end_on_summary: bool = False,
 ) -> Advance:
-    """Decide the next position. ``ran`` is False for a skipped step (no loop decision)."""
+    """Decide the next position. ``ran`` is False for a skipped step (no loop decision).
+
+    ``observed_jump`` replays a loop decision already taken (by flowcli or by MRC, read
+    from where the session went next) instead of deciding it. ``rounds_end_on_summary``
+    is MRC's convention: the round goes up by one after a summarize or conclude step
+    that ran; a wrap to the first step after such a step does not add another.
+    """
     new_state = state.copy()
     new_state.failed_attempts = 0
     step = plan.step
@@ -84,10 +96,14 @@ def advance(
     if ran and step.loop is not None:
         own = new_state.loops.setdefault(step.order, LoopState())
         jumps = own.jumps
-        if exit_condition_met:
+        if exit_condition_met or observed_jump is False:
             loop_result, loop_check = "loop_break", False
-            reason = f"exit condition met: loop ends after {jumps} jump(s)"
-        elif jumps < step.loop.max_loops:
+            reason = (
+                f"exit condition met: loop ends after {jumps} jump(s)"
+                if exit_condition_met
+                else f"the loop was left after {jumps} jump(s)"
+            )
+        elif observed_jump or jumps < step.loop.max_loops:
             loop_result, loop_check = "loop_continue", True
             own.jumps = jumps + 1
             target = snapshot.by_order.get(step.loop.to_order)
@@ -103,6 +119,8 @@ def advance(
             new_state.loops.pop(step.order, None)
 
     next_round = plan.round
+    if rounds_end_on_summary and ran and step.task_type in ROUND_ENDING_TASKS:
+        next_round = plan.round + 1
     finished = False
     if target is None and step.next_step_id is not None and step.next_step_id in snapshot.by_id:
         target = snapshot.by_id[step.next_step_id]
@@ -114,7 +132,7 @@ def advance(
     if target is None:
         if plan.round < snapshot.max_rounds:
             target = snapshot.first_step()
-            next_round = plan.round + 1
+            next_round = plan.round + 1  # the same as a summary's raise, never both
             new_state.loops.clear()
             reason = (reason + "; " if reason else "") + f"round {next_round} begins"
         else:

@@ -27,7 +27,9 @@ from flowcli.db.failures import translated
 from flowcli.db.session_store import SessionRow, utcnow
 from flowcli.db.step_tx import StepTx
 from flowcli.engine.bounded import bounded_dumps
+from flowcli.engine.conventions import Conventions, content_summary, conventions_for
 from flowcli.engine.planner import Advance, StepPlan, advance, plan_step
+from flowcli.engine.replay import current_state
 from flowcli.engine.responders import (
     Responder,
     ResponderOptions,
@@ -45,7 +47,8 @@ from flowcli.errors import (
     SessionStateError,
 )
 
-TERMINAL_STATUSES = ("finished", "failed", "cancelled")
+# Statuses at which `auto` stops (a failed session can be resumed, but not driven on).
+TERMINAL_STATUSES = (*store.ENDED_STATUSES, "failed")
 DEFAULT_RETRIES = 2
 # Lease on a claimed step = responder timeout plus this margin.
 LEASE_MARGIN_SECONDS = 30.0
@@ -246,7 +249,8 @@ class SessionRunner:
         self._raw: Any = None
         self._tx: StepTx | None = None
         self._known_order: tuple[int | None, int] | None = None
-        self._state_cache: tuple[str | None, EngineState] | None = None
+        self._state_cache: tuple[tuple[str | None, int | None], EngineState] | None = None
+        self._conventions: Conventions | None = None
         # A worker holds its claim on the session between steps: each write renews it.
         self.hold_lease: float | None = None
         self._vars_cache: tuple[str | None, dict[str, Any]] | None = None
@@ -303,6 +307,8 @@ class SessionRunner:
 
     def attempt(self, *, retries_left: int = 0) -> StepResult:
         """One attempt at the next step, logged whatever its outcome."""
+        # Read before the write transaction opens: it takes a connection of its own.
+        _ = self.conventions
         tx = self._step_tx()
         with translated(self.db):
             try:
@@ -337,20 +343,46 @@ class SessionRunner:
                             "step (its lease expired and another process took over); its "
                             "result was discarded"
                         )
-                    prep.row = row
-                    return self._record(prep, responder, reply, error, retries_left, claim_log_id)
+                    if (row.executed_steps_count or 0) == prep.execution_order:
+                        prep.row = row
+                        return self._record(
+                            prep, responder, reply, error, retries_left, claim_log_id
+                        )
+                    # MRC ignores flowcli's claims: it ran a step meanwhile.
+                    self._abandon_claim(tx, row, claim_log_id)
             except BaseException:
                 self._known_order = None
                 self._role_ids = None
                 raise
+            self._known_order = None
+            raise SessionBusyError(
+                f"session {self.session_id}: another engine (MRC) ran a step while this "
+                "process waited for its responder; its result was discarded"
+            )
 
     # --- preparation ----------------------------------------------------------------
 
-    def _state(self, raw: str | None) -> EngineState:
-        """The engine state, parsed once per distinct JSON text (usually the one we wrote)."""
+    @property
+    def conventions(self) -> Conventions:
+        """How this database's rows are written (its owner's conventions), read once."""
+        if self._conventions is None:
+            self._conventions = conventions_for(self.db.owner)
+        return self._conventions
+
+    def _state(self, tx: StepTx, row: SessionRow, snapshot: FlowSnapshot) -> EngineState:
+        """The engine state: the cached JSON while its stamp matches the session row
+        (parsed once per distinct text, usually the one this runner wrote), else
+        rebuilt from the log (flowcli.engine.replay)."""
+        key = (row.engine_state, row.executed_steps_count)
         cached = self._state_cache
-        if cached is None or cached[0] != raw:
-            cached = (raw, EngineState.from_json(raw))
+        if cached is None or cached[0] != key:
+            state, _rebuilt = current_state(
+                tx,
+                row,
+                snapshot,
+                rounds_end_on_summary=self.conventions.rounds_end_on_summary,
+            )
+            cached = (key, state)
             self._state_cache = cached
         return cached[1].copy()
 
@@ -373,17 +405,18 @@ class SessionRunner:
         return self._responder
 
     def _execution_order(self, tx: StepTx, row: SessionRow) -> int:
-        known = self._known_order
-        if known is not None and known[0] == row.version:
-            return known[1] + 1
-        return tx.next_execution_order(row.id)
+        count = row.executed_steps_count or 0
+        if self._known_order == (row.version, count):
+            # Our own last write: it set the count to its order, and no one wrote since.
+            return count + 1
+        return tx.next_execution_order(row.id, count)
 
     def _prepare(
         self, tx: StepTx, row: SessionRow, snapshot: FlowSnapshot
     ) -> _Prepared | StepResult:
         check_runnable(row)
         now = utcnow()
-        state = self._state(row.engine_state)
+        state = self._state(tx, row, snapshot)
         recover_abandoned(tx, row, state, now, self.owner)
         if row.status == "not_started" or row.current_step_id is None:
             first = snapshot.first_step()
@@ -492,7 +525,9 @@ class SessionRunner:
         if step.speaker not in self._role_prompts:
             # Only the network responders send the prompt; read it once per role.
             if self._responder is not None and not self._responder.is_local:
-                _role_id, prompt = prep.tx.resolve_role(step.speaker, prep.roles_snapshot)
+                _role_id, prompt = prep.tx.resolve_role(
+                    step.speaker, prep.roles_snapshot, prep.row.id
+                )
                 self._role_prompts[step.speaker] = prompt
             else:
                 self._role_prompts[step.speaker] = None
@@ -527,10 +562,32 @@ class SessionRunner:
             self._log_values(prep, {"status": "running", "result_type": None})
         )
         prep.tx.update_session(
-            prep.row, {"lease_owner": self.owner, "lease_expires_at": lease_until}
+            prep.row,
+            {
+                "lease_owner": self.owner,
+                "lease_expires_at": lease_until,
+                # The claimed row is an execution logged: MRC's next number is above it.
+                "executed_steps_count": prep.execution_order,
+                "engine_state": prep.state.copy().stamped(prep.execution_order).to_json(),
+            },
         )
         self._remember_order(prep)
         return log_id
+
+    def _abandon_claim(self, tx: StepTx, row: SessionRow, claim_log_id: int) -> None:
+        """Our claimed row loses to a step another engine (MRC) ran meanwhile: it is
+        marked failed and the claim released (the caller discards the result)."""
+        tx.update_log(
+            claim_log_id,
+            {
+                "status": "failed",
+                "result_type": "error",
+                "error_message": "discarded: another engine ran a step of this session "
+                "while this process waited for its responder",
+                "completed_at": utcnow(),
+            },
+        )
+        tx.update_session(row, {"lease_owner": None, "lease_expires_at": None})
 
     def _lease_after_step(self, *, ended: bool) -> dict[str, Any]:
         """Release the step's claim, or renew the session claim a worker holds."""
@@ -542,7 +599,7 @@ class SessionRunner:
         }
 
     def _remember_order(self, prep: _Prepared) -> None:
-        self._known_order = (prep.row.version, prep.execution_order)
+        self._known_order = (prep.row.version, prep.row.executed_steps_count or 0)
 
     def _log_values(self, prep: _Prepared, extra: dict[str, Any]) -> dict[str, Any]:
         plan = prep.plan
@@ -586,7 +643,14 @@ class SessionRunner:
         }
 
     def _record_skip(self, prep: _Prepared) -> StepResult:
-        decision = advance(prep.snapshot, prep.plan, prep.state, log_id=_PENDING_LOG_ID, ran=False)
+        decision = advance(
+            prep.snapshot,
+            prep.plan,
+            prep.state,
+            log_id=_PENDING_LOG_ID,
+            ran=False,
+            rounds_end_on_summary=self.conventions.rounds_end_on_summary,
+        )
         data = {"skipped": True, "condition": prep.plan.step.condition}
         values = self._log_values(
             prep,
@@ -631,17 +695,30 @@ class SessionRunner:
         if claim_log_id is None:
             self._load_context(prep)
         step = prep.plan.step
+        conventions = self.conventions
         roles = self._session_roles(prep)
         speaker_sr = self._ensure_role(prep, roles, step.speaker)
-        target_sr = self._ensure_role(prep, roles, step.target) if step.target else None
+        if not step.target:
+            target_sr = None
+        elif conventions.creates_target_role:
+            target_sr = self._ensure_role(prep, roles, step.target)
+        else:
+            # MRC names a target only through the session's mapping, and never fails on it.
+            target_sr = roles.get(step.target)
+        if conventions.replies_to_newest:
+            newest = prep.tx.last_message_view(prep.row.id)
+            reply_to = newest[0] if newest else None
+        else:
+            reply_to = prep.context_ids[-1] if prep.context_ids else None
         message_values = {
             "session_id": prep.row.id,
             "speaker_session_role_id": speaker_sr,
             "target_session_role_id": target_sr,
-            "reply_to_message_id": prep.context_ids[-1] if prep.context_ids else None,
+            "reply_to_message_id": reply_to,
             "content": reply.content,
+            "content_summary": content_summary(reply.content),
             "round_index": prep.plan.round,
-            "section": step.task_type,
+            "section": conventions.section(step.task_type),
             "created_at": utcnow(),
         }
         message_id = prep.tx.insert_message(message_values)
@@ -651,7 +728,6 @@ class SessionRunner:
             "speaker": step.speaker,
             "target": step.target,
         }
-        executed = (prep.row.executed_steps_count or 0) + 1
         after = prep.names.with_new_message(
             _view(
                 (
@@ -659,11 +735,12 @@ class SessionRunner:
                     step.speaker,
                     step.target,
                     reply.content,
-                    step.task_type,
+                    message_values["section"],
                     prep.plan.round,
                 )
             ),
-            executed,
+            # This execution is logged with its own number: the count it leaves.
+            prep.execution_order,
         )
         exit_met, loop_error = self._exit_condition(step, after)
         end_met, end_error = (False, None)
@@ -687,6 +764,7 @@ class SessionRunner:
             log_id=_PENDING_LOG_ID,
             ran=True,
             exit_condition_met=exit_met,
+            rounds_end_on_summary=conventions.rounds_end_on_summary,
         )
         if end_met and not decision.finished:
             decision.finished = True
@@ -763,7 +841,7 @@ class SessionRunner:
     def _ensure_role(self, prep: _Prepared, known: dict[str, int], ref: str) -> int:
         """The session_roles id for ``ref``, created (as MRC did, by role name) when missing."""
         if ref not in known:
-            role_id, _prompt = prep.tx.resolve_role(ref, prep.roles_snapshot)
+            role_id, _prompt = prep.tx.resolve_role(ref, prep.roles_snapshot, prep.row.id)
             known[ref] = prep.tx.insert_session_role(prep.row.id, ref, role_id)
         return known[ref]
 
@@ -802,17 +880,21 @@ class SessionRunner:
                 },
             )
         decision.state.replace_log_id(_PENDING_LOG_ID, log_id)
+        order = prep.execution_order
         values: dict[str, Any] = {
             "current_step_id": decision.next_step.id if decision.next_step else None,
             "current_round": decision.next_round,
-            "executed_steps_count": (prep.row.executed_steps_count or 0) + 1,
-            "engine_state": decision.state.to_json(),
+            # Every logged execution counts, so MRC's next number (count + 1) is free.
+            "executed_steps_count": order,
+            "engine_state": decision.state.stamped(order).to_json(),
             **self._lease_after_step(ended=decision.finished),
             "error_reason": None,
         }
         if decision.finished:
             values["status"] = "finished"
             values["ended_at"] = utcnow()
+            if self.conventions.keeps_last_step:
+                values["current_step_id"] = prep.plan.step.id
         prep.tx.update_session(prep.row, values)
         self._remember_order(prep)
         return log_id
@@ -866,7 +948,9 @@ class SessionRunner:
         state = prep.state.copy()
         state.failed_attempts += 1
         session_values: dict[str, Any] = {
-            "engine_state": state.to_json(),
+            # A failed attempt is an execution logged: it counts (MRC numbers above it).
+            "executed_steps_count": prep.execution_order,
+            "engine_state": state.stamped(prep.execution_order).to_json(),
             **self._lease_after_step(ended=final),
         }
         if final:
@@ -916,8 +1000,8 @@ def check_runnable(row: SessionRow) -> None:
     status = row.status or "not_started"
     if status == "finished":
         raise SessionStateError(f"session {row.id} is finished; there is no next step")
-    if status == "cancelled":
-        raise SessionStateError(f"session {row.id} was cancelled")
+    if status in ("cancelled", "terminated"):
+        raise SessionStateError(f"session {row.id} was {status}")
     if status == "failed":
         reason = f": {row.error_reason}" if row.error_reason else ""
         raise SessionStateError(

@@ -348,7 +348,7 @@ def find_sessions(
     from flowcli.errors import UsageError
 
     selector = compile_selector(where)
-    clauses = []
+    clauses: list[Any] = []
     if status:
         bad = [s for s in status if s not in SESSION_STATUSES]
         if bad:

@@ -3,7 +3,10 @@
 It holds what MRC got wrong by keeping nowhere: how many times each active loop has
 jumped back (reset when the loop is entered anew), the log id of each step's first
 pass through the loop (the ``parent_log_id`` of its repeats), and how many attempts
-have failed at the current position.
+have failed at the current position. It is a cache of what the log rows say: ``at``
+stamps the ``executed_steps_count`` it reflects, and when the session row says
+otherwise (MRC ran steps since, or the cache is absent) it is rebuilt from the log
+(flowcli.engine.replay).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ class LoopState:
 class EngineState:
     loops: dict[int, LoopState] = field(default_factory=dict)
     failed_attempts: int = 0
+    # The sessions.executed_steps_count this state reflects; None = unknown (rebuild).
+    at: int | None = None
 
     @classmethod
     def from_json(cls, raw: str | None) -> EngineState:
@@ -49,16 +54,27 @@ class EngineState:
             except (TypeError, ValueError):
                 continue
         attempts = data.get("failed_attempts", 0)
-        return cls(loops=loops, failed_attempts=attempts if isinstance(attempts, int) else 0)
+        at = data.get("at")
+        return cls(
+            loops=loops,
+            failed_attempts=attempts if isinstance(attempts, int) else 0,
+            at=at if isinstance(at, int) and not isinstance(at, bool) else None,
+        )
 
     def to_json(self) -> str:
         return json.dumps(
             {
                 "loops": self.loops_json(),
                 "failed_attempts": self.failed_attempts,
+                "at": self.at,
             },
             separators=(",", ":"),
         )
+
+    def stamped(self, at: int) -> EngineState:
+        """This state, stamped as reflecting ``executed_steps_count == at``."""
+        self.at = at
+        return self
 
     def loops_json(self) -> dict[str, Any]:
         return {str(k): v.to_json() for k, v in sorted(self.loops.items())}
@@ -74,4 +90,5 @@ class EngineState:
         return EngineState(
             loops={k: LoopState(v.jumps, dict(v.first_logs)) for k, v in self.loops.items()},
             failed_attempts=self.failed_attempts,
+            at=self.at,
         )

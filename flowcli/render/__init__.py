@@ -136,6 +136,7 @@ STATUS_STYLES = {
     "not_started": "dim",
     "paused": "yellow",
     "cancelled": "magenta",
+    "terminated": "magenta",
 }
 
 
@@ -468,6 +469,8 @@ def explain_panel(data: dict[str, Any], title: str | None = None) -> None:
             if loop.get("if_run"):
                 line += f"; if run now: {loop['if_run']}"
             grid.add_row("loop", _esc(line))
+        if data.get("engine_state") == "rebuilt from the log":
+            grid.add_row("counters", "rebuilt from the log (the cached state was absent or stale)")
         grid.add_row(
             "termination",
             f"{data['executed_steps']} of {data['max_steps']} max steps; "

@@ -3,7 +3,8 @@
 Why: flowcli must open the databases of the MRC system as they are, so the first
 revision creates MRC's seven tables with MRC's names and types, plus the few indexes
 flowcli's queries need (not MRC's pile of redundant ones), and cascades from a
-session to its children.
+session to its children. On a database MRC created (adopted by stamping this
+revision), its downgrade removes only flowcli's indexes: the tables are MRC's.
 
 Revision ID: 0001
 Revises:
@@ -203,6 +204,18 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    from flowcli.db.owner import OWNER_MRC, infer_owner
+
+    bind = op.get_bind()
+    if infer_owner(bind) == OWNER_MRC:
+        # MRC created these tables (flowcli adopted them by stamping this revision): going
+        # below it removes only the indexes flowcli added, never MRC's tables or rows.
+        for table, indexes in FLOWCLI_INDEXES.items():
+            present = {ix["name"] for ix in sa.inspect(bind).get_indexes(table)}
+            for name in indexes:
+                if name in present:
+                    op.drop_index(name, table_name=table)
+        return
     op.drop_index("ix_messages_session_id_id", table_name="messages")
     op.drop_table("messages")
     op.drop_index("ux_step_logs_session_order", table_name="step_execution_logs")
@@ -215,3 +228,13 @@ def downgrade() -> None:
     op.drop_table("flow_steps")
     op.drop_table("roles")
     op.drop_table("flow_templates")
+
+
+# The indexes this revision creates: on a database MRC owns, all that flowcli added here.
+FLOWCLI_INDEXES = {
+    "messages": ("ix_messages_session_id_id",),
+    "step_execution_logs": ("ux_step_logs_session_order",),
+    "session_roles": ("ix_session_roles_session_ref",),
+    "sessions": ("ix_sessions_status",),
+    "flow_steps": ("ix_flow_steps_template_order",),
+}

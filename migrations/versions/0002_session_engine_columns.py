@@ -3,7 +3,8 @@
 Why: MRC had no lock or version, so two requests could run one step twice, and its
 loop counters lived nowhere. These nullable columns (additive only, so MRC rows stay
 valid) carry the optimistic-concurrency version, the step lease, the loop and retry
-state, the session variables and where a forked session came from.
+state, the session variables and where a forked session came from. The downgrade drops
+them in place (no rebuild of the table, which may be MRC's).
 
 Revision ID: 0002
 Revises: 0001
@@ -38,6 +39,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("sessions") as batch_op:
-        for name, _type in reversed(NEW_COLUMNS):
-            batch_op.drop_column(name)
+    from flowcli.db.migrate import drop_added_columns
+
+    drop_added_columns("sessions", [name for name, _type in reversed(NEW_COLUMNS)])

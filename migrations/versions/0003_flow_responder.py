@@ -25,5 +25,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("flow_templates") as batch_op:
-        batch_op.drop_column("responder")
+    from flowcli.db.migrate import drop_added_columns
+
+    drop_added_columns("flow_templates", ["responder"])

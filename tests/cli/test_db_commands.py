@@ -59,9 +59,9 @@ def test_history_lists_revisions(cli: Cli) -> None:
 
 def test_downgrade_and_stamp(cli: Cli) -> None:
     cli.ok("db", "upgrade")
-    cli.ok("db", "downgrade", "0001")
+    cli.ok("db", "downgrade", "0001", "--yes")
     assert cli.json("db", "current")["current"] == "0001"
-    cli.ok("db", "stamp", HEAD_REVISION)
+    cli.ok("db", "stamp", HEAD_REVISION, "--yes")
     assert cli.json("db", "current")["current"] == HEAD_REVISION
 
 

@@ -134,7 +134,9 @@ def consistency_problems(
     """Every way the file could break flowcli's promise, as sentences; [] when it holds.
 
     integrity_check ok; execution_order 1..n without gap or duplicate; one message per
-    completed execution; executed_steps_count = completed + skipped; completed executions
+    completed execution; executed_steps_count = the number of log rows (every execution
+    logged counts, failed attempts and a claim included: MRC numbers its next row
+    executed_steps_count + 1, so that number must be free); completed executions
     follow the deterministic sequence; nothing stuck (no ``running`` row, no lease),
     except, with ``claim_allowed``, one claim of a network step: its ``running`` row is
     the last one and the session holds its lease.
@@ -156,14 +158,13 @@ def consistency_problems(
     if orders != list(range(1, len(rows) + 1)):
         problems.append(f"execution_order has a gap or a duplicate: {orders[-10:]}")
     completed = [r for r in rows if r["status"] == "completed"]
-    skipped = [r for r in rows if r["status"] == "skipped"]
     if n_messages != len(completed):
         problems.append(f"{n_messages} messages but {len(completed)} completed executions")
     session = session_state(db, session_id)
-    if session["executed_steps_count"] != len(completed) + len(skipped):
+    if session["executed_steps_count"] != len(rows):
         problems.append(
             f"executed_steps_count {session['executed_steps_count']} != "
-            f"{len(completed) + len(skipped)} completed+skipped logs (a lost update)"
+            f"{len(rows)} log rows (a lost update, or a number MRC would reuse)"
         )
     want = expected_orders(loops)
     got = [r["order"] for r in completed]
