@@ -99,3 +99,7 @@ class ResponderError(FlowcliError):
 
 class DoctorError(FlowcliError):
     """The doctor found errors, or a repair did not resolve what it targeted."""
+
+
+class ArchiveError(FlowcliError):
+    """An archive could not be written, read back, verified or restored."""

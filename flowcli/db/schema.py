@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from flowcli.db.connection import Database
 
 VERSION_TABLE = "flowcli_alembic_version"
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0005"
 
 
 def read_revisions(conn: Connection) -> list[str] | None:
