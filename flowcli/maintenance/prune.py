@@ -17,12 +17,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, text
 
+from flowcli.db.session_store import utcnow
 from flowcli.errors import DatabaseError, UsageError
 from flowcli.maintenance.archive import COUNTED, ArchiveWriter, read_session_records, record_counts
 from flowcli.maintenance.selection import (
@@ -120,10 +121,6 @@ class PruneReport:
         }
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
 def default_archive_path(
     db: Database, folder: Path | None = None, now: datetime | None = None
 ) -> Path:
@@ -136,7 +133,7 @@ def default_archive_path(
 
             name = make_url(db.url).database or "database"
             folder = Path.cwd() / f"{name}.archive"
-    stamp = (now or _utcnow()).strftime("%Y%m%dT%H%M%SZ")
+    stamp = (now or utcnow()).strftime("%Y%m%dT%H%M%SZ")
     candidate = folder / f"{stamp}.jsonl.gz"
     n = 1
     while candidate.exists():
@@ -169,7 +166,7 @@ def plan_prune(
     now: datetime | None = None,
 ) -> PrunePlan:
     """Select the sessions and count their rows and bytes; writes nothing."""
-    now = now or _utcnow()
+    now = now or utcnow()
     with db.read() as conn:
         sessions = select_sessions(conn, criteria, now)
         count_rows(conn, sessions)
@@ -259,7 +256,7 @@ def run_prune(
             writer.close()
         raise
     if writer is not None:
-        report.manifest = writer.finish({"finished_at": _utcnow().isoformat(sep=" ")})
+        report.manifest = writer.finish({"finished_at": utcnow().isoformat(sep=" ")})
     report.elapsed_s = time.perf_counter() - started
     return report
 
@@ -406,7 +403,7 @@ def _summarise(conn: Connection, records: Sequence[dict[str, Any]]) -> None:
 
     from flowcli.db.log_summary import load_summary, merge_summaries, summarise_logs
 
-    now = _utcnow()
+    now = utcnow()
     for record in records:
         session = record["session"]
         summary = merge_summaries(
