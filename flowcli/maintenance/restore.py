@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, column, insert, table, text
+from sqlalchemy import Column, Connection, Integer, MetaData, Table, insert, text
 
 from flowcli.errors import ArchiveError
 from flowcli.maintenance.archive import (
@@ -91,9 +91,15 @@ class _Columns:
         return {k: decode_value(v) for k, v in row.items() if not (drop_id and k == "id")}
 
 
-def _table(name: str, columns: Sequence[str]) -> Any:
-    # A lightweight table: values pass through untyped, exactly as they were archived.
-    return table(name, *(column(c) for c in columns))
+def _table(name: str, columns: Sequence[str]) -> Table:
+    # Untyped columns: values pass through exactly as they were archived (timestamps as
+    # the database's own text); only the id is typed, for RETURNING in insert order.
+    return Table(
+        name,
+        MetaData(),
+        Column("id", Integer, primary_key=True),
+        *(Column(c) for c in columns if c != "id"),
+    )
 
 
 def _taken(conn: Connection, table_name: str, ids: Sequence[int]) -> bool:
@@ -117,11 +123,10 @@ def _insert_rows(
     if not new_ids:
         conn.execute(insert(t), rows)
         return [int(r["id"]) for r in rows]
-    result = conn.execute(
-        insert(t).returning(t.c.id, sort_by_parameter_order=True),
-        rows,
-    )
-    return [int(r[0]) for r in result]
+    # One statement a row: a batched RETURNING would need each column's type (to cast
+    # its VALUES on PostgreSQL), and these columns are deliberately untyped.
+    stmt = insert(t).returning(t.c.id)
+    return [int(conn.execute(stmt, row).scalar_one()) for row in rows]
 
 
 def _existing_session(conn: Connection, session: dict[str, Any]) -> int | None:
