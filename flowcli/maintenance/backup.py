@@ -271,14 +271,14 @@ def _lock_exclusively(path: Path) -> sqlite3.Connection:
 
 
 def _fingerprint(path: Path) -> tuple[Any, ...]:
-    out: list[Any] = []
-    for p in (path, Path(f"{path}-wal")):
-        try:
-            st = p.stat()
-            out += [st.st_size, st.st_mtime_ns]
-        except FileNotFoundError:
-            out += [None, None]
-    return tuple(out)
+    """What any write changes: the file's size and time, or its WAL's size (a WAL that is
+    absent and one that is empty are the same: opening the database creates one)."""
+    st = path.stat()
+    try:
+        wal = Path(f"{path}-wal").stat().st_size
+    except FileNotFoundError:
+        wal = 0
+    return (st.st_size, st.st_mtime_ns, wal)
 
 
 @dataclass
@@ -348,10 +348,10 @@ def restore_database(db: Database, source: Path) -> RestoreResult:
         before = _fingerprint(path)
         kept = str(make_backup(path, db.busy_timeout))
     else:
-        before = _fingerprint(path)
+        before = None
     dest = _lock_exclusively(path)
     try:
-        if _fingerprint(path) != before or processes_holding(path):
+        if (before is not None and _fingerprint(path) != before) or processes_holding(path):
             raise DatabaseBusyError(
                 f"{path} changed while its backup was being made (another process opened "
                 f"it); nothing was changed (the backup {kept} was kept)"
