@@ -101,7 +101,7 @@ class RetentionPolicy:
                 raise UsageError(f"{source}: retention.archive_dir must be a folder path")
             folder = Path(archive_dir).expanduser()
             if not folder.is_absolute() and base is not None:
-                folder = base / folder
+                folder = (base / folder).resolve()
         return cls(older_than=older_than, keep_last=keep_last, archive_dir=folder, source=source)
 
     def to_mapping(self) -> dict[str, Any]:
