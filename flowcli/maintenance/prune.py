@@ -294,29 +294,29 @@ def _referenced_from_outside(conn: Connection, ids: Sequence[int]) -> dict[int, 
     from elsewhere, and deleting its target would break (or silently null) it.
     """
     inside = in_clause(ids)
+    # Driven from the batch's own rows (``t``, found by session id) to the rows pointing at
+    # them (``o``, found through the pointer indexes): a cost per batch row, never a scan.
+    # (SQLite keeps a CROSS JOIN's order; PostgreSQL plans it as an inner join.)
     checks = (
         (
-            "SELECT t.session_id, o.session_id FROM step_execution_logs o "
-            "JOIN step_execution_logs t ON t.id = o.parent_log_id "
-            f"WHERE o.parent_log_id IS NOT NULL AND t.session_id IN {inside} "
+            "SELECT t.session_id, o.session_id FROM step_execution_logs t "
+            "CROSS JOIN step_execution_logs o "
+            f"WHERE t.session_id IN {inside} AND o.parent_log_id = t.id "
             f"AND o.session_id NOT IN {inside}"
         ),
         (
-            "SELECT t.session_id, o.session_id FROM messages o "
-            "JOIN messages t ON t.id = o.reply_to_message_id "
-            f"WHERE o.reply_to_message_id IS NOT NULL AND t.session_id IN {inside} "
+            "SELECT t.session_id, o.session_id FROM messages t CROSS JOIN messages o "
+            f"WHERE t.session_id IN {inside} AND o.reply_to_message_id = t.id "
             f"AND o.session_id NOT IN {inside}"
         ),
         (
-            "SELECT t.session_id, o.session_id FROM messages o "
-            "JOIN session_roles t ON t.id = o.speaker_session_role_id "
-            f"WHERE o.speaker_session_role_id IS NOT NULL AND t.session_id IN {inside} "
+            "SELECT t.session_id, o.session_id FROM session_roles t CROSS JOIN messages o "
+            f"WHERE t.session_id IN {inside} AND o.speaker_session_role_id = t.id "
             f"AND o.session_id NOT IN {inside}"
         ),
         (
-            "SELECT t.session_id, o.session_id FROM messages o "
-            "JOIN session_roles t ON t.id = o.target_session_role_id "
-            f"WHERE o.target_session_role_id IS NOT NULL AND t.session_id IN {inside} "
+            "SELECT t.session_id, o.session_id FROM session_roles t CROSS JOIN messages o "
+            f"WHERE t.session_id IN {inside} AND o.target_session_role_id = t.id "
             f"AND o.session_id NOT IN {inside}"
         ),
     )
@@ -338,12 +338,10 @@ def _delete_batch(
     tables = ["step_execution_logs"] if logs_only else list(CHILD_TABLES)
     with db.write() as conn:
         _lock_sessions(conn, ids)
-        now_rows = {
-            int(r["id"]): dict(r)
-            for r in conn.execute(
-                text(f"SELECT * FROM sessions WHERE id IN {in_clause(ids)}")
-            ).mappings()
-        }
+        result = conn.execute(text(f"SELECT * FROM sessions WHERE id IN {in_clause(ids)}"))
+        keys = list(result.keys())
+        rows = [dict(zip(keys, r, strict=True)) for r in result.fetchall()]
+        now_rows = {int(r["id"]): r for r in rows}
         counts = _current_counts(conn, ids, tables)
         outside = {} if logs_only else _referenced_from_outside(conn, ids)
         doomed: list[dict[str, Any]] = []
