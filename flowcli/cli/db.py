@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from flowcli.cli.options import YesOption
+from flowcli.cli.options import MAX_ID, YesOption
 from flowcli.cli.state import open_db
 
 app = typer.Typer(
@@ -212,6 +212,7 @@ def prune(
         typer.Argument(
             help="Prune exactly these sessions (any status; not while a step runs).",
             min=1,
+            max=MAX_ID,
             show_default=False,
         ),
     ] = None,

@@ -379,6 +379,7 @@ def test_on_a_terminal_prune_asks_first(cli: Cli, tmp_path: Path) -> None:
     code, text = run("y")
     assert code == 0, text
     assert "pruned 1 session(s)" in text
+    assert "pruning" in text and "1/1 sessions" in text  # the progress display
     assert ids["finished"] not in _session_ids(cli)
 
 
