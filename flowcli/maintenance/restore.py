@@ -20,6 +20,7 @@ the job. The rules, in order:
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -426,6 +427,44 @@ def restore_archive(
     report = RestoreReport(archive=summary, dry_run=dry_run)
     if dry_run:
         return report
+    try:
+        _restore_batches(db, path, report, progress)
+    except BaseException:
+        # What was restored stays (each session is whole); its ids must not collide later.
+        with contextlib.suppress(Exception):
+            _advance_sequences(db)
+        raise
+    _advance_sequences(db)
+    return report
+
+
+def _advance_sequences(db: Database) -> None:
+    """PostgreSQL hands out ids from sequences, which rows inserted with their own ids do
+    not move: set each past the highest id, or the next insert would collide."""
+    if db.is_sqlite:
+        return
+    with db.write() as conn:
+        for table in (*RESTORED_TABLES, "flow_steps"):
+            seq = conn.execute(
+                text("SELECT pg_get_serial_sequence(:t, 'id')"), {"t": table}
+            ).scalar()
+            if seq is None:
+                continue
+            conn.execute(
+                text(
+                    f"SELECT setval(:s, greatest((SELECT coalesce(max(id), 0) FROM {table}), "
+                    f"(SELECT last_value FROM {seq})))"
+                ),
+                {"s": seq},
+            )
+
+
+def _restore_batches(
+    db: Database,
+    path: Path,
+    report: RestoreReport,
+    progress: Callable[[int, int], None] | None,
+) -> None:
     done = 0
     cols: _Columns | None = None
     for batch in iter_batches(path):
@@ -451,5 +490,4 @@ def restore_archive(
                 report.rows[key] += n
             done += 1
             if progress is not None:
-                progress(done, summary.sessions)
-    return report
+                progress(done, report.archive.sessions)

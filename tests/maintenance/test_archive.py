@@ -346,3 +346,22 @@ def test_restore_archive_of_a_missing_file_is_one_line(cli: Cli, tmp_path: Path)
     result = cli("db", "restore-archive", str(tmp_path / "nope.jsonl.gz"))
     assert result.exit_code == 1
     assert result.stderr.startswith("Error: archive ") and "does not exist" in result.stderr
+
+
+@pytest.mark.postgres
+def test_restored_ids_move_postgres_sequences_past_them(
+    pg_url: str, runner, tmp_path: Path
+) -> None:
+    """Restoring into a database whose sequences are behind (a fresh one, another server):
+    the next rows must not collide with the restored ids."""
+    cli = Cli(runner, pg_url)
+    flow = import_flow(cli, LOOP_FLOW)
+    ids = _run_sessions(cli, 2, flow)
+    archive = tmp_path / "seq.jsonl.gz"
+    cli.ok("db", "prune", "--older-than", "0s", "--yes", "--archive", str(archive))
+    for table in ("sessions", "session_roles", "messages", "step_execution_logs"):
+        cli.sql(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), 1, false)")
+    assert cli.json("db", "restore-archive", str(archive))["restored"] == 2
+    (new,) = _run_sessions(cli, 1, flow)
+    assert new > max(ids)
+    assert cli.json("logs", "stats", str(new))["total"]["runs"] == 9
