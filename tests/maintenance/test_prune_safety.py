@@ -209,3 +209,6 @@ def test_kill_9_during_prune_leaves_every_session_whole(tmp_path: Path) -> None:
     finally:
         database.dispose()
     assert {sid: session_rows(db, sid) for sid in ids} == baseline, (tally, archived_and_present)
+    # …and nothing twice: a session the archive holds but no kill let the prune delete was
+    # skipped by the restore, not copied under new ids.
+    assert _count(db, "SELECT count(*) FROM sessions") == len(ids)
