@@ -407,8 +407,8 @@ def restore(
     yes: YesOption = False,
     json_out: JsonOption = False,
 ) -> None:
-    """Replace the database with a backup; refused while a process holds it. The current
-    file is kept as a backup first."""
+    """Replace the database with a backup (refused while a process holds it; the current
+    file is kept first)."""
     from flowcli.maintenance.backup import check_restore_source, restore_database
     from flowcli.render import info, print_json
 
