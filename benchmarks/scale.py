@@ -111,9 +111,15 @@ def doctor_check_ms(path: Path, env: dict[str, str]) -> dict[str, float]:
         text=True,
         env=env,
     ).stdout
-    groups: dict[str, float] = {"file": 0.0, "version": 0.0, "schema": 0.0, "state": 0.0}
+    groups: dict[str, float] = {
+        "file": 0.0,
+        "version": 0.0,
+        "schema": 0.0,
+        "state": 0.0,
+        "storage": 0.0,
+    }
     for check in json.loads(out)["checks"]:
-        groups[check["group"]] += check.get("duration_ms") or 0.0
+        groups[check["group"]] = groups.get(check["group"], 0.0) + (check.get("duration_ms") or 0.0)
     return groups
 
 
@@ -202,7 +208,7 @@ def main() -> int:
         checks_big = doctor_check_ms(big, env)
         checks_small = doctor_check_ms(small, env)
         print(f"{'check group':14s} {'1,000 rows':>12s} {f'{args.rows:,} rows':>14s}")
-        for group in ("file", "version", "schema", "state"):
+        for group in ("file", "version", "schema", "state", "storage"):
             print(f"{group:14s} {checks_small[group]:10.1f}ms {checks_big[group]:12.1f}ms")
         schema_state_ratio = (checks_big["schema"] + checks_big["state"]) / max(
             checks_small["schema"] + checks_small["state"], 0.001

@@ -110,3 +110,7 @@ class ConfigError(FlowcliError):
     and the key."""
 
     exit_code = 2
+
+
+class ArchiveError(FlowcliError):
+    """An archive could not be written, read back, verified or restored."""

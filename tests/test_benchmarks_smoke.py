@@ -291,3 +291,29 @@ def test_where_benchmark_runs_and_counts_agree() -> None:
     assert lines[0].startswith("flowcli session count --where: 2,000 sessions, median of 1")
     assert sum(" = " in line for line in lines) == 3 and " != " not in result.stdout
     assert "sql+sandbox" in result.stdout and lines[-1].startswith("SQL-expressible selectors")
+
+
+def test_prune_benchmark_runs() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "benchmarks" / "prune.py"),
+            "--rows",
+            "600",
+            "--per-session",
+            "20",
+            "--auto-steps",
+            "20",
+        ],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("flowcli db prune: 600 log rows (1,290 rows in all) in 30 sessions")
+    assert "log rows/s" in lines[1] and "sessions, verified" in lines[1]
+    assert lines[3].startswith("auto alone") and lines[4].startswith("auto during prune")
+    assert lines[-1].startswith("longest wait of a concurrent step: ")
+    assert "busy timeout 5,000 ms" in lines[-1]

@@ -34,3 +34,6 @@ def test_wheel_contains_migrations_and_examples(tmp_path: Path) -> None:
     assert "flowcli/migrations/script.py.mako" in names
     assert {"flowcli/migrations/versions/0001_mrc_tables.py", "flowcli/examples/demo.yaml"} <= names
     assert {"flowcli/examples/teaching_loop.yaml", "flowcli/examples/debate.yaml"} <= names
+    # Every package of the source tree ships (pyproject lists them one by one).
+    for init in sorted((REPO_ROOT / "flowcli").rglob("__init__.py")):
+        assert init.relative_to(REPO_ROOT).as_posix() in names

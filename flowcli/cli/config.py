@@ -26,7 +26,21 @@ def show(ctx: typer.Context, json_out: JsonOption = False) -> None:
         from flowcli.config import load
 
         config = load()
+    from flowcli.maintenance.retention import retention_policy
+
     rows = config.shown()
+    policy = retention_policy()
+    # The retention policy `db prune --policy` applies ([retention]; docs/maintenance.md).
+    for key, value in policy.to_mapping().items():
+        if key != "source":
+            rows.append(
+                {
+                    "key": f"retention.{key}",
+                    "value": value,
+                    "source": policy.source if value is not None else "default (none)",
+                    "help": "applied by `flowcli db prune --policy`",
+                }
+            )
     files = [{"kind": f.kind, "path": str(f.path)} for f in config.files]
     if json_out:
         print_json({"settings": rows, "files": files})

@@ -31,7 +31,7 @@ COMMANDS: dict[str, LazyCommand] = {
     "db": LazyCommand(
         "flowcli.cli.db",
         "app",
-        "Create, migrate and inspect the database schema.",
+        "Create, migrate, inspect, back up and prune the database.",
     ),
     "flow": LazyCommand(
         "flowcli.cli.flow",

@@ -6,7 +6,9 @@ from typing import Annotated
 import typer
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
-YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+YesOption = Annotated[
+    bool, typer.Option("--yes", "-y", help="Do not ask (required when not on a terminal).")
+]
 # SQLite's (and PostgreSQL's bigint) limit, so a huge id is a usage error naming the argument.
 MAX_ID = 2**63 - 1
 SessionIdArg = Annotated[

@@ -411,23 +411,35 @@ def step_stats(db: Database, session_id: int) -> dict[str, Any]:
     """Per step: runs (completed), skips, failures, duration p50/p95/max, peak memory.
 
     Durations are those of completed runs; memory is the peak over every execution.
+    Executions whose rows `db prune --logs-only` dropped are counted from the summary it
+    left in the session (``pruned`` says how many); percentiles of a step that has both
+    summarised and remaining executions are those of the larger part.
     """
+    from flowcli.db.log_summary import covered, load_summary, merge_summaries
     from flowcli.db.session_store import load_session
 
     per_step: dict[int, dict[str, Any]] = {}
     with db.read() as conn:
         load_session(conn, session_id)
+        summary = load_summary(
+            conn.execute(
+                select(sessions_table.c.log_summary).where(sessions_table.c.id == session_id)
+            ).scalar()
+        )
         result = conn.execution_options(stream_results=True, yield_per=2000).execute(
             select(
                 logs_t.c.step_id,
                 logs_t.c.status,
                 logs_t.c.duration_ms,
                 logs_t.c.memory_usage_mb,
+                logs_t.c.execution_order,
             )
             .where(logs_t.c.session_id == session_id)
             .order_by(logs_t.c.execution_order)
         )
-        for step_id, status, duration, memory in result:
+        for step_id, status, duration, memory, order in result:
+            if summary is not None and covered(summary, order):
+                continue  # restored from an archive: the summary already counts it
             entry = per_step.get(step_id)
             if entry is None:
                 entry = per_step[step_id] = {
@@ -452,27 +464,50 @@ def step_stats(db: Database, session_id: int) -> dict[str, Any]:
             ):
                 entry["max_memory_mb"] = memory
         infos = _step_infos(conn, session_id, list(per_step))
-    steps = []
-    totals = {"executions": 0, "runs": 0, "skips": 0, "failures": 0}
+    live: dict[str, dict[str, Any]] = {}
     for step_id, entry in per_step.items():
         durations = sorted(entry.pop("durations"))
         info = infos.get(step_id, {})
-        steps.append(
-            {
-                "step_id": step_id,
-                "order": info.get("order"),
-                "speaker": info.get("speaker"),
-                "task_type": info.get("task_type"),
-                **entry,
-                "p50_ms": percentile(durations, 0.50),
-                "p95_ms": percentile(durations, 0.95),
-                "max_ms": durations[-1] if durations else None,
-            }
-        )
-        for key in totals:
-            totals[key] += entry[key]
+        live[str(step_id)] = {
+            "order": info.get("order"),
+            "speaker": info.get("speaker"),
+            "task_type": info.get("task_type"),
+            **entry,
+            "duration_count": len(durations),
+            "duration_total_ms": sum(durations),
+            "p50_ms": percentile(durations, 0.50),
+            "p95_ms": percentile(durations, 0.95),
+            "max_ms": durations[-1] if durations else None,
+        }
+    if summary is not None:
+        live = merge_summaries(
+            summary, {"steps": live, "covers": [], "executions": 0, "summarised_at": None}
+        )["steps"]
+    steps = []
+    totals = {"executions": 0, "runs": 0, "skips": 0, "failures": 0}
+    for key, entry in live.items():
+        step: dict[str, Any] = {
+            "step_id": int(key),
+            "order": entry.get("order"),
+            "speaker": entry.get("speaker"),
+            "task_type": entry.get("task_type"),
+            **{k: int(entry.get(k) or 0) for k in totals},
+            "max_memory_mb": entry.get("max_memory_mb"),
+            "p50_ms": entry.get("p50_ms"),
+            "p95_ms": entry.get("p95_ms"),
+            "max_ms": entry.get("max_ms"),
+        }
+        steps.append(step)
+        for k in totals:
+            totals[k] += step[k]
     steps.sort(key=lambda s: (s["order"] if isinstance(s["order"], int) else 0, s["step_id"]))
-    return {"session_id": session_id, "steps": steps, "total": totals}
+    data: dict[str, Any] = {"session_id": session_id, "steps": steps, "total": totals}
+    if summary is not None:
+        data["pruned"] = {
+            "executions": summary.get("executions"),
+            "summarised_at": summary.get("summarised_at"),
+        }
+    return data
 
 
 def _elapsed_ms(start: datetime, moment: datetime) -> float:

@@ -96,6 +96,7 @@ class Session(Base):
     variables: Mapped[str | None]
     forked_from_session_id: Mapped[int | None]
     forked_from_log_id: Mapped[int | None]
+    log_summary: Mapped[str | None]
 
 
 class SessionRole(Base):

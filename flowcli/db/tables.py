@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 # Named constraints keep Alembic's batch mode (table rebuilds on SQLite) predictable.
@@ -113,6 +114,9 @@ sessions_table = Table(
     # lineage of `session fork`.
     Column("forked_from_session_id", Integer),
     Column("forked_from_log_id", Integer),
+    # log_summary (revision 0005): JSON per-step counts and durations written by
+    # `db prune --logs-only` before it drops the step logs, so `logs stats` still answers.
+    Column("log_summary", Text),
     Index("ix_sessions_status", "status"),
 )
 
@@ -141,6 +145,27 @@ messages_table = Table(
     Column("section", String(100)),
     Column("created_at", DateTime),
     Index("ix_messages_session_id_id", "session_id", "id"),
+    # Revision 0005: deleting a session role or a message makes the database look for
+    # rows that still point at it (a foreign key check per deleted row); without these
+    # indexes each look-up scans the whole table. Partial: only rows that do point.
+    Index(
+        "ix_messages_speaker_session_role_id",
+        "speaker_session_role_id",
+        sqlite_where=text("speaker_session_role_id IS NOT NULL"),
+        postgresql_where=text("speaker_session_role_id IS NOT NULL"),
+    ),
+    Index(
+        "ix_messages_target_session_role_id",
+        "target_session_role_id",
+        sqlite_where=text("target_session_role_id IS NOT NULL"),
+        postgresql_where=text("target_session_role_id IS NOT NULL"),
+    ),
+    Index(
+        "ix_messages_reply_to_message_id",
+        "reply_to_message_id",
+        sqlite_where=text("reply_to_message_id IS NOT NULL"),
+        postgresql_where=text("reply_to_message_id IS NOT NULL"),
+    ),
 )
 
 # One row per step execution: ``id`` plus exactly the 20 columns of MRC's INSERT.
@@ -172,6 +197,13 @@ step_logs_table = Table(
     # number two rows alike, so flowcli must not add a constraint it can violate
     # (docs/mrc.md); MRC's own non-unique idx_step_logs_session_execution_order serves.
     Index(UNIQUE_ORDER_INDEX, "session_id", "execution_order", unique=True),
+    # Revision 0005: the foreign key look-up of a deleted log's repeats (see messages).
+    Index(
+        "ix_step_execution_logs_parent_log_id",
+        "parent_log_id",
+        sqlite_where=text("parent_log_id IS NOT NULL"),
+        postgresql_where=text("parent_log_id IS NOT NULL"),
+    ),
 )
 
 # flowcli's own ledger (revision 0004), key/value: who owns the database (``owner``:

@@ -857,3 +857,7 @@ def list_checks() -> list[dict[str, str]]:
         }
         for c in REGISTRY
     ]
+
+
+# Checks kept in modules of their own register themselves on import.
+from flowcli.doctor import storage as _storage  # noqa: E402,F401

@@ -26,6 +26,10 @@ _REMOVED_BY: dict[str, tuple[str, str]] = {
         "tables flowcli_batches, flowcli_batch_items (the record of batches)",
         "tables flowcli_batches, flowcli_batch_items (the record of batches)",
     ),
+    "0005": (
+        "column sessions.log_summary (what `db prune --logs-only` kept) and four look-up indexes",
+        "column sessions.log_summary and flowcli's four look-up indexes",
+    ),
     "0004": ("table flowcli_meta (the owner record)", "table flowcli_meta (the owner record)"),
     "0003": ("column flow_templates.responder", "column flow_templates.responder"),
     "0002": (

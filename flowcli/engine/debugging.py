@@ -72,7 +72,8 @@ def _batches(
         after = rows[-1][key]
 
 
-def _remap_result_data(raw: str | None, message_map: dict[int, int]) -> str | None:
+def remap_result_data(raw: str | None, message_map: dict[int, int]) -> str | None:
+    """A log's result_data pointing at the copied message (fork; archive restore)."""
     data = loads_json(raw, None)
     if not isinstance(data, dict) or data.get("message_id") not in message_map:
         return raw
@@ -80,7 +81,8 @@ def _remap_result_data(raw: str | None, message_map: dict[int, int]) -> str | No
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
-def _remap_context(raw: str | None, message_map: dict[int, int], log_map: dict[int, int]) -> Any:
+def remap_context(raw: str | None, message_map: dict[int, int], log_map: dict[int, int]) -> Any:
+    """A log's context_snapshot with its message ids and first-pass log ids remapped."""
     data = loads_json(raw, None)
     if not isinstance(data, dict):
         return raw
@@ -260,8 +262,8 @@ def fork_session(
             values.update(
                 session_id=new_id,
                 parent_log_id=log_map.get(log["parent_log_id"]),
-                result_data=_remap_result_data(log["result_data"], message_map),
-                context_snapshot=_remap_context(log["context_snapshot"], message_map, log_map),
+                result_data=remap_result_data(log["result_data"], message_map),
+                context_snapshot=remap_context(log["context_snapshot"], message_map, log_map),
             )
             new_log_id = store.insert_log(conn, values)
             log_map[log["id"]] = new_log_id

@@ -7,7 +7,7 @@ session exactly once. Both tables are flowcli's own; nothing of MRC's is altered
 items carry no foreign key to MRC's sessions (one would stop MRC deleting its sessions).
 
 Revision ID: 0006
-Revises: 0003
+Revises: 0005
 Create Date: 2026-12-02
 """
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006"
-down_revision = "0004"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
