@@ -99,3 +99,7 @@ class ResponderError(FlowcliError):
 
 class DoctorError(FlowcliError):
     """The doctor found errors, or a repair did not resolve what it targeted."""
+
+
+class MissingExtraError(FlowcliError):
+    """A command needs an optional dependency that is not installed (its extra says which)."""

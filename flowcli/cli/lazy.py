@@ -83,6 +83,12 @@ COMMANDS: dict[str, LazyCommand] = {
         "worker",
         "Run the steps of every running session (not_started ones wait for `session start`).",
     ),
+    "tui": LazyCommand(
+        "flowcli.cli.tui",
+        "tui",
+        "A live, keyboard-first session debugger: logs, transcript, explain, breakpoints, "
+        "step, run, fork and diff (needs `pip install 'flowcli[tui]'`; `?` lists the keys).",
+    ),
 }
 
 
