@@ -135,11 +135,9 @@ class FlowcliApp(App[None]):
         from flowcli.tui.screens.sessions import SessionsScreen
 
         self.push_screen(SessionsScreen())
-        if self.start_session is not None:
-            self.open_session(self.start_session)
         self.check_database()
 
-    @work(thread=True, exit_on_error=False, group="startup")
+    @work(thread=True, group="startup")
     def check_database(self) -> None:
         """The schema guard (and the session given on the command line), after the first
         frame: the screen is up at once, and a bad database ends the app with one line."""
@@ -162,6 +160,9 @@ class FlowcliApp(App[None]):
             reload = getattr(screen, "reload", None)
             if reload is not None:
                 reload()
+        if self.start_session is not None:
+            # Opened once the session is known to exist, over the list it belongs to.
+            self.open_session(self.start_session)
 
     def fail(self, exc: BaseException) -> None:
         """End the app; the command line reports ``exc`` as every command does."""
@@ -231,7 +232,7 @@ class FlowcliApp(App[None]):
         self._run_worker(run, action, done, failed)
         return True
 
-    @work(thread=True, exit_on_error=False, group="action")
+    @work(thread=True, group="action")
     def _run_worker(
         self,
         run: RunInProgress,

@@ -52,6 +52,7 @@ class SessionHead:
     lease_owner: str | None
     variables: dict[str, Any]
     steps: list[dict[str, Any]]
+    forked_from: tuple[int, int | None] | None = None  # (session id, log id)
     # Changes whenever anything about the session changes (for re-reading explain).
     change_key: tuple[Any, ...] = ()
 
@@ -112,6 +113,8 @@ def read_session(
     """The session's head, the log rows settled after ``after_order`` (the newest
     ``window`` when None), the messages after ``after_message_id``, and ``explain``
     when the session changed since ``known_key``."""
+    from sqlalchemy import select
+
     from flowcli.db import session_store as store
     from flowcli.db.log_queries import (
         IN_FLIGHT_STATUSES,
@@ -121,6 +124,7 @@ def read_session(
         logs_after,
         settled_order,
     )
+    from flowcli.db.tables import sessions_table
     from flowcli.engine.explain import explain_next
     from flowcli.engine.transcript import session_transcript
     from flowcli.errors import FlowcliError
@@ -136,8 +140,13 @@ def read_session(
             steps = _steps(snapshot)
             if row.current_step_id is not None and row.current_step_id in snapshot.by_id:
                 current_order = snapshot.by_id[row.current_step_id].order
-        except Exception:  # noqa: BLE001 - a broken snapshot is shown as a warning by explain
-            pass
+        except FlowcliError:
+            pass  # a snapshot the engine cannot read: explain says so, the log still shows
+        lineage = conn.execute(
+            select(
+                sessions_table.c.forked_from_session_id, sessions_table.c.forked_from_log_id
+            ).where(sessions_table.c.id == session_id)
+        ).first()
         settled = settled_order(conn, session_id)
         reset = after_order is None
         if not reset:
@@ -162,6 +171,7 @@ def read_session(
             lease_owner=row.lease_owner,
             variables=row.vars(),
             steps=steps,
+            forked_from=(lineage[0], lineage[1]) if lineage and lineage[0] else None,
             change_key=(
                 row.version,
                 row.status,

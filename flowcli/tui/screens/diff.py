@@ -47,7 +47,8 @@ class DiffScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.sub_title = f"diff {self.session_a} / {self.session_b}"
-        self.message_width = max(8, (self.app.size.width - 48) // 2)
+        # The fixed columns and the cell padding take 66 cells; the messages share the rest.
+        self.message_width = max(8, (self.app.size.width - 66) // 2)
         table = self.query_one("#diff-table", DataTable)
         for label, width in (
             ("", 6),
@@ -65,7 +66,7 @@ class DiffScreen(Screen[None]):
         table.focus()
         self._read()
 
-    @work(thread=True, exit_on_error=False, group="diff")
+    @work(thread=True, group="diff")
     def _read(self) -> None:
         from flowcli.tui.app import describe_failure
         from flowcli.tui.data import read_diff

@@ -25,6 +25,7 @@ from flowcli.tui.views import (
     step_row,
     transcript_view,
 )
+from flowcli.tui.widgets import Bar
 
 if TYPE_CHECKING:
     from flowcli.tui.app import FlowcliApp, RunInProgress
@@ -108,12 +109,14 @@ class SessionScreen(Screen[None]):
         self.more_messages_before = False
         self.change_key: tuple[Any, ...] | None = None
         self.in_flight: dict[str, Any] | None = None
-        self.loading = False
+        self.reading = False
+        self.widgets_ready = False
         self.read_error: str | None = None
         self.outcome: Text = Text("")
         # Where the last run stopped at a breakpoint: (step id, executed steps) then.
         self.break_position: tuple[int | None, int] | None = None
         self.detail_log: int | None = None
+        self.detail_shown: int | None = None
 
     @property
     def flowcli(self) -> FlowcliApp:
@@ -123,7 +126,7 @@ class SessionScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static(Text(f"session {self.session_id}: loading…"), id="head", classes="bar")
+        yield Bar(Text(f"session {self.session_id}: loading…"), id="head", classes="bar")
         with Horizontal(id="main"):
             with Vertical(id="left"):
                 yield Static("executions", classes="pane-title")
@@ -141,7 +144,7 @@ class SessionScreen(Screen[None]):
                 with TabPane("4 Steps", id="steps"):
                     table: DataTable[Any] = DataTable(id="steps-table", cursor_type="row")
                     yield table
-        yield Static(Text(""), id="run-status", classes="bar")
+        yield Bar(Text(""), id="run-status", classes="bar")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -159,19 +162,28 @@ class SessionScreen(Screen[None]):
         ):
             table.add_column(label, width=width)
         self.query_one(LogTree).focus()
-        self.set_interval(self.flowcli.interval, self.reload)
+        self.ticker = self.set_interval(self.flowcli.interval, self.reload)
+        self.widgets_ready = True  # the widgets the first read fills exist now
         self._show_status()
+        self.reload()
+
+    def on_screen_suspend(self) -> None:
+        # Under a dialog or another session: stop polling until it is shown again.
+        self.ticker.pause()
+
+    def on_screen_resume(self) -> None:
+        self.ticker.resume()
         self.reload()
 
     # --- reading --------------------------------------------------------------------------
 
     def reload(self) -> None:
-        if not self.flowcli.database_ready or self.loading:
+        if not self.flowcli.database_ready or self.reading or not self.widgets_ready:
             return
-        self.loading = True
+        self.reading = True
         self._load(self.settled_order, self.last_message_id, self.change_key)
 
-    @work(thread=True, exit_on_error=False, group="session-load")
+    @work(thread=True, group="session-load")
     def _load(
         self, after_order: int | None, after_message: int | None, known: tuple[Any, ...] | None
     ) -> None:
@@ -193,12 +205,12 @@ class SessionScreen(Screen[None]):
         self.app.call_from_thread(self._apply, update)
 
     def _read_failed(self, message: str) -> None:
-        self.loading = False
+        self.reading = False
         self.read_error = message
         self._show_status()
 
     def _apply(self, update: SessionUpdate) -> None:
-        self.loading = False
+        self.reading = False
         self.read_error = None
         tree = self.query_one(LogTree)
         if update.reset:
@@ -251,9 +263,12 @@ class SessionScreen(Screen[None]):
                 f"({one_line(head.lease_owner or 'another process', 40)})",
                 style="cyan",
             )
+        if head.forked_from is not None:
+            source, log = head.forked_from
+            text.append(f" · fork of session {source}" + (f" after log {log}" if log else ""))
         if head.error_reason and head.status == "failed":
             text.append(f"\n{printable(head.error_reason, limit=300)}", style="red")
-        self.query_one("#head", Static).update(text)
+        self.query_one("#head", Bar).show(text)
 
     def _show_transcript(self) -> None:
         body = self.query_one("#transcript-body", Static)
@@ -274,7 +289,7 @@ class SessionScreen(Screen[None]):
                 *step_row(
                     step,
                     breakpoint=step["order"] in breaks.orders,
-                    current=step["order"] == head.current_order
+                    current=step["order"] == head.next_order
                     and head.status in ("running", "not_started", "paused"),
                 ),
                 key=str(step["order"]),
@@ -303,7 +318,7 @@ class SessionScreen(Screen[None]):
             "\nbreakpoints: " + ("; ".join(where) if where else "none (b sets one, w a condition)"),
             style="dim" if not where else "red",
         )
-        self.query_one("#run-status", Static).update(line)
+        self.query_one("#run-status", Bar).show(line)
 
     # --- the selected execution ---------------------------------------------------------------
 
@@ -317,7 +332,7 @@ class SessionScreen(Screen[None]):
         self.detail_log = log_id
         self._read_detail(log_id)
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="detail")
+    @work(thread=True, exclusive=True, group="detail")
     def _read_detail(self, log_id: int) -> None:
         from flowcli.tui.app import describe_failure
         from flowcli.tui.data import read_log_detail
@@ -334,9 +349,16 @@ class SessionScreen(Screen[None]):
     def _show_detail(self, log_id: int, view: Any) -> None:
         if log_id == self.detail_log:
             self.query_one("#detail-body", Static).update(view)
+            self.detail_shown = log_id
 
     def action_tab(self, pane: str) -> None:
         self.query_one(TabbedContent).active = pane
+        # The keys act on what has focus: b on the steps list marks a step; elsewhere the
+        # log keeps it, so n, r and b work on the selected execution.
+        if pane == "steps":
+            self.query_one("#steps-table", DataTable).focus()
+        else:
+            self.query_one(LogTree).focus()
 
     # --- actions through the engine -------------------------------------------------------------
 

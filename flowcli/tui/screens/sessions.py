@@ -9,10 +9,11 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Footer, Header
 
 from flowcli.terminal_text import one_line
 from flowcli.tui.views import age, status_text
+from flowcli.tui.widgets import Bar
 
 if TYPE_CHECKING:
     from flowcli.tui.app import FlowcliApp
@@ -46,7 +47,8 @@ class SessionsScreen(Screen[None]):
         self.flow_filter: int | None = None
         self.flows: list[dict[str, Any]] = []
         self.shown: list[tuple[Any, ...]] = []
-        self.loading = False
+        self.reading = False
+        self.widgets_ready = False
         self.error: str | None = None
         self.loaded_once = False
 
@@ -56,10 +58,10 @@ class SessionsScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static(self._filter_line(), id="filters", classes="bar")
+        yield Bar(self._filter_line(), id="filters", classes="bar")
         table: DataTable[Any] = DataTable(id="sessions", cursor_type="row", zebra_stripes=True)
         yield table
-        yield Static("loading…", id="sessions-status", classes="bar")
+        yield Bar("loading…", id="sessions-status", classes="bar")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -78,18 +80,23 @@ class SessionsScreen(Screen[None]):
         ):
             table.add_column(label, key=key, width=size)
         table.focus()
-        self.set_interval(self.flowcli.interval, self.reload)
+        self.ticker = self.set_interval(self.flowcli.interval, self.reload)
+        self.widgets_ready = True  # the widgets the first read fills exist now
         self.reload()
+
+    def on_screen_suspend(self) -> None:
+        # Nobody sees this list while a session is open over it: stop polling.
+        self.ticker.pause()
 
     # --- reading --------------------------------------------------------------------------
 
     def reload(self) -> None:
-        if not self.flowcli.database_ready or self.loading:
+        if not self.flowcli.database_ready or self.reading or not self.widgets_ready:
             return
-        self.loading = True
+        self.reading = True
         self._load(self.status_filter, self.flow_filter)
 
-    @work(thread=True, exit_on_error=False, group="sessions-load")
+    @work(thread=True, group="sessions-load")
     def _load(self, status: str | None, flow_id: int | None) -> None:
         from flowcli.tui.app import describe_failure
         from flowcli.tui.data import read_sessions
@@ -104,13 +111,13 @@ class SessionsScreen(Screen[None]):
         self.app.call_from_thread(self._show, data, (status, flow_id))
 
     def _failed(self, message: str) -> None:
-        self.loading = False
+        self.reading = False
         self.error = message
-        status = self.query_one("#sessions-status", Static)
-        status.update(Text(f"{message} (retrying)", style="red"))
+        status = self.query_one("#sessions-status", Bar)
+        status.show(Text(f"{message} (retrying)", style="red"))
 
     def _show(self, data: SessionsData, filters: tuple[str | None, int | None]) -> None:
-        self.loading = False
+        self.reading = False
         if filters != (self.status_filter, self.flow_filter):
             self.reload()  # the filter changed while this was read
             return
@@ -133,9 +140,9 @@ class SessionsScreen(Screen[None]):
         ]
         if rows != self.shown:
             self._fill(rows)
-        self.query_one("#filters", Static).update(self._filter_line())
+        self.query_one("#filters", Bar).show(self._filter_line())
         count = len(rows)
-        self.query_one("#sessions-status", Static).update(
+        self.query_one("#sessions-status", Bar).show(
             Text(
                 f"{count} session(s) shown, newest first · enter opens · "
                 f"m marks two for d (diff) · ? lists every key"
@@ -204,7 +211,7 @@ class SessionsScreen(Screen[None]):
         self._refilter()
 
     def _refilter(self) -> None:
-        self.query_one("#filters", Static).update(self._filter_line())
+        self.query_one("#filters", Bar).show(self._filter_line())
         self.shown = []
         self.reload()
 
@@ -215,14 +222,15 @@ class SessionsScreen(Screen[None]):
         marked = self.flowcli.toggle_mark(sid)
         self.notify(f"marked for diff: {', '.join(str(s) for s in marked) or 'none'}")
         self.shown = []
-        self.query_one("#filters", Static).update(self._filter_line())
+        self.query_one("#filters", Bar).show(self._filter_line())
         self.reload()
 
     def action_diff(self) -> None:
         self.flowcli.open_diff()
 
     def on_screen_resume(self) -> None:
+        self.ticker.resume()
         # Marks may have changed on a session screen.
-        self.query_one("#filters", Static).update(self._filter_line())
+        self.query_one("#filters", Bar).show(self._filter_line())
         self.shown = []
         self.reload()
