@@ -1,8 +1,15 @@
-"""Small widgets the screens share."""
+"""Small widgets and helpers the screens share."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
+from collections.abc import Callable
+from typing import Any
+
 from rich.text import Text
+from textual.css.query import NoMatches
+from textual.screen import Screen
 from textual.widgets import Static
 
 
@@ -18,3 +25,24 @@ class Bar(Static):
         if text != self._shown:
             self._shown = text
             self.update(text)
+
+
+def gone(screen: Screen[Any]) -> bool:
+    """The screen was closed, or the app is closing, while a worker read for it: its
+    result has nowhere to go."""
+    return not screen.is_mounted or screen.app.return_code is not None
+
+
+def when_shown(update: Callable[..., None]) -> Callable[..., None]:
+    """For a screen's method that shows what a worker read: skipped once the screen is
+    gone, and quiet if the screen is taken down while it runs. Such methods only query
+    widgets the screen composed for its whole life, so a missing one means teardown."""
+
+    @functools.wraps(update)
+    def wrapper(screen: Any, *args: Any) -> None:
+        if gone(screen):
+            return
+        with contextlib.suppress(NoMatches):
+            update(screen, *args)
+
+    return wrapper

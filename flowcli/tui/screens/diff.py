@@ -14,6 +14,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from flowcli.tui.views import DIFF_MARKERS, diff_cells, diff_side_view
+from flowcli.tui.widgets import when_shown
 
 
 class DiffScreen(Screen[None]):
@@ -82,6 +83,7 @@ class DiffScreen(Screen[None]):
             return
         app.call_from_thread(self._show, data)
 
+    @when_shown
     def _show(self, data: dict[str, Any]) -> None:
         self.data = data
         s = data["summary"]

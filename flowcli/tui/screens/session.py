@@ -25,7 +25,7 @@ from flowcli.tui.views import (
     step_row,
     transcript_view,
 )
-from flowcli.tui.widgets import Bar
+from flowcli.tui.widgets import Bar, when_shown
 
 if TYPE_CHECKING:
     from flowcli.tui.app import FlowcliApp, RunInProgress
@@ -204,11 +204,13 @@ class SessionScreen(Screen[None]):
             return
         self.app.call_from_thread(self._apply, update)
 
+    @when_shown
     def _read_failed(self, message: str) -> None:
         self.reading = False
         self.read_error = message
         self._show_status()
 
+    @when_shown
     def _apply(self, update: SessionUpdate) -> None:
         self.reading = False
         self.read_error = None
@@ -276,6 +278,7 @@ class SessionScreen(Screen[None]):
         scroll = self.query_one("#transcript-scroll", VerticalScroll)
         self.call_after_refresh(scroll.scroll_end, animate=False)
 
+    @when_shown
     def _show_steps(self) -> None:
         head = self.head
         table = self.query_one("#steps-table", DataTable)
@@ -297,6 +300,7 @@ class SessionScreen(Screen[None]):
         if table.row_count:
             table.move_cursor(row=min(keep, table.row_count - 1))
 
+    @when_shown
     def _show_status(self) -> None:
         breaks = self.flowcli.breakpoints_for(self.session_id)
         line = Text()
@@ -346,6 +350,7 @@ class SessionScreen(Screen[None]):
         if not get_current_worker().is_cancelled:
             self.app.call_from_thread(self._show_detail, log_id, view)
 
+    @when_shown
     def _show_detail(self, log_id: int, view: Any) -> None:
         if log_id == self.detail_log:
             self.query_one("#detail-body", Static).update(view)
@@ -362,6 +367,7 @@ class SessionScreen(Screen[None]):
 
     # --- actions through the engine -------------------------------------------------------------
 
+    @when_shown
     def _finish(self, outcome: Text) -> None:
         self.outcome = outcome
         self.reload()
@@ -415,6 +421,7 @@ class SessionScreen(Screen[None]):
 
         self._start("running to the end or a breakpoint", run, self._run_done)
 
+    @when_shown
     def _run_done(self, summary: Any) -> None:
         self.break_position = None
         if summary.stop_reason == "breakpoint":

@@ -13,7 +13,7 @@ from textual.widgets import DataTable, Footer, Header
 
 from flowcli.terminal_text import one_line
 from flowcli.tui.views import age, status_text
-from flowcli.tui.widgets import Bar
+from flowcli.tui.widgets import Bar, when_shown
 
 if TYPE_CHECKING:
     from flowcli.tui.app import FlowcliApp
@@ -110,12 +110,14 @@ class SessionsScreen(Screen[None]):
             return
         self.app.call_from_thread(self._show, data, (status, flow_id))
 
+    @when_shown
     def _failed(self, message: str) -> None:
         self.reading = False
         self.error = message
         status = self.query_one("#sessions-status", Bar)
         status.show(Text(f"{message} (retrying)", style="red"))
 
+    @when_shown
     def _show(self, data: SessionsData, filters: tuple[str | None, int | None]) -> None:
         self.reading = False
         if filters != (self.status_filter, self.flow_filter):
