@@ -159,7 +159,8 @@ def context_diff_view(diff: dict[str, Any], previous_log_id: int | None) -> Rend
         if previous_log_id is not None
         else "nothing (the first execution)"
     )
-    lines = Text(f"\ncontext compared with {against}\n", style="bold")
+    lines = Text()
+    lines.append(f"\ncontext compared with {against}\n", style="bold")
     rows = 0
 
     def show(value: Any) -> str:

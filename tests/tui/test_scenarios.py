@@ -111,7 +111,7 @@ def test_a_breakpoint_set_on_the_steps_list_stops_the_run_before_its_step(cli: C
         assert app.breakpoints[sid].orders == {3}
         await wait_for_text(pilot, "breakpoints: at step 3")
         await pilot.press("r")
-        await wait_for_text(pilot, "⏸ stopped before step 3 C (summarize)")
+        await wait_for_text(pilot, "■ stopped before step 3 C (summarize)")
         assert "breakpoint at step 3" in screen_text(app)
         # The explain pane comes forward: step 3 is next, and why.
         await wait_for_text(pilot, "3 C (summarize), context all")
@@ -147,7 +147,7 @@ def test_break_on_the_log_and_break_when_from_the_form(cli: Cli) -> None:
         await wait_for_text(pilot, "when loop_iteration == 2")
         assert app.breakpoints_for(sid) == Breakpoints.parse([], "loop_iteration == 2")
         await pilot.press("r")
-        await wait_for_text(pilot, "⏸ stopped before step 1 A (ask_question)")
+        await wait_for_text(pilot, "■ stopped before step 1 A (ask_question)")
         assert "loop_iteration == 2' is true" in screen_text(app)
 
     run(app, scenario)

@@ -608,7 +608,7 @@ def run_outcome(summary: Any) -> Text:
         before = summary.stopped_before or {}
         hit = summary.breakpoint or {}
         return Text(
-            f"⏸ stopped before step {before.get('order')} {one_line(before.get('speaker'), 20)} "
+            f"■ stopped before step {before.get('order')} {one_line(before.get('speaker'), 20)} "
             f"({one_line(before.get('task_type'), 20)}), round {before.get('round')}, "
             f"loop iteration {before.get('loop_iteration')}: {one_line(hit.get('reason'), 120)}"
             f" · {steps} · r continues",
