@@ -126,3 +126,24 @@ def test_workers_benchmark_runs() -> None:
     assert result.returncode == 0, result.stderr
     assert "sqlite" in result.stdout and "exactly once" in result.stdout
     assert " NO" not in result.stdout
+
+
+def test_tui_start_benchmark_runs() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "benchmarks" / "tui_start.py"),
+            "--rows",
+            "2000",
+            "--runs",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "flowcli tui: first frame" in result.stdout
+    assert "target: first frame of flowcli tui ≤ 2× import textual:" in result.stdout
+    assert "built 2,000 rows" in result.stderr

@@ -135,6 +135,10 @@ class FlowcliApp(App[None]):
         from flowcli.tui.screens.sessions import SessionsScreen
 
         self.push_screen(SessionsScreen())
+
+    def on_ready(self) -> None:
+        # After the first frame: the check imports SQLAlchemy and connects, and a worker
+        # doing that during start-up would compete with the first paint for the GIL.
         self.check_database()
 
     @work(thread=True, group="startup")
