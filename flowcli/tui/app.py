@@ -157,6 +157,11 @@ class FlowcliApp(App[None]):
             self.call_from_thread(self.fail, exc)
             return
         self.call_from_thread(self._database_checked)
+        # Load what opening a session needs while the list is on screen, off the UI
+        # thread, so the first session opened does not wait for imports.
+        import flowcli.engine.explain
+        import flowcli.engine.transcript
+        import flowcli.tui.screens.session  # noqa: F401
 
     def _database_checked(self) -> None:
         self.database_ready = True
