@@ -122,15 +122,17 @@ def main() -> int:
             env.pop(key, None)
         flowcli = [sys.executable, "-m", "flowcli", "--db", str(db), "tui"]
         textual = [sys.executable, "-c", "import textual"]
-        baseline = [timed_run(textual, env) for _ in range(args.runs)]
-        minimal = [tui_run([sys.executable, "-c", MINIMAL_APP], env, b"newest first")]
-        minimal += [
-            tui_run([sys.executable, "-c", MINIMAL_APP], env, b"newest first")
-            for _ in range(args.runs - 1)
-        ]
-        lists = [tui_run(flowcli, env, b"newest first") for _ in range(args.runs)]
         shown = b"session 1 \xc2\xb7 bench"
-        sessions = [tui_run([*flowcli, "1"], env, shown) for _ in range(args.runs)]
+        baseline: list[float] = []
+        minimal: list[tuple[float, float]] = []
+        lists: list[tuple[float, float]] = []
+        sessions: list[tuple[float, float]] = []
+        # Round-robin, so a machine that gets busier or quieter affects every command alike.
+        for _ in range(args.runs):
+            baseline.append(timed_run(textual, env))
+            minimal.append(tui_run([sys.executable, "-c", MINIMAL_APP], env, b"newest first"))
+            lists.append(tui_run(flowcli, env, b"newest first"))
+            sessions.append(tui_run([*flowcli, "1"], env, shown))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     base = statistics.median(baseline)

@@ -258,7 +258,7 @@ def auto(
     if sid is None:
         raise UsageError("which session? give its id: `flowcli auto 51` or `--session 51`")
     if step_mode and not (sys.stdin.isatty() and sys.stderr.isatty()):
-        raise UsageError("--step asks before each step and needs a terminal (stdin is not one)")
+        raise UsageError("--step asks before each step: it needs a terminal on stdin and stderr")
     breakpoints = Breakpoints.parse(break_at or (), break_when)
     db = open_db(ctx)
     options = _options(

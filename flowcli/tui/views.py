@@ -32,8 +32,10 @@ STATUS_ICONS = {
     "paused": "‖",
     "cancelled": "⊘",
 }
-# One message in the transcript shows at most this much; the execution pane shows it all.
-TRANSCRIPT_MESSAGE_CHARS = 4000
+# The transcript pane shows the newest messages, each cut to this much (the execution
+# pane shows one in full): what one pane lays out stays bounded however long the dialogue.
+TRANSCRIPT_MESSAGES = 200
+TRANSCRIPT_MESSAGE_CHARS = 2000
 
 
 def status_text(status: str | None) -> Text:
@@ -257,12 +259,15 @@ def explain_view(data: dict[str, Any]) -> RenderableType:
 
 def transcript_view(messages: Iterable[dict[str, Any]], *, earlier: bool = False) -> Text:
     """The dialogue, a heading per round; ``earlier`` says older messages are not shown."""
+    shown = list(messages)
+    if len(shown) > TRANSCRIPT_MESSAGES:
+        shown, earlier = shown[-TRANSCRIPT_MESSAGES:], True
     out = Text()
     if earlier:
         out.append("(earlier messages are not shown)\n\n", style="dim")
     current_round: Any = object()
     count = 0
-    for msg in messages:
+    for msg in shown:
         count += 1
         if msg.get("round") != current_round:
             current_round = msg.get("round")

@@ -122,3 +122,21 @@ def test_in_a_terminal_an_unknown_session_ends_with_one_error_line(
     plain = re.sub(r"\x1b\[[0-9;?>$]*[A-Za-z]", "", shown)
     assert "Error: session 99999 does not exist" in plain
     assert "Traceback" not in shown
+
+
+def test_every_key_is_in_the_docs() -> None:
+    from flowcli.tui.app import FlowcliApp
+    from flowcli.tui.screens.dialogs import BreakWhenScreen, ForkScreen, key_label
+    from flowcli.tui.screens.diff import DiffScreen
+    from flowcli.tui.screens.session import SessionScreen
+    from flowcli.tui.screens.sessions import SessionsScreen
+    from tests.conftest import REPO_ROOT
+
+    doc = (REPO_ROOT / "docs" / "tui.md").read_text(encoding="utf-8")
+    missing = []
+    for owner in (SessionsScreen, SessionScreen, DiffScreen, ForkScreen, BreakWhenScreen):
+        for binding in [*owner.BINDINGS, *FlowcliApp.BINDINGS]:
+            for key in key_label(binding.key).split(" / "):
+                if f"`{key}`" not in doc:
+                    missing.append(f"{owner.__name__}: {key}")
+    assert missing == []

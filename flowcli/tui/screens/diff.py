@@ -16,6 +16,8 @@ from textual.widgets import DataTable, Footer, Header, Static
 from flowcli.tui.views import DIFF_MARKERS, diff_cells, diff_side_view
 from flowcli.tui.widgets import when_shown
 
+MAX_DIFF_ROWS = 5000
+
 
 class DiffScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -98,9 +100,17 @@ class DiffScreen(Screen[None]):
         )
         table = self.query_one("#diff-table", DataTable)
         table.clear()
-        self.rows = [
+        rows = [
             row for row in data["rows"] if not (self.only_differences and row["marker"] == "same")
         ]
+        # Rows are added on the UI thread: beyond this many, the first ones are shown and
+        # `flowcli session diff --json` has them all.
+        self.rows = rows[:MAX_DIFF_ROWS]
+        if len(rows) > MAX_DIFF_ROWS:
+            self.notify(
+                f"showing the first {MAX_DIFF_ROWS:,} of {len(rows):,} positions; "
+                f"`flowcli session diff {self.session_a} {self.session_b} --json` has them all"
+            )
         for row in self.rows:
             table.add_row(*diff_cells(row, self.message_width))
         self._show_sides(0)
