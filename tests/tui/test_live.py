@@ -21,6 +21,9 @@ from tests.llm_server import Behaviour, FakeLLM
 from tests.tui.pilot import make_app, run, screen_text, session_screen_idle, wait_for, wait_for_text
 from tests.tui.test_scenarios import ALL_ORDERS, FLOW
 
+# Each test runs other processes (flowcli auto, a lock holder, MRC's server) next to the app.
+pytestmark = pytest.mark.slow
+
 GATE_TIMEOUT_S = 120.0
 
 
