@@ -145,10 +145,7 @@ class SessionsScreen(Screen[None]):
         self.query_one("#filters", Bar).show(self._filter_line())
         count = len(rows)
         self.query_one("#sessions-status", Bar).show(
-            Text(
-                f"{count} session(s) shown, newest first · enter opens · "
-                f"m marks two for d (diff) · ? lists every key"
-            )
+            Text(f"{count} session(s), newest first · enter opens · m marks two, d diffs · ? keys")
         )
 
     def _fill(self, rows: list[tuple[Any, ...]]) -> None:
