@@ -114,3 +114,7 @@ class ConfigError(FlowcliError):
 
 class ArchiveError(FlowcliError):
     """An archive could not be written, read back, verified or restored."""
+
+
+class MissingExtraError(FlowcliError):
+    """A command needs an optional dependency that is not installed (its extra says which)."""

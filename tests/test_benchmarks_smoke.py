@@ -317,3 +317,24 @@ def test_prune_benchmark_runs() -> None:
     assert lines[3].startswith("auto alone") and lines[4].startswith("auto during prune")
     assert lines[-1].startswith("longest wait of a concurrent step: ")
     assert "busy timeout 5,000 ms" in lines[-1]
+
+
+def test_tui_start_benchmark_runs() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "benchmarks" / "tui_start.py"),
+            "--rows",
+            "2000",
+            "--runs",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "flowcli tui: first frame" in result.stdout
+    assert "target: first frame of flowcli tui ≤ 2× import textual:" in result.stdout
+    assert "built 2,000 rows" in result.stderr

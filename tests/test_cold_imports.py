@@ -28,7 +28,7 @@ def imported_top_levels(*args: str) -> set[str]:
 def test_help_imports_neither_sqlalchemy_nor_alembic() -> None:
     names = imported_top_levels("--help")
     assert "typer" in names
-    assert not names & {"sqlalchemy", "alembic", "pydantic", "yaml", "jinja2", "httpx"}
+    assert not names & {"sqlalchemy", "alembic", "pydantic", "yaml", "jinja2", "httpx", "textual"}
 
 
 def test_logs_does_not_import_alembic(tmp_path: Path) -> None:
@@ -43,4 +43,4 @@ def test_logs_does_not_import_alembic(tmp_path: Path) -> None:
     )
     names = imported_top_levels("--db", str(db), "logs", "1")
     assert "sqlalchemy" in names
-    assert not names & {"alembic", "pydantic", "yaml", "jinja2", "httpx"}
+    assert not names & {"alembic", "pydantic", "yaml", "jinja2", "httpx", "textual"}

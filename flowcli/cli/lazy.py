@@ -95,6 +95,12 @@ COMMANDS: dict[str, LazyCommand] = {
         "app",
         "Show the effective settings and where each comes from; write a starter file.",
     ),
+    "tui": LazyCommand(
+        "flowcli.cli.tui",
+        "tui",
+        "A live, keyboard-first session debugger: logs, transcript, explain, breakpoints, "
+        "step, run, fork and diff (needs `pip install 'flowcli[tui]'`; `?` lists the keys).",
+    ),
 }
 
 

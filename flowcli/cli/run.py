@@ -150,6 +150,46 @@ class _StopFlag:
             signal.signal(signal.SIGINT, self._previous)
 
 
+class _StepQuestion:
+    """``auto --step``: asks on the terminal before each step; says what each one did."""
+
+    def __init__(self, stop: _StopFlag) -> None:
+        self.stop = stop
+        self.ask_each = True
+
+    def ask(self, upcoming: Any) -> bool:
+        if not self.ask_each:
+            return True
+        from flowcli.render import err_console
+        from flowcli.render.safe_text import clipped as printable
+
+        answer = typer.prompt(
+            f"next: {printable(upcoming.label())}. "
+            "Run it? [y]es, [n]o (stop), [c]ontinue without asking",
+            default="y",
+            show_default=False,
+            err=True,
+        )
+        choice = answer.strip().lower()[:1]
+        if self.stop.requested or choice not in ("y", "c"):
+            return False
+        if choice == "c":
+            self.ask_each = False
+            err_console().print("running the rest without asking")
+        return True
+
+    def report(self, result: Any) -> None:
+        from flowcli.render import info
+
+        step = result.step
+        what = f"step {step.order} {step.speaker} ({step.task_type})" if step else "step"
+        log = result.log or {}
+        if result.failed:
+            info(f"{what}: attempt failed: {result.error}")
+        else:
+            info(f"{what}: {log.get('status', 'done')} (log {log.get('id')})")
+
+
 def auto(
     ctx: typer.Context,
     session_id_arg: Annotated[
@@ -187,10 +227,38 @@ def auto(
     limit: LimitOpt = None,
     yes: BatchYesOpt = False,
     dry_run: DryRunOpt = False,
+    break_at: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--break-at",
+            help="Stop before the step with this order runs (the session stays runnable). "
+            "Repeatable.",
+            min=1,
+            show_default=False,
+        ),
+    ] = None,
+    break_when: Annotated[
+        str | None,
+        typer.Option(
+            "--break-when",
+            help="Stop before the first step for which this flow expression is true "
+            "(names: round, step, loop_iteration, executed_steps, topic, vars, last, messages).",
+            show_default=False,
+        ),
+    ] = None,
+    step_mode: Annotated[
+        bool,
+        typer.Option(
+            "--step",
+            help="Ask before each step (needs a terminal): y runs it, n stops, "
+            "c runs the rest without asking.",
+        ),
+    ] = False,
 ) -> None:
     """Run a session to its end (or until a stop condition), logging every step."""
     from dataclasses import asdict
 
+    from flowcli.engine.breakpoints import Breakpoints
     from flowcli.engine.runner import auto as run_auto
     from flowcli.errors import StepFailedError, UsageError
     from flowcli.render import AutoProgress, auto_summary, print_json
@@ -203,6 +271,9 @@ def auto(
     sid = session if session is not None else session_id_arg
     if sid is None:
         raise UsageError("which session? give its id: `flowcli auto 51` or `--session 51`")
+    if step_mode and not (sys.stdin.isatty() and sys.stderr.isatty()):
+        raise UsageError("--step asks before each step: it needs a terminal on stdin and stderr")
+    breakpoints = Breakpoints.parse(break_at or (), break_when)
     db = open_db(ctx)
     options = _options(
         responder,
@@ -217,8 +288,10 @@ def auto(
     from flowcli.render.output import settings
 
     quiet = quiet or settings().quiet
-    show_progress = not quiet and sys.stderr.isatty()
+    # The question and a spinner would fight over the same terminal line.
+    show_progress = not quiet and not step_mode and sys.stderr.isatty()
     with _StopFlag() as stop, AutoProgress(enabled=show_progress) as progress:
+        asker = _StepQuestion(stop) if step_mode else None
         summary = run_auto(
             db,
             sid,
@@ -228,7 +301,9 @@ def auto(
             retries=retries,
             backoff=retry_backoff,
             should_stop=lambda: stop.requested,
-            on_step=progress.update,
+            on_step=asker.report if asker is not None else progress.update,
+            breakpoints=breakpoints or None,
+            before_step=asker.ask if asker is not None else None,
         )
     if json_out:
         print_json(asdict(summary))
@@ -250,9 +325,16 @@ def _auto_where(ctx: typer.Context, where: str, given: dict[str, Any]) -> None:
 
     one = given["session"] if given["session"] is not None else given["session_id_arg"]
     check_target(one, where)
-    for option, name in (("--max-steps", "max_steps"), ("--until-step", "until_step")):
-        if given[name] is not None:
+    for option, name in (
+        ("--max-steps", "max_steps"),
+        ("--until-step", "until_step"),
+        ("--break-at", "break_at"),
+        ("--break-when", "break_when"),
+    ):
+        if given[name]:
             raise UsageError(f"{option} applies to one session, not to --where batches")
+    if given["step_mode"]:
+        raise UsageError("--step applies to one session, not to --where batches")
     options = _options(
         given["responder"],
         given["template"],

@@ -1,10 +1,8 @@
 """Why the next step is next, read-only: used by ``run-next --dry-run`` and ``explain``.
 
 It evaluates the step's condition against the session as it is now, shows the loop
-counters and the jumps left (rebuilt from the log when the cached engine state is
-absent or stale, as when MRC ran the earlier steps), the round and how far the session
-is from its limits, and repeats the decision the previous execution recorded. It
-never writes.
+counters and the jumps left, the round and how far the session is from its limits,
+and repeats the decision the previous execution recorded. It never writes.
 """
 
 from __future__ import annotations
@@ -14,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from flowcli.db import session_store as store
-from flowcli.engine.planner import plan_step
 from flowcli.engine.snapshot import parse_snapshot
 from flowcli.errors import ExpressionError
 
@@ -24,19 +21,21 @@ if TYPE_CHECKING:
 
 def explain_next(db: Database, session_id: int) -> dict[str, Any]:
     from flowcli.db.step_tx import StepTx
+    from flowcli.engine.breakpoints import upcoming_step
     from flowcli.engine.conventions import conventions_for
     from flowcli.engine.expressions import compile_expression
     from flowcli.engine.replay import current_state
-    from flowcli.engine.runner import _LazyNames, _view
 
     conventions = conventions_for(db.owner)
     with db.read() as conn:
-        tx = StepTx.over(conn)
         row = store.load_session(conn, session_id)
         snapshot = parse_snapshot(row.flow_snapshot)
         status = row.status or "not_started"
         state, rebuilt = current_state(
-            tx, row, snapshot, rounds_end_on_summary=conventions.rounds_end_on_summary
+            StepTx.over(conn),
+            row,
+            snapshot,
+            rounds_end_on_summary=conventions.rounds_end_on_summary,
         )
         out: dict[str, Any] = {
             "session_id": session_id,
@@ -87,10 +86,14 @@ def explain_next(db: Database, session_id: int) -> dict[str, Any]:
             out["blocked_reason"] = f"the session is {status}"
             out["step"] = None
             return out
-        will_start = status == "not_started" or row.current_step_id is None
-        step = snapshot.first_step() if will_start else snapshot.step(row.current_step_id)
-        round_ = 1 if will_start else (row.current_round or 1)
-        plan = plan_step(snapshot, step, round_, state)
+        upcoming = upcoming_step(conn, row, snapshot, state=state)
+        step, plan, round_, will_start = (
+            upcoming.step,
+            upcoming.plan,
+            upcoming.round,
+            upcoming.will_start,
+        )
+        names = upcoming.names
         out["round"] = round_
         out["will_start"] = will_start
         out["runnable"] = status in ("running", "not_started")
@@ -113,25 +116,6 @@ def explain_next(db: Database, session_id: int) -> dict[str, Any]:
         out["loop_iteration"] = plan.loop_iteration
         out["attempt"] = plan.attempt
         out["parent_log_id"] = plan.parent_log_id
-        names = _LazyNames(
-            {
-                "round": round_,
-                "step": step.order,
-                "loop_iteration": plan.loop_iteration,
-                "executed_steps": row.executed_steps_count or 0,
-                "topic": row.topic,
-                "vars": row.vars(),
-                "speaker": step.speaker,
-                "target": step.target,
-                "task_type": step.task_type,
-            },
-            {
-                "last": lambda: _view(tx.last_message_view(session_id)),
-                "messages": lambda: [
-                    _view(r) for r in tx.message_views(session_id, scope="all", round_=0)
-                ],
-            },
-        )
         cond = step.condition
         if cond is None:
             out["condition"] = None

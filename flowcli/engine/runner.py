@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowcli.db import session_store as store
 from flowcli.db.connection import Database
@@ -46,6 +46,9 @@ from flowcli.errors import (
     SessionBusyError,
     SessionStateError,
 )
+
+if TYPE_CHECKING:
+    from flowcli.engine.breakpoints import Breakpoints, UpcomingStep
 
 # Statuses at which `auto` stops (a failed session can be resumed, but not driven on).
 TERMINAL_STATUSES = (*store.ENDED_STATUSES, "failed")
@@ -1058,6 +1061,10 @@ class AutoSummary:
     session: dict[str, Any]
     elapsed_s: float
     error: str | None = None
+    # Where a breakpoint (or a declined --step) stopped the run: the step it stopped
+    # before, and the breakpoint's kind and reason.
+    stopped_before: dict[str, Any] | None = None
+    breakpoint: dict[str, Any] | None = None
 
 
 def auto(
@@ -1072,8 +1079,17 @@ def auto(
     sleep: Callable[[float], None] = time.sleep,
     should_stop: Callable[[], bool] = lambda: False,
     on_step: Callable[[StepResult], None] | None = None,
+    breakpoints: Breakpoints | None = None,
+    before_step: Callable[[UpcomingStep], bool] | None = None,
+    resume_from_break: bool = False,
 ) -> AutoSummary:
-    """Run the session until it finishes, fails for good, or a stop condition holds."""
+    """Run the session until it finishes, fails for good, or a stop condition holds.
+
+    ``breakpoints`` stop the run before a matching step; ``before_step`` is asked before
+    each step and stops the run by returning False. With ``resume_from_break`` the first
+    step runs without a breakpoint check (the run continues from where one stopped it).
+    Neither costs anything when not given.
+    """
     from flowcli.db.schema import require_schema
 
     require_schema(db)
@@ -1088,6 +1104,9 @@ def auto(
     reason = ""
     error: str | None = None
     failures: list[StepResult] = []
+    first = True
+    stopped_before: dict[str, Any] | None = None
+    hit: dict[str, Any] | None = None
 
     def count_attempt(result: StepResult) -> None:
         if result.failed:
@@ -1116,6 +1135,26 @@ def auto(
                 if next_step is not None and next_step.order == until_step:
                     reason = "until_step"
                     break
+            if breakpoints or before_step is not None:
+                from flowcli.engine.breakpoints import check_before_step
+
+                check = check_before_step(
+                    db, session_id, None if resume_from_break and first else breakpoints
+                )
+                if check.hit is not None and check.upcoming is not None:
+                    reason = "breakpoint"
+                    stopped_before = check.upcoming.describe()
+                    hit = {"kind": check.hit.kind, "reason": check.hit.reason}
+                    break
+                if (
+                    before_step is not None
+                    and check.upcoming is not None
+                    and not before_step(check.upcoming)
+                ):
+                    reason = "declined"
+                    stopped_before = check.upcoming.describe()
+                    break
+            first = False
             try:
                 result = runner.run_step(
                     retries=retries, backoff=backoff, sleep=sleep, on_attempt=count_attempt
@@ -1142,6 +1181,8 @@ def auto(
         session=position,
         elapsed_s=round(time.perf_counter() - t0, 3),
         error=error,
+        stopped_before=stopped_before,
+        breakpoint=hit,
     )
 
 

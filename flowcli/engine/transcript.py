@@ -17,9 +17,15 @@ if TYPE_CHECKING:
 TRANSCRIPT_FIELDS = ("id", "round", "speaker", "target", "section", "content", "created_at")
 
 
-def session_transcript(db: Database, session_id: int) -> list[dict[str, Any]]:
+def session_transcript(
+    db: Database, session_id: int, *, last: int | None = None, after_id: int | None = None
+) -> list[dict[str, Any]]:
     """Every message of the session, oldest first: id, round, speaker, target, section,
-    content, created_at (speaker and target are the flow's role refs)."""
+    content, created_at (speaker and target are the flow's role refs).
+
+    ``last`` keeps only the newest N and ``after_id`` only those with a greater id, so a
+    live view of a long session reads what is new, not the whole dialogue each time.
+    """
     m = store.messages_t
     speaker = store.session_roles_t.alias("speaker_sr")
     target = store.session_roles_t.alias("target_sr")
@@ -39,8 +45,12 @@ def session_transcript(db: Database, session_id: int) -> list[dict[str, Any]]:
             )
         )
         .where(m.c.session_id == session_id)
-        .order_by(m.c.id)
     )
+    if after_id is not None:
+        stmt = stmt.where(m.c.id > after_id)
     with db.read() as conn:
         store.load_session(conn, session_id)
-        return [dict(r) for r in conn.execute(stmt).mappings()]
+        if last is not None:
+            newest = conn.execute(stmt.order_by(m.c.id.desc()).limit(last)).mappings()
+            return [dict(r) for r in reversed(list(newest))]
+        return [dict(r) for r in conn.execute(stmt.order_by(m.c.id)).mappings()]

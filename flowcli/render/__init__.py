@@ -540,6 +540,16 @@ def auto_summary(summary: Any) -> None:
     )
     if summary.failed_attempts:
         line += f"; {plural(summary.failed_attempts, 'failed attempt')}"
+    before = getattr(summary, "stopped_before", None)
+    if before:
+        line += (
+            f"; before step {_esc(before['order'])} {_esc(before['speaker'])} "
+            f"({_esc(before['task_type'])}), round {before['round']}, "
+            f"loop iteration {before['loop_iteration']}"
+        )
+    hit = getattr(summary, "breakpoint", None)
+    if hit:
+        line += f": {_esc(hit['reason'])}"
     err_console().print(line)
 
 

@@ -66,3 +66,26 @@ def visible(value: Any, *, keep_newlines: bool = True, keep_tabs: bool = True) -
 def one_line(value: Any) -> str:
     """``visible`` for a field that must stay on one line (TSV cells, error lines)."""
     return visible(value, keep_newlines=False, keep_tabs=False)
+
+
+# A field longer than this is cut before it reaches a widget or a terminal line: the
+# layout work for text grows with its length, and nobody reads 100,000 characters there.
+MAX_SHOWN_CHARS = 20_000
+
+
+def clipped(value: Any, *, keep_newlines: bool = False, limit: int = MAX_SHOWN_CHARS) -> str:
+    """``visible`` text for a widget: at most ``limit`` characters (an ellipsis says it
+    was cut); newlines and tabs kept, or turned into spaces for a one-line field."""
+    text = "" if value is None else str(value)
+    cut = len(text) > limit
+    if cut:
+        text = text[:limit]
+    if not keep_newlines:
+        text = text.replace("\n", " ").replace("\t", " ")
+    return visible(text) + ("…" if cut else "")
+
+
+def clipped_line(value: Any, width: int) -> str:
+    """``clipped`` on one line, whitespace collapsed, cut to ``width`` with an ellipsis."""
+    text = " ".join(clipped(value, limit=max(width * 4, 64)).split())
+    return text if len(text) <= width else text[: max(0, width - 1)] + "…"

@@ -1,0 +1,232 @@
+"""Where a run stops on purpose: breakpoints on step orders and on a flow expression.
+
+``auto`` (and the TUI, which calls it) checks them before each step, so a run stops
+*before* the matching step and the session stays where it is, runnable. The step that
+would run next is worked out here (``upcoming_step``), the one way both the breakpoints
+and ``explain`` read it: its round, loop iteration, attempt and the expression names a
+``--break-when`` (or a step condition) sees. It only reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from flowcli.db import session_store as store
+from flowcli.engine.planner import StepPlan, plan_step
+from flowcli.engine.snapshot import FlowSnapshot, Step, parse_snapshot
+from flowcli.engine.state import EngineState
+from flowcli.errors import ExpressionError, UsageError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+    from flowcli.db.connection import Database
+    from flowcli.db.session_store import SessionRow
+
+# More breakpoints than this is a typo or a script gone wrong, not a debugging session.
+MAX_BREAK_ORDERS = 1000
+
+
+@dataclass(frozen=True)
+class UpcomingStep:
+    """The step a session would run next, with the counters it would run with."""
+
+    session_id: int
+    step: Step
+    round: int
+    loop_iteration: int
+    attempt: int
+    will_start: bool  # the session has not started: this is its first step
+    plan: StepPlan = field(repr=False, compare=False)
+    names: Mapping[str, Any] = field(repr=False, compare=False)
+
+    def describe(self) -> dict[str, Any]:
+        """Plain data for JSON and rendering."""
+        return {
+            "step_id": self.step.id,
+            "order": self.step.order,
+            "speaker": self.step.speaker,
+            "target": self.step.target,
+            "task_type": self.step.task_type,
+            "round": self.round,
+            "loop_iteration": self.loop_iteration,
+            "attempt": self.attempt,
+        }
+
+    def label(self) -> str:
+        arrow = f" → {self.step.target}" if self.step.target else ""
+        return (
+            f"step {self.step.order} {self.step.speaker}{arrow} ({self.step.task_type}), "
+            f"round {self.round}, loop iteration {self.loop_iteration}"
+            + (f", attempt {self.attempt}" if self.attempt > 1 else "")
+        )
+
+
+def upcoming_step(
+    conn: Connection,
+    row: SessionRow,
+    snapshot: FlowSnapshot,
+    *,
+    state: EngineState | None = None,
+    rounds_end_on_summary: bool = False,
+) -> UpcomingStep:
+    """The next step of a session that has one (not ended).
+
+    Its counters come from ``state`` or, without one, from the session's engine state,
+    rebuilt from the log when that cache is absent or stale (flowcli.engine.replay), so a
+    session MRC ran is read right. The names are the ones a step's condition sees;
+    ``last`` and ``messages`` are read (through ``conn``) only if an expression uses them,
+    so use them inside the same read.
+    """
+    from flowcli.db.step_tx import StepTx
+    from flowcli.engine.replay import current_state
+    from flowcli.engine.runner import _LazyNames, _view
+
+    status = row.status or "not_started"
+    tx = StepTx.over(conn)
+    if state is None:
+        state, _rebuilt = current_state(
+            tx, row, snapshot, rounds_end_on_summary=rounds_end_on_summary
+        )
+    will_start = status == "not_started" or row.current_step_id is None
+    step = snapshot.first_step() if will_start else snapshot.step(row.current_step_id)
+    round_ = 1 if will_start else (row.current_round or 1)
+    plan = plan_step(snapshot, step, round_, state)
+    sid = row.id
+    names = _LazyNames(
+        {
+            "round": round_,
+            "step": step.order,
+            "loop_iteration": plan.loop_iteration,
+            "executed_steps": row.executed_steps_count or 0,
+            "topic": row.topic,
+            "vars": row.vars(),
+            "speaker": step.speaker,
+            "target": step.target,
+            "task_type": step.task_type,
+        },
+        {
+            "last": lambda: _view(tx.last_message_view(sid)),
+            "messages": lambda: [_view(r) for r in tx.message_views(sid, scope="all", round_=0)],
+        },
+    )
+    return UpcomingStep(
+        session_id=sid,
+        step=step,
+        round=round_,
+        loop_iteration=plan.loop_iteration,
+        attempt=plan.attempt,
+        will_start=will_start,
+        plan=plan,
+        names=names,
+    )
+
+
+@dataclass(frozen=True)
+class BreakHit:
+    """Why a run stopped before a step: ``kind`` is order, expression or error."""
+
+    kind: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Breakpoints:
+    """Step orders to stop before, and an expression that stops the run when true."""
+
+    orders: frozenset[int] = frozenset()
+    when: str | None = None
+
+    @classmethod
+    def parse(cls, orders: Iterable[int] = (), when: str | None = None) -> Breakpoints:
+        """Checked breakpoints: a bad order or expression is a usage error, before any step."""
+        from flowcli.engine.expressions import compile_expression
+
+        chosen = frozenset(orders)
+        if len(chosen) > MAX_BREAK_ORDERS:
+            raise UsageError(f"at most {MAX_BREAK_ORDERS} --break-at orders")
+        bad = sorted(o for o in chosen if isinstance(o, bool) or not isinstance(o, int) or o < 1)
+        if bad:
+            raise UsageError(f"--break-at {bad[0]!r}: a step order is a whole number ≥ 1")
+        if when is not None:
+            if not when.strip():
+                raise UsageError(
+                    "--break-when is empty; give a flow expression such as 'round >= 2'"
+                )
+            try:
+                compile_expression(when)
+            except ExpressionError as exc:
+                raise UsageError(f"--break-when: {exc}") from None
+        return cls(chosen, when)
+
+    def __bool__(self) -> bool:
+        return bool(self.orders) or self.when is not None
+
+    def with_order(self, order: int, on: bool) -> Breakpoints:
+        orders = self.orders | {order} if on else self.orders - {order}
+        return Breakpoints(frozenset(orders), self.when)
+
+    def with_when(self, when: str | None) -> Breakpoints:
+        return Breakpoints.parse(self.orders, when)
+
+    def hit(self, upcoming: UpcomingStep) -> BreakHit | None:
+        """Whether the run stops before ``upcoming``; evaluate inside the read it came from."""
+        order = upcoming.step.order
+        if order in self.orders:
+            return BreakHit("order", f"breakpoint at step {order}")
+        if self.when is None:
+            return None
+        from flowcli.engine.expressions import compile_expression
+
+        try:
+            if compile_expression(self.when).evaluate_bool(upcoming.names):
+                return BreakHit("expression", f"--break-when {self.when!r} is true")
+        except ExpressionError as exc:
+            # Running on past a condition that cannot be judged could run past the very
+            # step the user wanted to see: stop, and say why.
+            return BreakHit("error", f"--break-when {self.when!r} could not be evaluated: {exc}")
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        return {"orders": sorted(self.orders), "when": self.when}
+
+
+@dataclass(frozen=True)
+class PendingCheck:
+    """What ``check_before_step`` found: the upcoming step and the breakpoint it hit."""
+
+    upcoming: UpcomingStep | None
+    hit: BreakHit | None
+
+
+RUNNABLE_STATUSES = ("not_started", "running")
+
+
+def check_before_step(
+    db: Database, session_id: int, breakpoints: Breakpoints | None
+) -> PendingCheck:
+    """The upcoming step of a runnable session and whether a breakpoint stops before it,
+    in one short read transaction (nothing is held while the caller then asks a user)."""
+    from flowcli.engine.conventions import conventions_for
+
+    summary_rounds = conventions_for(db.owner).rounds_end_on_summary
+    with db.read() as conn:
+        row = store.load_session(conn, session_id)
+        if (row.status or "not_started") not in RUNNABLE_STATUSES:
+            return PendingCheck(None, None)
+        snapshot = parse_snapshot(row.flow_snapshot)
+        upcoming = upcoming_step(conn, row, snapshot, rounds_end_on_summary=summary_rounds)
+        hit = breakpoints.hit(upcoming) if breakpoints else None
+    return PendingCheck(upcoming, hit)
+
+
+__all__ = [
+    "BreakHit",
+    "Breakpoints",
+    "PendingCheck",
+    "UpcomingStep",
+    "check_before_step",
+    "upcoming_step",
+]
