@@ -291,3 +291,35 @@ def test_where_benchmark_runs_and_counts_agree() -> None:
     assert lines[0].startswith("flowcli session count --where: 2,000 sessions, median of 1")
     assert sum(" = " in line for line in lines) == 3 and " != " not in result.stdout
     assert "sql+sandbox" in result.stdout and lines[-1].startswith("SQL-expressible selectors")
+
+
+def test_first_rows_benchmark_runs_and_prints_its_ratios(tmp_path: Path) -> None:
+    results = tmp_path / "first_rows.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "benchmarks" / "first_rows.py"),
+            "--here",
+            "--rows",
+            "300",
+            "--rounds",
+            "1",
+            "--results",
+            str(results),
+        ],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "300 rows: median of 1 round(s)" in out.splitlines()[0]
+    assert "load average (1, 5, 15 min): before " in out
+    assert "WARNING" not in out  # every row reached the screen, none cut short
+    for label in ("first row on the screen", "all rows on the screen", "`import typer, rich`"):
+        assert any(line.startswith(label) and line.endswith(" s") for line in out.splitlines())
+    assert "ratio first row / all rows: " in out
+    assert "ratio first row / `import typer, rich`: " in out
+    (ratio,) = json.loads(results.read_text())["ratios"]
+    assert ratio["what"].startswith("logs of 300 rows: first row on screen") and ratio["value"] > 0
