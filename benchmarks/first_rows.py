@@ -58,8 +58,9 @@ CONTEXT = "import typer, rich, sqlalchemy"
 TARGET_RATIO = 10.0
 TARGET_STREAMING = 1.2
 LINES, COLUMNS = 40, 120
-# A data row on the screen: the execution order, right-aligned, then the next cell.
-_ROW = re.compile(rb"^ *\d+  ", re.MULTILINE)
+# A data row on the screen: the execution order, right-aligned, then the next cell
+# (streamed lines, or a boxed table's rows, which start with `│`).
+_ROW = re.compile("^(?:│)? *\\d+ ".encode(), re.MULTILINE)
 _ANSI = re.compile(rb"\x1b\[[0-9;]*[A-Za-z]")
 
 
