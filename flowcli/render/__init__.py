@@ -141,9 +141,12 @@ STATUS_STYLES = {
 
 def _esc(value: Any) -> str:
     """Stored text made safe for a terminal: sanitised, then escaped for Rich markup."""
+    text = visible(value)
+    if "[" not in text and not text.endswith("\\"):
+        return text  # nothing Rich would escape (the common case, once per cell)
     from rich.markup import escape
 
-    return escape(visible(value))
+    return escape(text)
 
 
 def _status(value: str | None) -> str:

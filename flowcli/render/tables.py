@@ -272,8 +272,12 @@ def _stream_lines(
     from rich.markup import escape
 
     console = out_console()
-    measured = _natural_widths(columns, head)
-    natural = [max(w, col.stream_width) for w, col in zip(measured, columns, strict=True)]
+    # What the first rows need, but at least the declared widths: a later row may be
+    # wider (a larger order, the first error of a session that went well at first).
+    natural = [
+        max(w, col.stream_width, col.min_width if col.flex else 0)
+        for w, col in zip(_natural_widths(columns, head), columns, strict=True)
+    ]
     shown = choose_columns(columns, natural, console.width)
     widths = _stream_widths(columns, shown, natural, console.width)
     cells = _LineCells(console)
