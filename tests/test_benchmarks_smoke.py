@@ -338,3 +338,37 @@ def test_tui_start_benchmark_runs() -> None:
     assert "flowcli tui: first frame" in result.stdout
     assert "target: first frame of flowcli tui ≤ 2× import textual:" in result.stdout
     assert "built 2,000 rows" in result.stderr
+
+
+def test_first_rows_benchmark_runs_and_prints_its_ratios(tmp_path: Path) -> None:
+    results = tmp_path / "first_rows.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "benchmarks" / "first_rows.py"),
+            "--here",
+            "--rows",
+            "300",
+            "--rounds",
+            "1",
+            "--results",
+            str(results),
+        ],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "300 rows: median of 1 round(s)" in out.splitlines()[0]
+    assert "load average (1, 5, 15 min): before " in out
+    assert "WARNING" not in out  # every row reached the screen, none cut short
+    for label in ("first row on the screen", "all rows on the screen", "`import typer, rich`"):
+        assert any(line.startswith(label) and line.endswith(" s") for line in out.splitlines())
+    assert "ratio first row / all rows: " in out
+    assert "ratio first row / `import typer, rich`: " in out
+    against_start_up, against_one_screen = json.loads(results.read_text())["ratios"]
+    assert against_start_up["what"].startswith("logs of 300 rows: first row on screen / `import")
+    assert against_one_screen["what"] == "logs of 300 rows: first row / first row of --last 40"
+    assert against_start_up["value"] > 0 and against_one_screen["value"] > 0

@@ -90,7 +90,7 @@ def list_(
     ] = 0.5,
 ) -> None:
     """Show a session's step executions as a table (or export them)."""
-    from flowcli.db.log_queries import LOG_STATUSES, LogFilter, iter_logs
+    from flowcli.db.log_queries import LOG_STATUSES, SUMMARY_COLUMNS, LogFilter, iter_logs
     from flowcli.errors import UsageError
     from flowcli.render import logs_table, stream_csv, stream_json_array, stream_jsonl
 
@@ -131,14 +131,18 @@ def list_(
         from flowcli.db import session_store as store
 
         store.load_session(conn, sid)  # a clean error for an unknown id
-        rows = iter_logs(conn, sid, flt)
-        if json_out:
-            stream_json_array(rows)
-        elif jsonl:
-            stream_jsonl(rows)
-        elif csv_out:
-            stream_csv(rows)
-        elif tree:
+        if json_out or jsonl or csv_out:
+            rows = iter_logs(conn, sid, flt)
+            if json_out:
+                stream_json_array(rows)
+            elif jsonl:
+                stream_jsonl(rows)
+            else:
+                stream_csv(rows)
+            return
+        # The table and the tree never show the JSON payloads: they are not read.
+        rows = iter_logs(conn, sid, flt, columns=SUMMARY_COLUMNS)
+        if tree:
             from flowcli.render.logs import logs_tree
 
             logs_tree(rows, title=f"session {sid}")

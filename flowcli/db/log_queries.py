@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -120,12 +120,20 @@ def _conditions(conn: Connection, session_id: int, flt: LogFilter) -> list[Any]:
 
 
 _ALL_COLUMNS = [logs_t.c[c] for c in LOG_COLUMNS]
+# What a list of executions shows (a table, a tree, a timeline): every column but the
+# JSON payloads, which can be kilobytes a row and are read only by exports and `show`.
+SUMMARY_COLUMNS = tuple(c for c in LOG_COLUMNS if c not in ("result_data", "context_snapshot"))
 
 
 def iter_logs(
-    conn: Connection, session_id: int, flt: LogFilter | None = None
+    conn: Connection,
+    session_id: int,
+    flt: LogFilter | None = None,
+    *,
+    columns: Sequence[str] = LOG_COLUMNS,
 ) -> Iterator[dict[str, Any]]:
-    """Log rows oldest first, streamed from the server side in batches.
+    """Log rows oldest first, streamed from the server side in batches; each row holds
+    ``columns`` (every column unless told, e.g. ``SUMMARY_COLUMNS``).
 
     ``--last N`` first finds the N-th newest matching execution_order by walking the
     index backwards, then streams forwards from it: both queries are index range scans,
@@ -133,7 +141,8 @@ def iter_logs(
     """
     flt = flt or LogFilter()
     conds = _conditions(conn, session_id, flt)
-    stmt = select(*_ALL_COLUMNS).where(*conds).order_by(logs_t.c.execution_order)
+    picked = _ALL_COLUMNS if columns is LOG_COLUMNS else [logs_t.c[c] for c in columns]
+    stmt = select(*picked).where(*conds).order_by(logs_t.c.execution_order)
     if flt.last is not None:
         bound = conn.execute(
             select(logs_t.c.execution_order)
@@ -524,7 +533,7 @@ def timeline(db: Database, session_id: int, flt: LogFilter | None = None) -> dic
 
     with db.read() as conn:
         load_session(conn, session_id)
-        raw = list(iter_logs(conn, session_id, flt))
+        raw = list(iter_logs(conn, session_id, flt, columns=SUMMARY_COLUMNS))
     rows = []
     for log in raw:
         start = log.get("started_at") or log.get("created_at")

@@ -29,7 +29,7 @@ __all__ = ["Col", "out_console", "show_table"]
 def _err() -> Console:
     # soft_wrap: a note or an error is one logical line; the terminal wraps it, Rich does
     # not break it (a path split at column 80 cannot be copied back).
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    return Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 def err_console() -> Console:
@@ -142,9 +142,12 @@ STATUS_STYLES = {
 
 def _esc(value: Any) -> str:
     """Stored text made safe for a terminal: sanitised, then escaped for Rich markup."""
+    text = visible(value)
+    if "[" not in text and not text.endswith("\\"):
+        return text  # nothing Rich would escape (the common case, once per cell)
     from rich.markup import escape
 
-    return escape(visible(value))
+    return escape(text)
 
 
 def _status(value: str | None) -> str:
@@ -561,8 +564,10 @@ def _ms(value: Any) -> str:
 
 
 LOG_COLUMNS_SHOWN = [
-    Col("#", "right"),
-    Col("log", "right", priority=7),  # the log id (`flowcli log ID`, `session fork --at ID`)
+    # A long log streams with widths from its first rows; orders and ids grow after them.
+    Col("#", "right", stream_width=5),
+    # the log id (`flowcli log ID`, `session fork --at ID`)
+    Col("log", "right", priority=7, stream_width=6),
     Col("round", "right", priority=3),
     Col("loop", "right", priority=5),
     Col("try", "right", priority=6),
@@ -581,20 +586,32 @@ def logs_table(rows: Iterable[dict[str, Any]], title: str | None = None) -> int:
 
     columns = list(LOG_COLUMNS_SHOWN)
     columns[9] = Col(timed("started"), priority=3)
+    # A session's rows share a few step snapshots: each is decoded once, not per row.
+    steps: dict[Any, str] = {}
+
+    def step_label(row: dict[str, Any]) -> str:
+        snapshot = row.get("step_snapshot")
+        label = steps.get(snapshot)
+        if label is None:
+            info_ = step_info(snapshot)
+            parts = (
+                info_.get("order", "?"),
+                info_.get("speaker") or "",
+                info_.get("task_type") or "",
+            )
+            label = _esc(" ".join(str(p) for p in parts).strip()) if info_ else ""
+            if len(steps) < 1024:
+                steps[snapshot] = label
+        return label or _esc(f"step_id {row['step_id']}")
 
     def cells(row: dict[str, Any]) -> list[str]:
-        info_ = step_info(row.get("step_snapshot"))
-        parts = (info_.get("order", "?"), info_.get("speaker") or "", info_.get("task_type") or "")
-        step = " ".join(str(p) for p in parts).strip()
-        if not info_:
-            step = f"step_id {row['step_id']}"
         return [
             str(row["execution_order"]),
             str(row["id"]),
             _esc(row.get("round_index")),
             _esc(row.get("loop_iteration")),
             _esc(row.get("attempt_count")),
-            _esc(step),
+            step_label(row),
             _status(row.get("status")),
             _esc(row.get("result_type") or ""),
             _ms(row.get("duration_ms")),
@@ -602,7 +619,13 @@ def logs_table(rows: Iterable[dict[str, Any]], title: str | None = None) -> int:
             _esc(" ".join(str(row.get("error_message") or "").split())),
         ]
 
-    return show_table(columns, (cells(r) for r in rows), title=title, empty="no executions match")
+    return show_table(
+        columns,
+        (cells(r) for r in rows),
+        title=title,
+        empty="no executions match",
+        stream_past_screen=True,
+    )
 
 
 def _plain_row(row: dict[str, Any]) -> dict[str, Any]:

@@ -99,7 +99,12 @@ def _make_console() -> Any:
     s = _state.settings
     if not stdout_is_terminal():
         return Console(
-            file=sys.stdout, width=PIPE_WIDTH, highlight=False, soft_wrap=False, no_color=True
+            file=sys.stdout,
+            width=PIPE_WIDTH,
+            highlight=False,
+            soft_wrap=False,
+            no_color=True,
+            emoji=False,
         )
     gate = None
     if s.pager and s.paging_allowed and _real_tty(sys.stdout):
@@ -112,6 +117,8 @@ def _make_console() -> Any:
         width=s.width,
         highlight=False,
         soft_wrap=False,
+        # Stored text shows as it is: `:warning:` in a topic stays those nine characters.
+        emoji=False,
     )
 
 
