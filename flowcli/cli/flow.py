@@ -34,13 +34,15 @@ def _load_or_report(ctx: typer.Context, file: Path, json_out: bool) -> "FlowDocu
     try:
         return _load(ctx, file)
     except FlowValidationError as exc:
+        from flowcli.cli.boundary import print_error
+
         if json_out:
-            from flowcli.render import print_json
+            from flowcli.render import plural, print_json
 
             print_json({"valid": False, "file": str(file), "problems": exc.problems})
+            # stdout holds the document; stderr still ends in the one line every failure has.
+            print_error(f"{file}: invalid flow ({plural(len(exc.problems), 'problem')})")
         else:
-            from flowcli.cli.boundary import print_error
-
             for problem in exc.problems:
                 print_error(problem)
         raise typer.Exit(1) from None
