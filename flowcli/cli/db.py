@@ -486,12 +486,14 @@ def restore(
 ) -> None:
     """Replace the database with a backup (refused while a process holds it; the current
     file is kept first)."""
-    from flowcli.maintenance.backup import check_restore_source, restore_database
+    from flowcli.maintenance.backup import check_pg_dump, check_restore_source, restore_database
     from flowcli.render import info, print_json
 
     db = open_db(ctx, require_schema=False)
     if db.is_sqlite:
         check_restore_source(path)
+    else:
+        check_pg_dump(path)
     _confirm_destructive(
         f"Replace {db.target.display} with the backup {path}? (the current file is kept first)",
         f"db restore would replace {db.target.display}",

@@ -329,11 +329,10 @@ def restore_database(db: Database, source: Path) -> RestoreResult:
     from flowcli.doctor.repair import make_backup
 
     started = time.perf_counter()
-    if not db.is_sqlite or db.target.path is None:
-        raise UsageError(
-            "db restore restores SQLite files; for PostgreSQL use pg_restore on the dump "
-            "`flowcli db backup` wrote (see docs/maintenance.md)"
-        )
+    if not db.is_sqlite:
+        return _pg_restore(db, source, started)
+    if db.target.path is None:
+        raise UsageError("an in-memory database cannot be restored")
     path = db.target.path
     db.dispose()  # this process's own pooled connections must not count as holders
     check_restore_source(source)
@@ -383,4 +382,91 @@ def restore_database(db: Database, source: Path) -> RestoreResult:
         )
     return RestoreResult(
         str(path), str(source), kept, "integrity_check: ok", time.perf_counter() - started
+    )
+
+
+def check_pg_dump(source: Path, env: dict[str, str] | None = None) -> None:
+    """The file is a pg_dump archive that reads back whole (pg_restore lists it)."""
+    if not source.is_file():
+        raise UsageError(f"backup {source} does not exist or is not a file")
+    listed = subprocess.run(
+        [_tool("pg_restore"), "--list", str(source)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=PG_DUMP_TIMEOUT_S,
+    )
+    if listed.returncode != 0:
+        raise UsageError(
+            f"{source} is not a pg_dump archive `flowcli db backup` made "
+            f"({listed.stderr.strip()[:200]}); nothing was changed"
+        )
+
+
+def _pg_other_sessions(db: Database) -> list[tuple[int, str]]:
+    """Other connections to the database (pid, application): a restore must not pull the
+    tables from under them."""
+    from sqlalchemy import text
+
+    with db.read() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT pid, coalesce(application_name, '') FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ).all()
+    return [(int(pid), str(app)) for pid, app in rows]
+
+
+def _pg_restore(db: Database, source: Path, started: float) -> RestoreResult:
+    """Replace the PostgreSQL database's contents with a pg_dump archive: refused while
+    another connection uses the database; the current contents are dumped (and verified)
+    first; the archive is applied in one transaction, so a failure changes nothing."""
+    conninfo, schemas, env = _pg_command_args(db.url)
+    check_pg_dump(source, env)
+    holders = _pg_other_sessions(db)
+    if holders:
+        shown = ", ".join(f"{pid} ({app})" if app else str(pid) for pid, app in holders[:3])
+        raise DatabaseBusyError(
+            f"the database is in use by {len(holders)} other connection(s): {shown}; stop "
+            "them before restoring; nothing was changed"
+        )
+    db.dispose()
+    from sqlalchemy.engine import make_url
+
+    name = make_url(db.url).database or "postgres"
+    kept_path = Path.cwd() / f"{name}.restore-{time.strftime('%Y%m%dT%H%M%S')}.dump"
+    n = 1
+    while kept_path.exists():
+        kept_path = Path.cwd() / f"{name}.restore-{time.strftime('%Y%m%dT%H%M%S')}-{n}.dump"
+        n += 1
+    kept = _pg_backup(db, kept_path, time.perf_counter()).path
+    applied = subprocess.run(
+        [
+            _tool("pg_restore"),
+            "--clean",
+            "--if-exists",
+            "--no-owner",
+            "--single-transaction",
+            "--exit-on-error",
+            *schemas,
+            f"--dbname={conninfo}",
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=PG_DUMP_TIMEOUT_S,
+    )
+    if applied.returncode != 0:
+        raise DatabaseError(
+            f"pg_restore failed ({applied.stderr.strip()[:300]}); the database rolled back to "
+            f"what it was (also kept as {kept})"
+        )
+    return RestoreResult(
+        db.target.display,
+        str(source),
+        kept,
+        "pg_restore in one transaction",
+        time.perf_counter() - started,
     )

@@ -109,7 +109,38 @@ def test_backup_on_postgres_is_a_pg_dump_read_back_whole(
     # Only the database's own schema (the URL's search_path), with flowcli's tables.
     assert "TABLE DATA" in listing.stdout and "step_execution_logs" in listing.stdout
     assert "flowcli_alembic_version" in listing.stdout
-    assert cli("db", "restore", str(dest), "--yes").exit_code == 2
+
+
+@pytest.mark.postgres
+def test_restore_on_postgres_keeps_a_dump_first_and_brings_the_backup_back(
+    pg_url: str, runner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if shutil.which("pg_dump") is None or shutil.which("pg_restore") is None:
+        pytest.skip("pg_dump/pg_restore are not on PATH")
+    monkeypatch.chdir(tmp_path)  # where the kept dump of the current contents goes
+    cli = Cli(runner, pg_url)
+    flow = import_flow(cli, LOOP_FLOW)
+    first = int(cli.json("session", "create", "--flow", str(flow))["id"])
+    cli.ok("auto", str(first), "--quiet")
+    dest = tmp_path / "pg.dump"
+    cli.json("db", "backup", str(dest))
+    before = cli.json("logs", str(first))
+    # After the backup: one more session, and the first one's rows changed.
+    second = int(cli.json("session", "create", "--flow", str(flow))["id"])
+    cli.sql("DELETE FROM messages WHERE session_id = :s", s=first)
+    not_a_dump = tmp_path / "notes.txt"
+    not_a_dump.write_text("hello")
+    refused = cli("db", "restore", str(not_a_dump), "--yes")
+    assert refused.exit_code == 2 and "not a pg_dump archive" in refused.stderr
+    assert len(cli.json("session", "list")) == 2  # nothing changed
+    data = cli.json("db", "restore", str(dest), "--yes")
+    kept = Path(data["previous_kept_as"])
+    assert kept.is_file() and kept.parent == tmp_path
+    assert subprocess.run(["pg_restore", "--list", str(kept)], capture_output=True).returncode == 0
+    assert [s["id"] for s in cli.json("session", "list")] == [first]
+    assert cli.json("logs", str(first)) == before
+    assert len(cli.json("session", "transcript", str(first))) > 0
+    assert second not in [s["id"] for s in cli.json("session", "list")]
 
 
 class Holder:
