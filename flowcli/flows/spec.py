@@ -125,8 +125,8 @@ def _fail(message: str) -> PydanticCustomError:
 
 
 def _sandbox_problem(source: str, kind: Literal["expression", "template"]) -> str | None:
-    # Imported lazily: the sandbox loads simpleeval and Jinja, which a flow without
-    # expressions or templates should not pay for.
+    # Imported lazily: the sandbox loads Jinja, which a flow without expressions or
+    # templates should not pay for.
     from flowcli.engine import expressions
 
     check = (
