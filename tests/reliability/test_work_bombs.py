@@ -118,4 +118,3 @@ def test_a_stored_work_bomb_fails_its_step_within_seconds(tmp_path: Path, name: 
     # Nothing half-done: no step completed, nothing left running.
     statuses = [row["status"] for row in run_sql(db, "SELECT status FROM step_execution_logs")]
     assert "completed" not in statuses and "running" not in statuses
-
