@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from flowcli.cli.options import JsonOption
+from flowcli.cli.params import bounded_int
 
 if TYPE_CHECKING:
     from flowcli.flows.spec import FlowDocument
@@ -16,7 +17,10 @@ app = typer.Typer(help="Define flows in YAML/JSON files and store them.", no_arg
 FileArg = Annotated[
     Path, typer.Argument(help="A flow file (.yaml, .yml or .json).", show_default=False)
 ]
-FlowIdArg = Annotated[int, typer.Argument(help="The flow's id.", min=1, show_default=False)]
+FlowIdArg = Annotated[
+    int,
+    typer.Argument(help="The flow's id.", parser=bounded_int(1, "count"), show_default=False),
+]
 
 
 def _load(ctx: typer.Context, file: Path) -> "FlowDocument":

@@ -19,6 +19,7 @@ from flowcli.cli.options import (
     SessionIdArg,
     TemplateOpt,
 )
+from flowcli.cli.params import bounded_int
 from flowcli.cli.state import open_db
 
 EXIT_INTERRUPTED = 130
@@ -153,17 +154,29 @@ def auto(
     ctx: typer.Context,
     session_id_arg: Annotated[
         int | None,
-        typer.Argument(help="The session's id (or use --session).", min=1, show_default=False),
+        typer.Argument(
+            help="The session's id (or use --session).",
+            parser=bounded_int(1, "count"),
+            show_default=False,
+        ),
     ] = None,
     session: Annotated[
-        int | None, typer.Option("--session", "-s", help="The session's id.", min=1)
+        int | None,
+        typer.Option("--session", "-s", help="The session's id.", parser=bounded_int(1, "count")),
     ] = None,
     max_steps: Annotated[
-        int | None, typer.Option("--max-steps", help="Stop after this many steps.", min=0)
+        int | None,
+        typer.Option(
+            "--max-steps", help="Stop after this many steps.", parser=bounded_int(0, "count")
+        ),
     ] = None,
     until_step: Annotated[
         int | None,
-        typer.Option("--until-step", help="Stop before the step with this order runs.", min=1),
+        typer.Option(
+            "--until-step",
+            help="Stop before the step with this order runs.",
+            parser=bounded_int(1, "count"),
+        ),
     ] = None,
     retries: RetriesOpt = 2,
     retry_backoff: BackoffOpt = 0.5,

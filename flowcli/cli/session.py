@@ -18,6 +18,7 @@ from flowcli.cli.options import (
     TemplateOpt,
     YesOption,
 )
+from flowcli.cli.params import bounded_int
 from flowcli.cli.state import open_db
 
 app = typer.Typer(help="Create, list, show and control sessions.", no_args_is_help=True)
@@ -26,7 +27,12 @@ app = typer.Typer(help="Create, list, show and control sessions.", no_args_is_he
 @app.command()
 def create(
     ctx: typer.Context,
-    flow: Annotated[int, typer.Option("--flow", help="The flow's id.", min=1, show_default=False)],
+    flow: Annotated[
+        int,
+        typer.Option(
+            "--flow", help="The flow's id.", parser=bounded_int(1, "count"), show_default=False
+        ),
+    ],
     topic: Annotated[
         str | None, typer.Option("--topic", help="Topic (default: the flow's).")
     ] = None,
@@ -176,7 +182,10 @@ def fork(
     at: Annotated[
         int,
         typer.Option(
-            "--at", help="The log id of the execution to fork after.", min=1, show_default=False
+            "--at",
+            help="The log id of the execution to fork after.",
+            parser=bounded_int(1, "count"),
+            show_default=False,
         ),
     ],
     set_: Annotated[
@@ -270,8 +279,14 @@ def skip(
 @app.command()
 def diff(
     ctx: typer.Context,
-    session_a: Annotated[int, typer.Argument(help="Session A's id.", min=1, show_default=False)],
-    session_b: Annotated[int, typer.Argument(help="Session B's id.", min=1, show_default=False)],
+    session_a: Annotated[
+        int,
+        typer.Argument(help="Session A's id.", parser=bounded_int(1, "count"), show_default=False),
+    ],
+    session_b: Annotated[
+        int,
+        typer.Argument(help="Session B's id.", parser=bounded_int(1, "count"), show_default=False),
+    ],
     json_out: JsonOption = False,
 ) -> None:
     """Compare two sessions' executions side by side, aligned by round, step and loop."""

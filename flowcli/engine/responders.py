@@ -144,7 +144,8 @@ class OpenAIResponder:
                 last = exc
                 if not exc.transient or attempt == self.retries:
                     break
-                delay = self.backoff * (2**attempt)
+                # capped like a server's Retry-After: a huge backoff doubled is still a wait
+                delay = min(self.backoff * (2**attempt), self.max_retry_after)
                 if exc.retry_after is not None:
                     delay = min(max(exc.retry_after, 0.0), self.max_retry_after)
                 time.sleep(delay)
