@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from flowcli.cli.state import open_db
+from flowcli.cli.state import examinable_db, open_db
 
 app = typer.Typer(help="Create, migrate and inspect the database schema.", no_args_is_help=True)
 
@@ -43,11 +43,11 @@ def downgrade(
 def current(ctx: typer.Context, json_out: JsonOption = False) -> None:
     """Print the revision the database is at."""
     from flowcli.db import migrate
-    from flowcli.db.schema import HEAD_REVISION, create_if_new
+    from flowcli.db.schema import HEAD_REVISION, require_existing
     from flowcli.render import print_json
 
     db = open_db(ctx, require_schema=False)
-    create_if_new(db)
+    require_existing(db)
     rev = migrate.current_revision(db)
     if json_out:
         print_json(
@@ -138,7 +138,7 @@ def doctor(
             doctor_checks(checks)
         return
     state_ = ctx.find_root().obj
-    db = open_db(ctx, require_schema=False)
+    db = examinable_db(ctx)
     options = DoctorOptions(
         full=full,
         strict=strict,

@@ -10,7 +10,7 @@ from flowcli.cli.params import bounded_int
 
 if TYPE_CHECKING:
     from flowcli.flows.spec import FlowDocument
-from flowcli.cli.state import open_db
+from flowcli.cli.state import existing_db, open_db
 
 app = typer.Typer(help="Define flows in YAML/JSON files and store them.", no_args_is_help=True)
 
@@ -27,8 +27,10 @@ def _load(ctx: typer.Context, file: Path) -> "FlowDocument":
     from flowcli.flows.spec import load_flow_file
     from flowcli.flows.store import known_role_names
 
-    db = open_db(ctx)
-    return load_flow_file(file, known_roles=known_role_names(db))
+    # Validating needs no database (without one, no roles exist yet), and an invalid
+    # file must not leave a new database behind.
+    db = existing_db(ctx)
+    return load_flow_file(file, known_roles=known_role_names(db) if db is not None else ())
 
 
 @app.command("import")
@@ -49,7 +51,7 @@ def import_(
     from flowcli.render import info, print_json
 
     doc = _load(ctx, file)
-    result = import_flow(open_db(ctx), doc, replace=replace)
+    result = import_flow(open_db(ctx, create=True), doc, replace=replace)
     if json_out:
         print_json(result)
         return

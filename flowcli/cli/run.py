@@ -74,7 +74,7 @@ def run_next(
     """Execute the next step of a session (starting it if it has not started)."""
     from flowcli.render import explain_panel, print_json
 
-    db = open_db(ctx)
+    db = open_db(ctx, create=True)
     if dry_run:
         from flowcli.engine.explain import explain_next
 
@@ -202,7 +202,7 @@ def auto(
     sid = session if session is not None else session_id_arg
     if sid is None:
         raise UsageError("which session? give its id: `flowcli auto 51` or `--session 51`")
-    db = open_db(ctx)
+    db = open_db(ctx, create=True)
     options = _options(
         responder,
         template,
@@ -262,7 +262,7 @@ def demo(
     from flowcli.engine.demo import run_demo
     from flowcli.render import info, logs_table, print_json
 
-    db = open_db(ctx)
+    db = open_db(ctx, create=True)
     result = run_demo(db)
     if json_out:
         print_json(

@@ -103,7 +103,7 @@ def worker(
     from flowcli.render import print_jsonl
     from flowcli.render.worker import worker_event, worker_summary
 
-    db = open_db(ctx)
+    db = open_db(ctx, create=True)
     options = WorkerOptions(
         concurrency=concurrency,
         sessions=tuple(session or ()),
