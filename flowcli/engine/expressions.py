@@ -119,8 +119,7 @@ def _refuse(message: str) -> NoReturn:
 
 
 # --------------------------------------------------------------------------- budget
-def _cpu_deadline() -> float:
-    return time.thread_time() + MAX_CPU_SECONDS
+_CLOCK_INTERVAL = 64
 
 
 @dataclass(slots=True)
@@ -131,9 +130,13 @@ class _Budget:
     iterations: int = 0
     work: int = 0
     walked: int = 0
+    # Ticks approximate elapsed work (about a microsecond each); the clock is read every
+    # _CLOCK_INTERVAL of them, since reading a thread's CPU time is a system call.
     ticks: int = 0
-    # CPU time of this thread, so a busy machine does not fail a cheap evaluation.
-    deadline: float = field(default_factory=_cpu_deadline)
+    next_look: int = _CLOCK_INTERVAL
+    # CPU time of this thread, so a busy machine does not fail a cheap evaluation. Set at
+    # the first look at the clock: a cheap evaluation never pays for reading it.
+    deadline: float | None = None
     # id -> (value, expanded size, expanded text length). The value is kept so that its
     # id cannot be reused by a new object while this evaluation runs.
     measured: dict[int, tuple[Any, int, int]] = field(default_factory=dict)
@@ -144,16 +147,23 @@ class _Budget:
 _BUDGET: ContextVar[_Budget | None] = ContextVar("flowcli_expression_budget", default=None)
 
 
-def _check_clock(budget: _Budget) -> None:
-    if time.thread_time() > budget.deadline:
-        _refuse(f"takes too long (more than {MAX_CPU_SECONDS:g} s of CPU time)")
+def _spend(budget: _Budget, ticks: int) -> None:
+    """Count work done; every _CLOCK_INTERVAL ticks, check the CPU deadline."""
+    budget.ticks += ticks
+    if budget.ticks >= budget.next_look:
+        budget.next_look = budget.ticks + _CLOCK_INTERVAL
+        now = time.thread_time()
+        if budget.deadline is None:
+            budget.deadline = now + MAX_CPU_SECONDS
+        elif now > budget.deadline:
+            _refuse(f"takes too long (more than {MAX_CPU_SECONDS:g} s of CPU time)")
 
 
 def _tick() -> None:
-    """A guard ran: check the CPU deadline (guards are where long work can happen)."""
+    """A guard ran (guards are where long work can happen)."""
     budget = _BUDGET.get()
     if budget is not None:
-        _check_clock(budget)
+        _spend(budget, 1)
 
 
 def _charge(size: int) -> None:
@@ -162,7 +172,7 @@ def _charge(size: int) -> None:
         budget.allocated += size
         if budget.allocated > MAX_ALLOCATION:
             _refuse(f"creates too much data (more than {MAX_ALLOCATION:,} characters or items)")
-        _check_clock(budget)
+        _spend(budget, 1 + size // 1024)
 
 
 def _iterate(cost: int) -> None:
@@ -175,7 +185,7 @@ def _iterate(cost: int) -> None:
         _refuse(f"loops run more than {MAX_ITERATIONS:,} times")
     if budget.work > MAX_WORK:
         _refuse(f"loops do too much work (more than {MAX_WORK:,} steps)")
-    _check_clock(budget)
+    _spend(budget, 1 + cost // 16)
 
 
 def _walk(cost: int) -> None:
@@ -189,7 +199,7 @@ def _walk(cost: int) -> None:
             f"walks too much data (more than {MAX_WALK:,} items hashed, compared, sorted "
             "or printed)"
         )
-    _check_clock(budget)
+    _spend(budget, 1 + cost // 256)
 
 
 # --------------------------------------------------------------------------- shared guards
@@ -985,10 +995,7 @@ class _Evaluator:
         self._budget = budget
 
     def eval(self, node: ast.AST) -> Any:
-        budget = self._budget
-        budget.ticks += 1
-        if not budget.ticks & 0x7F:  # the clock costs a system call: every 128 nodes
-            _check_clock(budget)
+        _spend(self._budget, 1)
         handler = _NODE_HANDLERS.get(type(node))
         if handler is None:
             _refuse(f"{type(node).__name__} syntax is not allowed")
