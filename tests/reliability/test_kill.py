@@ -31,7 +31,9 @@ from tests.reliability.kill import (
 
 def test_kill_9_during_auto_at_random_moments(tmp_path: Path) -> None:
     db = tmp_path / "kill.db"
-    tally, sessions = run_kill_trials(db, 30, loops=300, seed=2024, after_start=0.15)
+    # Kill moments chosen by conditions (steps committed), not by delays: a busy machine
+    # cannot push them all into start-up.
+    tally, sessions = run_kill_trials(db, 30, loops=300, seed=2024, on_conditions=True)
     assert tally.problems == []
     assert tally.trials == 30 and tally.inconsistencies == 0
     # Kills landed both in start-up and while steps were being written.
