@@ -1569,11 +1569,14 @@ class _TemplateShape:
                 self._size(child, sizes)
             return 1  # a bool or a string
         # Filters, calls and arithmetic: at most the sum of what goes in (`x|list`, `a + b`,
-        # `d.get(k, default)`); repetition with * is bounded when it runs.
-        return 1 + sum(
-            self._size(child, sizes)
+        # `d.get(k, default)`, keyword arguments too); repetition with * is bounded when it
+        # runs.
+        children = [
+            child.value if isinstance(child, nodes.Keyword) else child
             for child in node.iter_child_nodes()
-            if isinstance(child, nodes.Expr)
+        ]
+        return 1 + sum(
+            self._size(child, sizes) for child in children if isinstance(child, nodes.Expr)
         )
 
 
