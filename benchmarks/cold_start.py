@@ -45,7 +45,7 @@ def heavy_imports(cmd: list[str], env: dict[str, str]) -> list[str]:
     for line in proc.stderr.splitlines():
         name = line.rsplit("|", 1)[-1].strip()
         top = name.split(".")[0]
-        if top in ("sqlalchemy", "alembic", "pydantic", "yaml", "jinja2", "httpx"):
+        if top in ("sqlalchemy", "alembic", "pydantic", "yaml", "jinja2", "httpx", "simpleeval"):
             seen.add(top)
     return sorted(seen)
 
