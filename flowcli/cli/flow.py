@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from flowcli.cli.options import JsonOption
-from flowcli.cli.params import bounded_int
+from flowcli.cli.params import int_limit
 
 if TYPE_CHECKING:
     from flowcli.flows.spec import FlowDocument
@@ -19,7 +19,7 @@ FileArg = Annotated[
 ]
 FlowIdArg = Annotated[
     int,
-    typer.Argument(help="The flow's id.", parser=bounded_int(1, "count"), show_default=False),
+    typer.Argument(help="The flow's id.", min=1, max=int_limit("count"), show_default=False),
 ]
 
 

@@ -8,7 +8,7 @@ import typer
 from typer.core import TyperGroup
 
 from flowcli.cli.options import JsonOption
-from flowcli.cli.params import bounded_float, bounded_int
+from flowcli.cli.params import bounded_float, int_limit
 from flowcli.cli.state import open_db
 
 EXIT_INTERRUPTED = 130
@@ -60,13 +60,14 @@ def list_(
         int | None,
         typer.Argument(
             help="The session's id (or use --session).",
-            parser=bounded_int(1, "count"),
+            min=1,
+            max=int_limit("count"),
             show_default=False,
         ),
     ] = None,
     session: Annotated[
         int | None,
-        typer.Option("--session", "-s", help="The session's id.", parser=bounded_int(1, "count")),
+        typer.Option("--session", "-s", help="The session's id.", min=1, max=int_limit("count")),
     ] = None,
     status: Annotated[
         list[str] | None, typer.Option("--status", help="Only this status. Repeatable.")
@@ -85,16 +86,17 @@ def list_(
         typer.Option(
             "--last",
             help="The newest N executions, shown oldest first.",
-            parser=bounded_int(1, "count"),
+            min=1,
+            max=int_limit("count"),
         ),
     ] = None,
     limit: Annotated[
         int | None,
-        typer.Option("--limit", help="At most N rows.", parser=bounded_int(0, "count")),
+        typer.Option("--limit", help="At most N rows.", min=0, max=int_limit("count")),
     ] = None,
     offset: Annotated[
         int,
-        typer.Option("--offset", help="Skip the first N rows.", parser=bounded_int(0, "count")),
+        typer.Option("--offset", help="Skip the first N rows.", min=0, max=int_limit("count")),
     ] = 0,
     json_out: Annotated[
         bool, typer.Option("--json", help="One JSON array of full log rows.")
@@ -209,11 +211,11 @@ def _flushing(rows: Any, stream: Any) -> Any:
 
 LogIdArg = Annotated[
     int,
-    typer.Argument(help="The log's id.", parser=bounded_int(1, "count"), show_default=False),
+    typer.Argument(help="The log's id.", min=1, max=int_limit("count"), show_default=False),
 ]
 SessionArg = Annotated[
     int,
-    typer.Argument(help="The session's id.", parser=bounded_int(1, "count"), show_default=False),
+    typer.Argument(help="The session's id.", min=1, max=int_limit("count"), show_default=False),
 ]
 
 
@@ -253,9 +255,7 @@ def timeline(
     round_: Annotated[int | None, typer.Option("--round", help="Only this round.")] = None,
     last: Annotated[
         int | None,
-        typer.Option(
-            "--last", help="Only the newest N executions.", parser=bounded_int(1, "count")
-        ),
+        typer.Option("--last", help="Only the newest N executions.", min=1, max=int_limit("count")),
     ] = None,
     json_out: JsonOption = False,
 ) -> None:

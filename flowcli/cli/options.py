@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from flowcli.cli.params import bounded_float, bounded_int
+from flowcli.cli.params import bounded_float, int_limit
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
@@ -64,7 +64,8 @@ RetriesOpt = Annotated[
     typer.Option(
         "--retries",
         help="Retries of a failing step (transient errors), with backoff.",
-        parser=bounded_int(0, "retries"),
+        min=0,
+        max=int_limit("retries"),
     ),
 ]
 LlmRetriesOpt = Annotated[
@@ -72,7 +73,8 @@ LlmRetriesOpt = Annotated[
     typer.Option(
         "--llm-retries",
         help="HTTP retries inside one LLM call (429/5xx/timeouts; default 2).",
-        parser=bounded_int(0, "llm_retries"),
+        min=0,
+        max=int_limit("llm_retries"),
     ),
 ]
 BackoffOpt = Annotated[

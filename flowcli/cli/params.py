@@ -1,12 +1,13 @@
-"""Number options that are finite and bounded: one parser type for every number option.
+"""Number options that are finite and bounded, with every bound in one table.
 
-Click's ranges let ``nan`` through (every comparison with nan is false) and have no upper
-bound unless asked, so ``--lease nan``, ``--retry-backoff inf`` or ``--concurrency
-99999999999999999999`` reached the engine and hung, crashed or ate memory. Every number
-option is declared with ``parser=bounded_float(...)`` or ``parser=bounded_int(...)`` and a
-bound from LIMITS, so a bad value is a usage error (exit 2) naming the option and the
-allowed range, before any work starts. Only Typer's public ``parser=`` hook is used (Typer
-vendors Click privately since 0.26).
+Click's float ranges let ``nan`` through (every comparison with nan is false) and number
+options had no upper bound, so ``--lease nan``, ``--retry-backoff inf`` or
+``--concurrency 99999999999999999999`` reached the engine and hung, crashed or ate
+memory. Float options are declared with ``parser=bounded_float(...)`` (Typer's public
+``parser=`` hook; Typer vendors Click privately since 0.26), integer options with
+``min=…, max=int_limit(...)`` (Click's IntRange: an integer cannot be nan, and shell
+completion keeps working on id arguments). A bad value is a usage error (exit 2) naming
+the option and the allowed range, before any work starts.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import math
 
 import typer
 
-__all__ = ["LIMITS", "BoundedNumber", "bounded_float", "bounded_int"]
+__all__ = ["LIMITS", "BoundedNumber", "bounded_float", "int_limit"]
 
 #: The upper bound of every number option, in one place (README "Option limits").
 LIMITS: dict[str, float] = {
@@ -74,6 +75,6 @@ def bounded_float(minimum: float, limit: str) -> BoundedNumber:
     return BoundedNumber(float, minimum, LIMITS[limit])
 
 
-def bounded_int(minimum: int, limit: str) -> BoundedNumber:
-    """An integer from ``minimum`` up to ``LIMITS[limit]``."""
-    return BoundedNumber(int, minimum, int(LIMITS[limit]))
+def int_limit(limit: str) -> int:
+    """The upper bound of an integer option (``typer.Option(..., min=1, max=int_limit(…))``)."""
+    return int(LIMITS[limit])

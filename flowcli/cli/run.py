@@ -19,7 +19,7 @@ from flowcli.cli.options import (
     SessionIdArg,
     TemplateOpt,
 )
-from flowcli.cli.params import bounded_int
+from flowcli.cli.params import int_limit
 from flowcli.cli.state import open_db
 
 EXIT_INTERRUPTED = 130
@@ -156,18 +156,19 @@ def auto(
         int | None,
         typer.Argument(
             help="The session's id (or use --session).",
-            parser=bounded_int(1, "count"),
+            min=1,
+            max=int_limit("count"),
             show_default=False,
         ),
     ] = None,
     session: Annotated[
         int | None,
-        typer.Option("--session", "-s", help="The session's id.", parser=bounded_int(1, "count")),
+        typer.Option("--session", "-s", help="The session's id.", min=1, max=int_limit("count")),
     ] = None,
     max_steps: Annotated[
         int | None,
         typer.Option(
-            "--max-steps", help="Stop after this many steps.", parser=bounded_int(0, "count")
+            "--max-steps", help="Stop after this many steps.", min=0, max=int_limit("count")
         ),
     ] = None,
     until_step: Annotated[
@@ -175,7 +176,8 @@ def auto(
         typer.Option(
             "--until-step",
             help="Stop before the step with this order runs.",
-            parser=bounded_int(1, "count"),
+            min=1,
+            max=int_limit("count"),
         ),
     ] = None,
     retries: RetriesOpt = 2,

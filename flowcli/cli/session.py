@@ -18,7 +18,7 @@ from flowcli.cli.options import (
     TemplateOpt,
     YesOption,
 )
-from flowcli.cli.params import bounded_int
+from flowcli.cli.params import int_limit
 from flowcli.cli.state import open_db
 
 app = typer.Typer(help="Create, list, show and control sessions.", no_args_is_help=True)
@@ -30,7 +30,7 @@ def create(
     flow: Annotated[
         int,
         typer.Option(
-            "--flow", help="The flow's id.", parser=bounded_int(1, "count"), show_default=False
+            "--flow", help="The flow's id.", min=1, max=int_limit("count"), show_default=False
         ),
     ],
     topic: Annotated[
@@ -184,7 +184,8 @@ def fork(
         typer.Option(
             "--at",
             help="The log id of the execution to fork after.",
-            parser=bounded_int(1, "count"),
+            min=1,
+            max=int_limit("count"),
             show_default=False,
         ),
     ],
@@ -281,11 +282,11 @@ def diff(
     ctx: typer.Context,
     session_a: Annotated[
         int,
-        typer.Argument(help="Session A's id.", parser=bounded_int(1, "count"), show_default=False),
+        typer.Argument(help="Session A's id.", min=1, max=int_limit("count"), show_default=False),
     ],
     session_b: Annotated[
         int,
-        typer.Argument(help="Session B's id.", parser=bounded_int(1, "count"), show_default=False),
+        typer.Argument(help="Session B's id.", min=1, max=int_limit("count"), show_default=False),
     ],
     json_out: JsonOption = False,
 ) -> None:

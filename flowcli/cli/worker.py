@@ -18,7 +18,7 @@ from flowcli.cli.options import (
     RetriesOpt,
     TemplateOpt,
 )
-from flowcli.cli.params import bounded_float, bounded_int
+from flowcli.cli.params import bounded_float, int_limit
 from flowcli.cli.state import open_db
 
 EXIT_INTERRUPTED = 130
@@ -32,7 +32,8 @@ def worker(
             "--concurrency",
             "-c",
             help="Sessions driven at once (threads).",
-            parser=bounded_int(1, "concurrency"),
+            min=1,
+            max=int_limit("concurrency"),
         ),
     ] = 1,
     session: Annotated[
@@ -41,7 +42,8 @@ def worker(
             "--session",
             "-s",
             help="Only these sessions (repeatable).",
-            parser=bounded_int(1, "count"),
+            min=1,
+            max=int_limit("count"),
         ),
     ] = None,
     poll: Annotated[
@@ -74,7 +76,8 @@ def worker(
         typer.Option(
             "--batch",
             help="Steps of one session before moving to the next.",
-            parser=bounded_int(1, "batch"),
+            min=1,
+            max=int_limit("batch"),
         ),
     ] = 50,
     retries: RetriesOpt = 2,

@@ -305,7 +305,7 @@ def create_db_engine(target: DatabaseTarget, busy_timeout: float = DEFAULT_BUSY_
     if not target.is_sqlite:
         try:
             return create_engine(target.url, pool_pre_ping=True)
-        except (ArgumentError, ImportError) as exc:  # a malformed URL, a missing driver
+        except ArgumentError as exc:  # a malformed URL, an unknown driver name
             raise DatabaseError(f"cannot use database {target.display}: {exc}") from None
 
     url: str | URL = target.url

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from flowcli.cli.app import app
-from flowcli.cli.params import LIMITS, bounded_float, bounded_int
+from flowcli.cli.params import LIMITS, bounded_float
 from tests.conftest import Cli
 
 BAD_VALUES = [
@@ -50,8 +50,9 @@ def test_non_finite_and_absurd_numbers_are_usage_errors(
     assert "Traceback" not in result.output
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
     assert len(errors) == 1, result.stderr
-    assert f"'{option}'" in errors[0], errors[0]
-    assert "finite" in errors[0] or "between" in errors[0] or "not an integer" in errors[0]
+    assert option in errors[0], errors[0]
+    reasons = ("not a finite number", "is not between", "not in the range", "not a valid int")
+    assert any(reason in errors[0] for reason in reasons), errors[0]
 
 
 def test_the_busy_timeout_from_the_environment_is_checked_too(cli: Cli) -> None:
@@ -90,8 +91,6 @@ def test_values_at_the_bounds_are_accepted(cli: Cli) -> None:
         (bounded_float(0.5, "lease"), "30", 30.0),
         (bounded_float(0.5, "lease"), " 0.5 ", 0.5),
         (bounded_float(0.0, "busy_timeout"), 5.0, 5.0),  # a default passes through
-        (bounded_int(1, "concurrency"), "256", 256),
-        (bounded_int(0, "count"), str(2**63 - 1), 2**63 - 1),
     ],
 )
 def test_the_parser_accepts_finite_values_in_range(
