@@ -74,7 +74,7 @@ def run_next(
     """Execute the next step of a session (starting it if it has not started)."""
     from flowcli.render import explain_panel, print_json
 
-    db = open_db(ctx, create=True)
+    db = open_db(ctx)
     if dry_run:
         from flowcli.engine.explain import explain_next
 
@@ -204,7 +204,7 @@ def auto(
     sid = session if session is not None else session_id_arg
     if sid is None:
         raise UsageError("which session? give its id: `flowcli auto 51` or `--session 51`")
-    db = open_db(ctx, create=True)
+    db = open_db(ctx)
     options = _options(
         responder,
         template,

@@ -99,7 +99,7 @@ def _transition(ctx: typer.Context, session_id: int, action: str, json_out: bool
     from flowcli.engine.lifecycle import transition
     from flowcli.render import info, print_json
 
-    position = transition(open_db(ctx, create=True), session_id, action)
+    position = transition(open_db(ctx), session_id, action)
     if json_out:
         print_json(position)
     else:
@@ -141,7 +141,7 @@ def delete(
     from flowcli.engine.lifecycle import delete_session, show_session
     from flowcli.render import info, print_json
 
-    db = open_db(ctx, create=True)
+    db = open_db(ctx)
     data = show_session(db, session_id)
     if not yes:
         logs = sum(data["log_counts"].values())
@@ -203,7 +203,7 @@ def fork(
     from flowcli.render import info, print_json
 
     changes = {k: parse_var_value(v) for k, v in parse_assignments(set_ or [], "--set")}
-    data = fork_session(open_db(ctx, create=True), session_id, at, changes)
+    data = fork_session(open_db(ctx), session_id, at, changes)
     if json_out:
         print_json({"id": data["id"]})
         return
@@ -235,7 +235,7 @@ def retry(
     from flowcli.cli.run import _options, show_step_result
     from flowcli.engine.debugging import retry_failed_step
 
-    db = open_db(ctx, create=True)
+    db = open_db(ctx)
     options = _options(
         responder,
         template,
@@ -270,7 +270,7 @@ def skip(
     from flowcli.render import print_json
     from flowcli.render.logs import skip_panel
 
-    data = skip_step(open_db(ctx, create=True), session_id, reason)
+    data = skip_step(open_db(ctx), session_id, reason)
     if json_out:
         print_json(data)
     else:

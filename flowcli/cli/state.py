@@ -42,9 +42,11 @@ def state(ctx: typer.Context) -> AppState:
 def open_db(ctx: typer.Context, *, require_schema: bool = True, create: bool = False) -> Database:
     """The database for this command, checked by the schema guard unless told not to.
 
-    ``create=True`` for commands that write: they create a missing or empty database.
-    Commands that only read leave ``create`` off, and a missing database is an error
-    saying how to create one.
+    ``create=True`` for the commands that bring something new into being (``flow
+    import``, ``role add``, ``session create``, ``demo``, ``worker``; ``db upgrade``
+    has its own path): they create a missing or empty database. Every other command
+    works on rows that must already exist, so a missing database (a mistyped ``--db``)
+    is an error saying how to create one, and nothing is created.
     """
     db = state(ctx).database()
     if require_schema:

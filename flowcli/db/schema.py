@@ -2,8 +2,8 @@
 
 ``HEAD_REVISION`` is the newest migration; a test holds it equal to Alembic's head.
 ``require_schema`` is the guard every command that touches flowcli's tables passes:
-for a command that writes it creates a missing or empty database at head; a command
-that only reads refuses one (a mistyped ``--db`` must not leave a new file behind).
+for a command that adds something new it creates a missing or empty database at head;
+any other command refuses one (a mistyped ``--db`` must not leave a new file behind).
 Otherwise it refuses, with one line naming the fix, a database that is unversioned,
 behind, ahead, or missing a table or column flowcli writes.
 """
@@ -89,13 +89,13 @@ def create_if_new(db: Database) -> bool:
 
 
 _HOW_TO_CREATE = (
-    "create it with `flowcli db upgrade` (or any command that writes, "
-    "such as `flowcli flow import FILE`)"
+    "create it with `flowcli db upgrade` (or by adding something: "
+    "`flowcli flow import FILE`, `flowcli role add …`)"
 )
 
 
 def require_existing(db: Database) -> None:
-    """Refuse, for a command that only reads, a SQLite file that is missing or empty."""
+    """Refuse, for a command that needs existing rows, a SQLite file missing or empty."""
     if not db.is_sqlite or db.target.path is None:
         return
     from flowcli.db.connection import sqlite_file_state
@@ -113,8 +113,8 @@ def require_existing(db: Database) -> None:
 def require_schema(db: Database, *, create: bool = True) -> None:
     """Make sure the database has flowcli's schema at head.
 
-    ``create``: a missing or empty database is created at head (commands that write);
-    without it such a database is an error saying how to create one (commands that read).
+    ``create``: a missing or empty database is created at head (commands that add
+    something new); without it such a database is an error saying how to create one.
     """
     if db.schema_checked:
         return

@@ -81,7 +81,7 @@ def test_file_size_limit_during_auto_then_resume(tmp_path: Path) -> None:
 def test_no_room_for_a_new_database(tmp_path: Path) -> None:
     # Even creating the schema can meet the limit: one line, and no traceback.
     db = tmp_path / "new.db"
-    # (a command that writes: one that only reads never creates a database)
+    # (a command that adds something: one that reads never creates a database)
     proc = spawn(
         db,
         "role",

@@ -1,10 +1,11 @@
-"""Odd ``--db`` targets and read commands on missing databases (issues 14 and 15).
+"""Odd ``--db`` targets, and missing databases met by commands that need one (issues 14, 15).
 
 `--db` must name a regular file or a place where one can be created. A FIFO used to block
 forever; the doctor called a FIFO, /dev/zero, /dev/null and /proc/self/mem "empty … just
 new"; flowcli wrote /dev/null-journal; `my?mode=ro.db` wrote a file called `my` and
 `c%41.db` opened `cA.db`; a symlink loop, a 300-character name and `mysql://` said
-"unexpected …". A mistyped path on a command that only reads created a new empty database.
+"unexpected …". A mistyped path on a command that reads (or acts on a session) created a
+new empty database.
 """
 
 from __future__ import annotations
@@ -126,8 +127,9 @@ def test_a_plain_path_is_never_parsed_as_a_url(tmp_path: Path, name: str) -> Non
     assert flowcli(path, "role", "list", "--json").exit_code == 0
 
 
-# Commands that only read, each with arguments that would be valid on a real database.
-READ_COMMANDS = [
+# Commands that work on existing rows (reading, or acting on a session), each with
+# arguments that would be valid on a real database.
+COMMANDS_ON_EXISTING_ROWS = [
     ("session", "list"),
     ("session", "show", "1"),
     ("session", "transcript", "1"),
@@ -144,17 +146,24 @@ READ_COMMANDS = [
     ("logs", "timeline", "1"),
     ("explain", "1"),
     ("db", "current"),
+    ("run-next", "1"),
+    ("auto", "1"),
+    ("session", "pause", "1"),
+    ("session", "skip", "1"),
+    ("session", "delete", "1", "--yes"),
 ]
 
 
 @pytest.mark.parametrize("empty_file", [False, True], ids=["missing", "zero-bytes"])
-def test_read_commands_never_create_a_database(tmp_path: Path, empty_file: bool) -> None:
+def test_commands_on_existing_rows_never_create_a_database(
+    tmp_path: Path, empty_file: bool
+) -> None:
     folder = tmp_path / "reads"
     folder.mkdir()
     mistyped = folder / "flowcli.dbb"
     if empty_file:
         mistyped.touch()
-    for command in READ_COMMANDS:
+    for command in COMMANDS_ON_EXISTING_ROWS:
         result = flowcli(mistyped, *command)
         assert result.exit_code == 1, (command, result.output)
         lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -170,7 +179,7 @@ def test_read_commands_never_create_a_database(tmp_path: Path, empty_file: bool)
     assert sorted(os.listdir(folder)) == sorted(
         ["flow.yaml"] + (["flowcli.dbb"] if empty_file else [])
     )
-    # A command that writes creates it.
+    # A command that adds something new creates it.
     assert flowcli(mistyped, "flow", "import", str(flow)).exit_code == 0
     assert flowcli(mistyped, "flow", "list").exit_code == 0
 
