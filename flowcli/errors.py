@@ -43,6 +43,11 @@ class DatabaseUnavailableError(DatabaseError):
     exit_code = 2
 
 
+class DatabaseMissingError(DatabaseError):
+    """A command that only reads met a database that does not exist yet (no file, an empty
+    file, or a PostgreSQL database without tables); it says how to create one."""
+
+
 class DatabaseBusyError(DatabaseError):
     """Another process held the lock for longer than the busy timeout."""
 
@@ -118,3 +123,19 @@ class ArchiveError(FlowcliError):
 
 class MissingExtraError(FlowcliError):
     """A command needs an optional dependency that is not installed (its extra says which)."""
+
+
+def describe_os_error(exc: OSError, subject: str | None = None) -> str:
+    """One line naming an operating-system error: what failed, its reason, its errno name.
+
+    ``[Errno 36] File name too long: '/a/b'`` becomes ``/a/b: File name too long
+    (ENAMETOOLONG)``, so the user sees the problem, never "unexpected OSError".
+    """
+    import errno
+
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    code = errno.errorcode.get(exc.errno or -1)
+    if code:
+        reason += f" ({code})"
+    where = subject if subject is not None else exc.filename
+    return f"{where}: {reason}" if where is not None else reason

@@ -100,3 +100,15 @@ roles:
   B: {prompt: "You are B."}
   C: {prompt: "You are C."}
 """
+
+
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process and its finished children.
+
+    Tests that prove a bomb is cut short bound the CPU it burns, not the wall-clock time:
+    on a busy CI machine the wall clock also counts other processes' turns.
+    """
+    import os
+
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system

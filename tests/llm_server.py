@@ -1,11 +1,13 @@
 """A real HTTP server on 127.0.0.1 that answers like an OpenAI-compatible API.
 
 Tests script its behaviour per request: a good answer, HTTP errors (with
-Retry-After), a slow answer, malformed JSON, or a slow drip of bytes.
+Retry-After), a slow answer, malformed JSON, a slow drip of bytes, or a hostile server
+that echoes the API key it was sent back in one of ECHO_SHAPES.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -13,15 +15,63 @@ from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import quote
 
 
 @dataclass
 class Behaviour:
-    kind: str = "ok"  # ok | status | slow | malformed | drip | close
+    kind: str = "ok"  # ok | status | slow | malformed | drip | close | echo
     status: int = 200
     content: str | None = None
     delay: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
+    shape: str = "raw"  # for kind="echo": one of ECHO_SHAPES
+
+
+def _escape_every_character(text: str) -> str:
+    return "".join(f"\\u{ord(char):04x}" for char in text)
+
+
+# How a hostile server echoes a key: (HTTP status, body) from the key.
+ECHO_SHAPES: dict[str, Any] = {
+    # the key straddles the 200th character, where error bodies used to be cut
+    "error-at-the-cut": lambda key: (400, ("x" * (200 - len(key) // 2) + key).encode()),
+    # JSON escapes: the dash escaped (sk\u002d…), and every character escaped
+    "error-json-dash": lambda key: (
+        400,
+        ('{"error": {"message": "bad key ' + key.replace("-", "\\u002d") + '"}}').encode(),
+    ),
+    "error-json-every-char": lambda key: (
+        400,
+        ('{"error": "' + _escape_every_character(key) + '"}').encode(),
+    ),
+    "error-percent-encoded": lambda key: (
+        404,
+        f"no route /v1/chat/completions?api_key={quote(key, safe='')}".encode(),
+    ),
+    "error-raw": lambda key: (401, f"invalid api key: {key}".encode()),
+    # a 200 reply that repeats the key in its content and its model name
+    "reply": lambda key: (
+        200,
+        json.dumps(
+            {
+                "model": key,
+                "choices": [{"message": {"role": "assistant", "content": f"your key is {key}"}}],
+            }
+        ).encode(),
+    ),
+    "malformed-reply": lambda key: (200, ('{"choices": [' + key).encode()),
+}
+
+
+def key_sent(headers: dict[str, str]) -> str:
+    """The secret a request carried: the bearer token, else a basic-auth password."""
+    auth = headers.get("Authorization", "")
+    if auth.startswith("Bearer "):
+        return auth[len("Bearer ") :]
+    if auth.startswith("Basic "):
+        return base64.b64decode(auth[len("Basic ") :]).decode().partition(":")[2]
+    return ""
 
 
 class FakeLLM:
@@ -78,6 +128,10 @@ class FakeLLM:
                     return
                 if b.kind == "malformed":
                     self._send(200, b'{"choices": [ this is not json', b.headers)
+                    return
+                if b.kind == "echo":
+                    status, echoed = ECHO_SHAPES[b.shape](key_sent(dict(self.headers.items())))
+                    self._send(status, echoed, b.headers)
                     return
                 content = b.content
                 if content is None:

@@ -6,6 +6,7 @@ import typer
 
 from flowcli.cli.conventions import print_version
 from flowcli.cli.lazy import LazyCommandGroup
+from flowcli.cli.params import bounded_float
 from flowcli.cli.state import AppState
 
 # The commands themselves are listed in flowcli.cli.lazy.COMMANDS and built on demand.
@@ -38,7 +39,7 @@ def root(
         typer.Option(
             "--busy-timeout",
             help="Seconds to wait for another process's lock before giving up.",
-            min=0.0,
+            parser=bounded_float(0.0, "busy_timeout"),
             envvar="FLOWCLI_BUSY_TIMEOUT",
         ),
     ] = 5.0,

@@ -122,6 +122,11 @@ def _translate_driver_error(exc: BaseException) -> FlowcliError | None:
         from flowcli.errors import UsageError
 
         return UsageError("an argument contains a NUL byte (\\x00), which no file name can hold")
+    if isinstance(exc, OSError) and exc.errno is not None:
+        # A file the command reads or writes: the OS's reason, named, on one line.
+        from flowcli.errors import describe_os_error
+
+        return FlowcliError(describe_os_error(exc))
     mod = type(exc).__module__
     # OverflowError: sqlite3 cannot bind an integer beyond 64 bits (a huge id argument).
     if isinstance(exc, sqlite3.Error | OverflowError) or mod.startswith(("sqlalchemy", "psycopg")):

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from flowcli.cli.options import MAX_ID, YesOption
-from flowcli.cli.state import open_db
+from flowcli.cli.state import examinable_db, open_db
 
 app = typer.Typer(
     help="Create, migrate, inspect, back up and prune the database.", no_args_is_help=True
@@ -111,11 +111,11 @@ def downgrade(
 def current(ctx: typer.Context, json_out: JsonOption = False) -> None:
     """Print the revision the database is at."""
     from flowcli.db import migrate
-    from flowcli.db.schema import HEAD_REVISION, create_if_new
+    from flowcli.db.schema import HEAD_REVISION, require_existing
     from flowcli.render import print_json
 
     db = open_db(ctx, require_schema=False)
-    create_if_new(db)
+    require_existing(db)
     rev = migrate.current_revision(db)
     if json_out:
         print_json(
@@ -216,7 +216,7 @@ def doctor(
             doctor_checks(checks)
         return
     state_ = ctx.find_root().obj
-    db = open_db(ctx, require_schema=False)
+    db = examinable_db(ctx)
     options = DoctorOptions(
         full=full,
         strict=strict,

@@ -6,25 +6,31 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from flowcli.cli.options import JsonOption
+from flowcli.cli.params import int_limit
 
 if TYPE_CHECKING:
     from flowcli.flows.spec import FlowDocument
-from flowcli.cli.state import open_db
+from flowcli.cli.state import existing_db, open_db
 
 app = typer.Typer(help="Define flows in YAML/JSON files and store them.", no_args_is_help=True)
 
 FileArg = Annotated[
     Path, typer.Argument(help="A flow file (.yaml, .yml or .json).", show_default=False)
 ]
-FlowIdArg = Annotated[int, typer.Argument(help="The flow's id.", min=1, show_default=False)]
+FlowIdArg = Annotated[
+    int,
+    typer.Argument(help="The flow's id.", min=1, max=int_limit("count"), show_default=False),
+]
 
 
 def _load(ctx: typer.Context, file: Path) -> "FlowDocument":
     from flowcli.flows.spec import load_flow_file
     from flowcli.flows.store import known_role_names
 
-    db = open_db(ctx)
-    return load_flow_file(file, known_roles=known_role_names(db))
+    # Validating needs no database (without one, no roles exist yet), and an invalid
+    # file must not leave a new database behind.
+    db = existing_db(ctx)
+    return load_flow_file(file, known_roles=known_role_names(db) if db is not None else ())
 
 
 def _load_or_report(ctx: typer.Context, file: Path, json_out: bool) -> "FlowDocument":
@@ -66,7 +72,7 @@ def import_(
     from flowcli.render import info, print_json
 
     doc = _load_or_report(ctx, file, json_out)
-    result = import_flow(open_db(ctx), doc, replace=replace)
+    result = import_flow(open_db(ctx, create=True), doc, replace=replace)
     if json_out:
         print_json(result)
         return

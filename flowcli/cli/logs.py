@@ -8,6 +8,7 @@ import typer
 from typer.core import TyperGroup
 
 from flowcli.cli.options import JsonOption
+from flowcli.cli.params import bounded_float, int_limit
 from flowcli.cli.state import open_db
 
 EXIT_INTERRUPTED = 130
@@ -45,10 +46,16 @@ def list_(
     ctx: typer.Context,
     session_id_arg: Annotated[
         int | None,
-        typer.Argument(help="The session's id (or use --session).", min=1, show_default=False),
+        typer.Argument(
+            help="The session's id (or use --session).",
+            min=1,
+            max=int_limit("count"),
+            show_default=False,
+        ),
     ] = None,
     session: Annotated[
-        int | None, typer.Option("--session", "-s", help="The session's id.", min=1)
+        int | None,
+        typer.Option("--session", "-s", help="The session's id.", min=1, max=int_limit("count")),
     ] = None,
     status: Annotated[
         list[str] | None, typer.Option("--status", help="Only this status. Repeatable.")
@@ -64,10 +71,21 @@ def list_(
     ] = None,
     last: Annotated[
         int | None,
-        typer.Option("--last", help="The newest N executions, shown oldest first.", min=1),
+        typer.Option(
+            "--last",
+            help="The newest N executions, shown oldest first.",
+            min=1,
+            max=int_limit("count"),
+        ),
     ] = None,
-    limit: Annotated[int | None, typer.Option("--limit", help="At most N rows.", min=0)] = None,
-    offset: Annotated[int, typer.Option("--offset", help="Skip the first N rows.", min=0)] = 0,
+    limit: Annotated[
+        int | None,
+        typer.Option("--limit", help="At most N rows.", min=0, max=int_limit("count")),
+    ] = None,
+    offset: Annotated[
+        int,
+        typer.Option("--offset", help="Skip the first N rows.", min=0, max=int_limit("count")),
+    ] = 0,
     json_out: Annotated[
         bool, typer.Option("--json", help="One JSON array of full log rows.")
     ] = False,
@@ -86,7 +104,11 @@ def list_(
     ] = False,
     interval: Annotated[
         float,
-        typer.Option("--interval", help="Seconds between polls with --follow.", min=0.05),
+        typer.Option(
+            "--interval",
+            help="Seconds between polls with --follow.",
+            parser=bounded_float(0.05, "interval"),
+        ),
     ] = 0.5,
 ) -> None:
     """Show a session's step executions as a table (or export them)."""
@@ -182,8 +204,14 @@ def _flushing(rows: Any, stream: Any) -> Any:
         stream.flush()
 
 
-LogIdArg = Annotated[int, typer.Argument(help="The log's id.", min=1, show_default=False)]
-SessionArg = Annotated[int, typer.Argument(help="The session's id.", min=1, show_default=False)]
+LogIdArg = Annotated[
+    int,
+    typer.Argument(help="The log's id.", min=1, max=int_limit("count"), show_default=False),
+]
+SessionArg = Annotated[
+    int,
+    typer.Argument(help="The session's id.", min=1, max=int_limit("count"), show_default=False),
+]
 
 
 @app.command()
@@ -221,7 +249,8 @@ def timeline(
     session_id: SessionArg,
     round_: Annotated[int | None, typer.Option("--round", help="Only this round.")] = None,
     last: Annotated[
-        int | None, typer.Option("--last", help="Only the newest N executions.", min=1)
+        int | None,
+        typer.Option("--last", help="Only the newest N executions.", min=1, max=int_limit("count")),
     ] = None,
     json_out: JsonOption = False,
 ) -> None:

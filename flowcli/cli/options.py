@@ -5,6 +5,8 @@ from typing import Annotated
 
 import typer
 
+from flowcli.cli.params import bounded_float, int_limit
+
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 YesOption = Annotated[
     bool, typer.Option("--yes", "-y", help="Do not ask (required when not on a terminal).")
@@ -55,13 +57,18 @@ LlmKeyOpt = Annotated[
 LlmTimeoutOpt = Annotated[
     float | None,
     typer.Option(
-        "--llm-timeout", help="Seconds before an LLM request is abandoned (default 60).", min=0.1
+        "--llm-timeout",
+        help="Seconds before an LLM request is abandoned (default 60).",
+        parser=bounded_float(0.1, "llm_timeout"),
     ),
 ]
 RetriesOpt = Annotated[
     int,
     typer.Option(
-        "--retries", help="Retries of a failing step (transient errors), with backoff.", min=0
+        "--retries",
+        help="Retries of a failing step (transient errors), with backoff.",
+        min=0,
+        max=int_limit("retries"),
     ),
 ]
 LlmRetriesOpt = Annotated[
@@ -70,12 +77,15 @@ LlmRetriesOpt = Annotated[
         "--llm-retries",
         help="HTTP retries inside one LLM call (429/5xx/timeouts; default 2).",
         min=0,
+        max=int_limit("llm_retries"),
     ),
 ]
 BackoffOpt = Annotated[
     float,
     typer.Option(
-        "--retry-backoff", help="First retry delay in seconds; doubles each retry.", min=0.0
+        "--retry-backoff",
+        help="First retry delay in seconds; doubles each retry.",
+        parser=bounded_float(0.0, "retry_backoff"),
     ),
 ]
 

@@ -26,7 +26,7 @@ def add(
     from flowcli.flows.store import add_role
     from flowcli.render import print_json
 
-    role = add_role(open_db(ctx), name, prompt, update_existing=update)
+    role = add_role(open_db(ctx, create=True), name, prompt, update_existing=update)
     if json_out:
         print_json(role)
     else:

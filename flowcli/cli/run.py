@@ -20,6 +20,7 @@ from flowcli.cli.options import (
     SessionIdArg,
     TemplateOpt,
 )
+from flowcli.cli.params import int_limit
 from flowcli.cli.state import open_db
 
 EXIT_INTERRUPTED = 130
@@ -194,17 +195,31 @@ def auto(
     ctx: typer.Context,
     session_id_arg: Annotated[
         int | None,
-        typer.Argument(help="The session's id (or use --session).", min=1, show_default=False),
+        typer.Argument(
+            help="The session's id (or use --session).",
+            min=1,
+            max=int_limit("count"),
+            show_default=False,
+        ),
     ] = None,
     session: Annotated[
-        int | None, typer.Option("--session", "-s", help="The session's id.", min=1)
+        int | None,
+        typer.Option("--session", "-s", help="The session's id.", min=1, max=int_limit("count")),
     ] = None,
     max_steps: Annotated[
-        int | None, typer.Option("--max-steps", help="Stop after this many steps.", min=0)
+        int | None,
+        typer.Option(
+            "--max-steps", help="Stop after this many steps.", min=0, max=int_limit("count")
+        ),
     ] = None,
     until_step: Annotated[
         int | None,
-        typer.Option("--until-step", help="Stop before the step with this order runs.", min=1),
+        typer.Option(
+            "--until-step",
+            help="Stop before the step with this order runs.",
+            min=1,
+            max=int_limit("count"),
+        ),
     ] = None,
     retries: RetriesOpt = 2,
     retry_backoff: BackoffOpt = 0.5,
@@ -384,7 +399,7 @@ def demo(
     from flowcli.engine.demo import run_demo
     from flowcli.render import info, logs_table, plural, print_json
 
-    db = open_db(ctx)
+    db = open_db(ctx, create=True)
     result = run_demo(db)
     if json_out:
         print_json(

@@ -20,6 +20,7 @@ from flowcli.cli.options import (
     TemplateOpt,
     YesOption,
 )
+from flowcli.cli.params import int_limit
 from flowcli.cli.state import open_db
 
 app = typer.Typer(help="Create, list, show and control sessions.", no_args_is_help=True)
@@ -36,7 +37,12 @@ OptionalSessionIdArg = Annotated[
 @app.command()
 def create(
     ctx: typer.Context,
-    flow: Annotated[int, typer.Option("--flow", help="The flow's id.", min=1, show_default=False)],
+    flow: Annotated[
+        int,
+        typer.Option(
+            "--flow", help="The flow's id.", min=1, max=int_limit("count"), show_default=False
+        ),
+    ],
     topic: Annotated[
         str | None, typer.Option("--topic", help="Topic (default: the flow's).")
     ] = None,
@@ -59,7 +65,7 @@ def create(
     role_map = dict(parse_assignments(role or [], "--role"))
     variables = parse_vars(var or [])
     session_id = create_session(
-        open_db(ctx), flow, topic=topic, role_map=role_map, variables=variables
+        open_db(ctx, create=True), flow, topic=topic, role_map=role_map, variables=variables
     )
     if json_out:
         print_json({"id": session_id})
@@ -277,7 +283,11 @@ def fork(
     at: Annotated[
         int,
         typer.Option(
-            "--at", help="The log id of the execution to fork after.", min=1, show_default=False
+            "--at",
+            help="The log id of the execution to fork after.",
+            min=1,
+            max=int_limit("count"),
+            show_default=False,
         ),
     ],
     set_: Annotated[
@@ -410,8 +420,14 @@ def skip(
 @app.command()
 def diff(
     ctx: typer.Context,
-    session_a: Annotated[int, typer.Argument(help="Session A's id.", min=1, show_default=False)],
-    session_b: Annotated[int, typer.Argument(help="Session B's id.", min=1, show_default=False)],
+    session_a: Annotated[
+        int,
+        typer.Argument(help="Session A's id.", min=1, max=int_limit("count"), show_default=False),
+    ],
+    session_b: Annotated[
+        int,
+        typer.Argument(help="Session B's id.", min=1, max=int_limit("count"), show_default=False),
+    ],
     json_out: JsonOption = False,
 ) -> None:
     """Compare two sessions' executions side by side, aligned by round, step and loop."""

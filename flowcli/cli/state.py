@@ -40,11 +40,42 @@ def state(ctx: typer.Context) -> AppState:
     return obj
 
 
-def open_db(ctx: typer.Context, *, require_schema: bool = True) -> Database:
-    """The database for this command, checked by the schema guard unless told not to."""
+def open_db(ctx: typer.Context, *, require_schema: bool = True, create: bool = False) -> Database:
+    """The database for this command, checked by the schema guard unless told not to.
+
+    ``create=True`` for the commands that bring something new into being (``flow
+    import``, ``role add``, ``session create``, ``demo``, ``worker``; ``db upgrade``
+    has its own path): they create a missing or empty database. Every other command
+    works on rows that must already exist, so a missing database (a mistyped ``--db``)
+    is an error saying how to create one, and nothing is created.
+    """
     db = state(ctx).database()
     if require_schema:
         from flowcli.db.schema import require_schema as guard
 
-        guard(db)
+        guard(db, create=create)
     return db
+
+
+def existing_db(ctx: typer.Context) -> Database | None:
+    """The database, schema-checked, or None when it does not exist yet (no file, an empty
+    one, no tables): for a command that can do its work without one (``flow validate``)."""
+    from flowcli.errors import DatabaseMissingError
+
+    try:
+        return open_db(ctx)
+    except DatabaseMissingError:
+        return None
+
+
+def examinable_db(ctx: typer.Context) -> Database:
+    """For the doctor: the database without the schema guard. A ``--db`` that names no
+    usable file (a FIFO, a device, a directory…) is "could not be examined" (exit 2)."""
+    from flowcli.errors import DatabaseError, DatabaseUnavailableError
+
+    try:
+        return open_db(ctx, require_schema=False)
+    except DatabaseUnavailableError:
+        raise
+    except DatabaseError as exc:
+        raise DatabaseUnavailableError(exc.message) from None

@@ -18,6 +18,7 @@ from flowcli.cli.options import (
     RetriesOpt,
     TemplateOpt,
 )
+from flowcli.cli.params import bounded_float, int_limit
 from flowcli.cli.state import open_db
 
 EXIT_INTERRUPTED = 130
@@ -26,21 +27,39 @@ EXIT_INTERRUPTED = 130
 def worker(
     ctx: typer.Context,
     concurrency: Annotated[
-        int, typer.Option("--concurrency", "-c", help="Sessions driven at once (threads).", min=1)
+        int,
+        typer.Option(
+            "--concurrency",
+            "-c",
+            help="Sessions driven at once (threads).",
+            min=1,
+            max=int_limit("concurrency"),
+        ),
     ] = 1,
     session: Annotated[
         list[int] | None,
-        typer.Option("--session", "-s", help="Only these sessions (repeatable).", min=1),
+        typer.Option(
+            "--session",
+            "-s",
+            help="Only these sessions (repeatable).",
+            min=1,
+            max=int_limit("count"),
+        ),
     ] = None,
     poll: Annotated[
-        float, typer.Option("--poll", help="Seconds between looks for work when idle.", min=0.01)
+        float,
+        typer.Option(
+            "--poll",
+            help="Seconds between looks for work when idle.",
+            parser=bounded_float(0.01, "poll"),
+        ),
     ] = 1.0,
     max_idle: Annotated[
         float | None,
         typer.Option(
             "--max-idle",
             help="Exit after this many seconds without work (default: run until stopped).",
-            min=0.0,
+            parser=bounded_float(0.0, "max_idle"),
         ),
     ] = None,
     lease: Annotated[
@@ -49,11 +68,17 @@ def worker(
             "--lease",
             help="Seconds a claim on a session lasts without renewal; "
             "a crashed worker's sessions are picked up after it.",
-            min=0.5,
+            parser=bounded_float(0.5, "lease"),
         ),
     ] = 30.0,
     batch: Annotated[
-        int, typer.Option("--batch", help="Steps of one session before moving to the next.", min=1)
+        int,
+        typer.Option(
+            "--batch",
+            help="Steps of one session before moving to the next.",
+            min=1,
+            max=int_limit("batch"),
+        ),
     ] = 50,
     retries: RetriesOpt = 2,
     retry_backoff: BackoffOpt = 0.5,
@@ -81,7 +106,7 @@ def worker(
     from flowcli.render import print_jsonl
     from flowcli.render.worker import worker_event, worker_summary
 
-    db = open_db(ctx)
+    db = open_db(ctx, create=True)
     options = WorkerOptions(
         concurrency=concurrency,
         sessions=tuple(session or ()),

@@ -1,5 +1,11 @@
 """Opening a database: resolving ``--db``/``FLOWCLI_DB``, SQLite pragmas, transactions.
 
+``--db`` is a SQLite file path or a URL (``sqlite:///…``, ``postgresql…://…``). A plain
+path is only ever a file name, never parsed as a URL (``my?mode=ro.db`` and ``c%41.db``
+are files of exactly those names), and it must name a regular file or a place where one
+can be created: a FIFO, a device, a directory or a symlink loop is refused in one line
+before anything opens it.
+
 Every SQLite connection gets ``foreign_keys=ON`` and a busy timeout; flowcli's own
 databases also ``journal_mode=WAL`` and ``synchronous=NORMAL`` (a database MRC owns
 keeps its journal mode). Write transactions on SQLite start with
@@ -10,7 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sqlite3
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from flowcli.errors import DatabaseError
+from flowcli.errors import DatabaseError, UsageError, describe_os_error
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
@@ -57,45 +65,148 @@ def _mask_password(url: str) -> str:
     return url
 
 
+# A URL starts with a scheme and "://"; anything else is a file path.
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
+SUPPORTED_URL_SCHEMES = ("sqlite", "postgresql")  # with any driver: postgresql+psycopg://
+
+
 def resolve_target(db: str | None) -> DatabaseTarget:
-    """``--db`` wins, then ``FLOWCLI_DB``, then ``./flowcli.db``. A plain path is SQLite."""
+    """``--db`` wins, then ``FLOWCLI_DB``, then ``./flowcli.db``. A plain path is SQLite.
+
+    Raises UsageError for an empty ``--db`` or an unsupported URL, and DatabaseError for
+    a path that is not a regular file or a place to create one (check_database_path).
+    """
+    if db is not None and not db.strip():
+        raise UsageError("--db must name a database file or URL; it is empty")
     value = db or os.environ.get("FLOWCLI_DB") or DEFAULT_DB_FILE
-    if "://" in value:
-        if value.startswith("sqlite"):
-            raw = value.split(":///", 1)[1] if ":///" in value else ""
-            if raw in ("", ":memory:") or raw.startswith("file:"):
-                return DatabaseTarget(value, None)
-            path = Path(raw.split("?", 1)[0]).expanduser()
-            return DatabaseTarget(f"sqlite:///{path.resolve()}", path.resolve())
-        return DatabaseTarget(value, None)
-    path = Path(value).expanduser().resolve()
+    if _URL.match(value):
+        return _url_target(value)
+    path = _absolute(value)
+    check_database_path(path)
     return DatabaseTarget(f"sqlite:///{path}", path)
+
+
+def _url_target(value: str) -> DatabaseTarget:
+    scheme = value.split("://", 1)[0].lower()
+    family = scheme.split("+", 1)[0]
+    if family not in SUPPORTED_URL_SCHEMES:
+        raise UsageError(
+            f"unsupported database URL {_mask_password(value)!r}: flowcli works with SQLite "
+            "(a file path, or sqlite:///PATH) and PostgreSQL (postgresql+psycopg://…)"
+        )
+    if family != "sqlite":
+        return DatabaseTarget(value, None)
+    raw = value.split(":///", 1)[1] if ":///" in value else ""
+    if raw in ("", ":memory:") or raw.startswith("file:"):
+        return DatabaseTarget(value, None)
+    path = _absolute(raw.split("?", 1)[0])
+    check_database_path(path)
+    return DatabaseTarget(f"sqlite:///{path}", path)
+
+
+def _absolute(value: str) -> Path:
+    try:
+        return Path(value).expanduser().resolve()
+    except RuntimeError as exc:  # a symlink loop (before Python 3.13), or "~nobody"
+        reason = "a symbolic link loop" if "loop" in str(exc).lower() else str(exc)
+        raise DatabaseError(f"cannot open {value}: {reason}") from None
+    except OSError as exc:
+        raise DatabaseError(f"cannot open {describe_os_error(exc, value)}") from None
+    except ValueError as exc:  # a NUL byte
+        raise UsageError(f"--db cannot be used: {exc}") from None
+
+
+def check_database_path(path: Path) -> None:
+    """Refuse, in one line, a path that is neither a regular file nor a place for one.
+
+    Looks with stat() first: opening a FIFO would block, and opening a device is no way
+    to learn that it is not a database. Only a "regular" file of size 0 is read (one
+    byte): /proc files look like that. A missing file is fine when its folder exists (a
+    writing command creates it).
+    """
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        if not path.parent.is_dir():
+            raise DatabaseError(
+                f"cannot create {path}: folder {path.parent} does not exist"
+            ) from None
+        return
+    except OSError as exc:
+        raise DatabaseError(f"cannot open {describe_os_error(exc, str(path))}") from None
+    mode = info.st_mode
+    if stat.S_ISREG(mode):
+        if info.st_size == 0:
+            read_file_head(path, 1)  # /proc/self/mem, /proc/…/status: "regular", size 0
+        return
+    if stat.S_ISDIR(mode):
+        kind = "a directory"
+    elif stat.S_ISFIFO(mode):
+        kind = "a FIFO (named pipe)"
+    elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        kind = "a device"
+    elif stat.S_ISSOCK(mode):
+        kind = "a socket"
+    else:
+        kind = "not a regular file"
+    raise DatabaseError(f"{path} is {kind}, not a database file")
 
 
 def sqlite_file_state(path: Path) -> str:
     """Classify a SQLite target file: 'missing', 'empty' or 'sqlite'.
 
-    Raises DatabaseError for anything flowcli must not touch: a directory, an
+    Raises DatabaseError for anything flowcli must not touch: not a regular file, an
     unreadable file, a file that is not SQLite, a missing parent folder.
     """
-    if path.is_dir():
-        raise DatabaseError(f"{path} is a directory, not a database file")
+    check_database_path(path)
     if not path.exists():
-        if not path.parent.is_dir():
-            raise DatabaseError(f"cannot create {path}: folder {path.parent} does not exist")
         return "missing"
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(len(SQLITE_MAGIC))
-    except PermissionError:
-        raise DatabaseError(f"cannot read {path}: permission denied") from None
-    except OSError as exc:
-        raise DatabaseError(f"cannot read {path}: {exc.strerror or exc}") from None
+    head = read_file_head(path, len(SQLITE_MAGIC))
     if not head:
         return "empty"
     if head != SQLITE_MAGIC:
         raise DatabaseError(f"{path} is not a SQLite database (unrecognised file header)")
     return "sqlite"
+
+
+def read_file_head(path: Path, size: int) -> bytes:
+    """The first ``size`` bytes of an existing file; DatabaseError (one line) if unreadable.
+
+    A file with content but a size of 0 is a /proc or /sys file, never a database.
+    """
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(size)
+            length = os.fstat(fh.fileno()).st_size
+    except OSError as exc:
+        raise DatabaseError(f"cannot read {describe_os_error(exc, str(path))}") from None
+    if head and length == 0:
+        raise DatabaseError(f"{path} is not a file on disk (it has content but no size)")
+    return head
+
+
+def looks_truncated(path: Path) -> bool:
+    """Whether a SQLite file is shorter than its own header says (cut off, or damaged).
+
+    The header holds the page size (bytes 16-17) and, when valid (bytes 24-27 equal bytes
+    92-95), the database size in pages (bytes 28-31).
+    """
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(100)
+            size = os.fstat(fh.fileno()).st_size
+    except OSError:
+        return False
+    if not head.startswith(SQLITE_MAGIC):
+        return False
+    if len(head) < 100:
+        return True
+    page_size = int.from_bytes(head[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    if page_size < 512 or page_size & (page_size - 1) or size % page_size:
+        return True
+    pages = int.from_bytes(head[28:32], "big")
+    return pages > 0 and head[24:28] == head[92:96] and size < pages * page_size
 
 
 def _owned_or_new(cur: sqlite3.Cursor) -> bool:
@@ -217,15 +328,23 @@ class Database:
 
 
 def create_db_engine(target: DatabaseTarget, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Engine:
-    from sqlalchemy import create_engine, event
+    from sqlalchemy import URL, create_engine, event
+    from sqlalchemy.exc import ArgumentError
 
     if not target.is_sqlite:
-        return create_engine(target.url, pool_pre_ping=True)
+        try:
+            return create_engine(target.url, pool_pre_ping=True)
+        except ArgumentError as exc:  # a malformed URL, an unknown driver name
+            raise DatabaseError(f"cannot use database {target.display}: {exc}") from None
 
-    url = target.url
-    if target.path is not None and wal_needs_immutable_open(target.path):
-        # Read-only: writes fail with SQLite's own "readonly database" error.
-        url = f"sqlite:///file:{quote(str(target.path))}?mode=ro&immutable=1&uri=true"
+    url: str | URL = target.url
+    if target.path is not None:
+        # The path goes in as it is: a URL string would be parsed again ("?" starts a
+        # query, "%41" is "A"), and flowcli would open some other file.
+        url = URL.create("sqlite", database=str(target.path))
+        if wal_needs_immutable_open(target.path):
+            # Read-only: writes fail with SQLite's own "readonly database" error.
+            url = f"sqlite:///file:{quote(str(target.path))}?mode=ro&immutable=1&uri=true"
     engine = create_engine(
         url,
         connect_args={"timeout": busy_timeout, "check_same_thread": False},

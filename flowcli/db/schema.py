@@ -2,16 +2,17 @@
 
 ``HEAD_REVISION`` is the newest migration; a test holds it equal to Alembic's head.
 ``require_schema`` is the guard every command that touches flowcli's tables passes:
-it creates a missing or empty SQLite file at head, and otherwise refuses, with one
-line naming the fix, a database that is unversioned, behind, ahead, or missing a
-table or column flowcli writes.
+for a command that adds something new it creates a missing or empty database at head;
+any other command refuses one (a mistyped ``--db`` must not leave a new file behind).
+Otherwise it refuses, with one line naming the fix, a database that is unversioned,
+behind, ahead, or missing a table or column flowcli writes.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from flowcli.errors import SchemaError
+from flowcli.errors import DatabaseMissingError, SchemaError
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -87,11 +88,39 @@ def create_if_new(db: Database) -> bool:
     return True
 
 
-def require_schema(db: Database) -> None:
-    """Make sure the database has flowcli's schema at head, creating a new file if needed."""
+_HOW_TO_CREATE = (
+    "create it with `flowcli db upgrade` (or by adding something: "
+    "`flowcli flow import FILE`, `flowcli role add …`)"
+)
+
+
+def require_existing(db: Database) -> None:
+    """Refuse, for a command that needs existing rows, a SQLite file missing or empty."""
+    if not db.is_sqlite or db.target.path is None:
+        return
+    from flowcli.db.connection import sqlite_file_state
+
+    state = sqlite_file_state(db.target.path)
+    if state == "missing":
+        raise DatabaseMissingError(f"database {db.target.display} does not exist; {_HOW_TO_CREATE}")
+    if state == "empty":
+        raise DatabaseMissingError(
+            f"database {db.target.display} is an empty file (no flowcli tables yet); "
+            f"{_HOW_TO_CREATE}"
+        )
+
+
+def require_schema(db: Database, *, create: bool = True) -> None:
+    """Make sure the database has flowcli's schema at head.
+
+    ``create``: a missing or empty database is created at head (commands that add
+    something new); without it such a database is an error saying how to create one.
+    """
     if db.schema_checked:
         return
-    if create_if_new(db):
+    if not create:
+        require_existing(db)
+    elif create_if_new(db):
         db.schema_checked = True
         return
 
@@ -100,6 +129,10 @@ def require_schema(db: Database) -> None:
         revisions = read_revisions(conn)
         if revisions is None:
             if not existing_tables(conn):
+                if not create:
+                    raise DatabaseMissingError(
+                        f"database {db.target.display} has no tables yet; {_HOW_TO_CREATE}"
+                    )
                 # An empty database (e.g. a fresh PostgreSQL schema) is created at head.
                 conn.rollback()
                 from flowcli.db.migrate import upgrade

@@ -111,7 +111,7 @@ def check_file_access(ctx: DoctorContext) -> CheckResult:
             [Finding("file_access", "error", str(path), ctx.unexaminable)],
         )
     if not path.exists():
-        ctx.unexaminable = f"{path} does not exist (any flowcli command creates it at head)"
+        ctx.unexaminable = f"{path} does not exist (`flowcli db upgrade` creates it at head)"
         return _result(
             "file_access",
             "error",

@@ -43,13 +43,19 @@ def _readonly_engine(path: Path, busy_timeout: float) -> tuple[Any, Path | None]
     A read-only connection cannot open a WAL database whose -shm file is gone (a crash
     can leave just the -wal); then the file and its WAL are examined as a private copy.
     """
-    from flowcli.db.connection import wal_needs_immutable_open
+    from flowcli.db.connection import looks_truncated, wal_needs_immutable_open
 
     uri = f"file:{quote(str(path))}?mode=ro"
     try:
         immutable = wal_needs_immutable_open(path)
     except DatabaseError:
         immutable = False  # committed WAL changes without their -shm: the copy below
+    wal = Path(f"{path}-wal")
+    if not immutable and looks_truncated(path) and not (wal.exists() and wal.stat().st_size):
+        # A cut-off file with no WAL to complete it: damaged, and nobody can be using it.
+        # Read as immutable, so that SQLite (seeing a WAL-mode header) creates no -wal and
+        # -shm beside a file the doctor promises to leave as it found it.
+        immutable = True
     if immutable:
         # A WAL file in a folder nobody here can write: nothing can be writing it, and
         # SQLite cannot create its -shm index, so it is read as immutable.
@@ -100,6 +106,21 @@ def _failed_check(spec: Any, target: DatabaseTarget, message: str) -> CheckResul
     )
 
 
+def _unusable_file(target: DatabaseTarget) -> str | None:
+    from flowcli.db.connection import check_database_path, read_file_head
+
+    path = target.path
+    if not target.is_sqlite or path is None:
+        return None
+    try:
+        check_database_path(path)
+        if path.exists():
+            read_file_head(path, 100)
+    except DatabaseError as exc:
+        return exc.message
+    return None
+
+
 def examine(target: DatabaseTarget, options: DoctorOptions) -> tuple[DoctorReport, DoctorContext]:
     from flowcli.db.failures import describe_db_error
     from flowcli.errors import DatabaseBusyError
@@ -109,8 +130,14 @@ def examine(target: DatabaseTarget, options: DoctorOptions) -> tuple[DoctorRepor
     engine = None
     temp_copy: Path | None = None
     conn = None
+    unusable = _unusable_file(target)
+    if unusable is not None:
+        # Not a file SQLite could open (a /proc file, an unreadable one): one error, and
+        # never "empty … just new" for a file that merely reports a size of 0.
+        ctx.unexaminable = unusable
+        results.append(_failed_check(REGISTRY[0], target, unusable))
     try:
-        for spec in REGISTRY:
+        for spec in REGISTRY[1:] if unusable is not None else REGISTRY:
             if spec.sqlite_only and not ctx.is_sqlite:
                 continue
             if ctx.unexaminable or ctx.stop_reason:

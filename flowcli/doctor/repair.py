@@ -9,6 +9,7 @@ so it is exactly the state the repair starts from.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -18,6 +19,7 @@ from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.pool import StaticPool
@@ -46,30 +48,75 @@ def backup_path_for(path: Path) -> Path:
 
 
 def make_backup(path: Path, busy_timeout: float) -> Path:
-    """A consistent copy through SQLite's backup API, checked with integrity_check."""
+    """A consistent copy through SQLite's backup API, verified, then given its final name.
+
+    The copy is written as ``….doctor-STAMP.partial`` and renamed to ``….bak`` only once
+    ``integrity_check`` passes and it holds every table of the source: a doctor killed
+    while copying leaves a ``.partial`` file, never a ``.bak`` that looks verified (an
+    empty file passes integrity_check).
+    """
     dest = backup_path_for(path)
+    partial = dest.with_name(dest.name.removesuffix(".bak") + ".partial")
+    problem: str | None = None
     try:
-        source = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=busy_timeout)
-        target = sqlite3.connect(dest)
+        source = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=busy_timeout)
         try:
-            source.backup(target)
+            target = sqlite3.connect(partial)
+            try:
+                source.backup(target)
+            finally:
+                target.close()
+            expected = _table_names(source)
         finally:
-            target.close()
             source.close()
-        check = sqlite3.connect(dest)
-        try:
-            result = [r[0] for r in check.execute("PRAGMA integrity_check")]
-        finally:
-            check.close()
+        problem = _backup_problem(partial, expected)
+        if problem is None:
+            _durable_rename(partial, dest)
     except (sqlite3.Error, OSError) as exc:
-        dest.unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)
         raise DatabaseError(
             f"could not back up {path} to {dest} ({exc}); nothing was changed "
             "(free some space, or use --no-backup at your own risk)"
         ) from None
-    if result != ["ok"]:
-        raise DatabaseError(f"the backup {dest} failed its integrity check; nothing was changed")
+    if problem is not None:
+        partial.unlink(missing_ok=True)
+        raise DatabaseError(
+            f"the backup of {path} failed its check ({problem}); nothing was changed"
+        )
     return dest
+
+
+def _table_names(conn: sqlite3.Connection) -> set[str]:
+    return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def _backup_problem(copy: Path, expected_tables: set[str]) -> str | None:
+    check = sqlite3.connect(f"file:{quote(str(copy))}?mode=ro", uri=True)
+    try:
+        result = [r[0] for r in check.execute("PRAGMA integrity_check")]
+        if result != ["ok"]:
+            return f"integrity_check: {result[0]}"
+        missing = expected_tables - _table_names(check)
+        if missing:
+            return f"tables missing from the copy: {', '.join(sorted(missing))}"
+    finally:
+        check.close()
+    return None
+
+
+def _durable_rename(partial: Path, dest: Path) -> None:
+    """Flush the copy, rename it into place, flush the folder: all or nothing on disk."""
+    fd = os.open(partial, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(partial, dest)
+    folder = os.open(dest.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
 
 
 def pg_backup(url: str) -> Path:

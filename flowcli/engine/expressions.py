@@ -1,7 +1,11 @@
-"""Sandboxed flow expressions (simpleeval) and templates (Jinja2 sandbox).
+"""Sandboxed flow expressions (an evaluator of our own over Python's ast) and templates (Jinja2).
 
 Owns everything users may write inside a flow's conditions and templates: which names,
 functions, methods and operators exist, and the limits that keep every evaluation cheap.
+Two kinds of limit: an allocation budget (what gets built) and a work budget (what gets
+walked: loop iterations, and the items that hashing, comparing, sorting and printing visit,
+shared references counted each time they occur), plus a CPU-time deadline checked while an
+evaluation runs. Shapes that could build exponentially large values are refused up front.
 
 Expressions: the names in EXPRESSION_NAMES; str/int/float/True/False/None, list and tuple
 literals; ``+ - * / // % **``, ``and or not``, ``== != < <= > >= in not in is is not``,
@@ -16,6 +20,8 @@ and ``vars.get('mood')`` work too). Nothing starting with ``_`` and no ``format`
 Templates: Jinja2 with the same names (TEMPLATE_NAMES), the same methods, ``range`` as the
 only global, an allowlist of filters and tests, StrictUndefined, and no macros, imports,
 includes, blocks or recursive loops. Limits (per evaluation or render) are the MAX_* values.
+Only Jinja's public API builds templates (parse, a tree rewrite of our own, compile); the
+sandbox hooks rely on Jinja 3.1's behaviour, so pyproject.toml pins Jinja2 to 3.1.x.
 """
 
 from __future__ import annotations
@@ -24,14 +30,14 @@ import ast
 import contextlib
 import functools
 import operator as op
+import time
 import types
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, NoReturn
 
-import simpleeval
 from jinja2 import Undefined, meta, nodes, pass_environment
 from jinja2 import filters as jinja_filters
 from jinja2 import tests as jinja_tests
@@ -40,7 +46,6 @@ from jinja2.environment import Template as JinjaTemplate
 from jinja2.exceptions import TemplateSyntaxError
 from jinja2.runtime import Context, LoopContext, StrictUndefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from jinja2.visitor import NodeTransformer
 
 from flowcli.errors import ExpressionError, FlowcliError
 
@@ -64,13 +69,17 @@ MAX_EXPRESSION_LENGTH = 10_000  # characters of expression source
 MAX_TEMPLATE_LENGTH = 100_000  # characters of template source
 MAX_DEPTH = 50  # nesting of expression syntax (parentheses, operators, calls ...)
 MAX_FOR_CLAUSES = 3  # `for` clauses in one comprehension
+MAX_COMPREHENSION_NESTING = 2  # a comprehension inside another's iterable, item or condition
 MAX_STRING_LENGTH = 100_000  # characters/items of any str, list or tuple an operation builds
 MAX_INT_BITS = 4_096  # integers from * and ** (about 1,233 decimal digits)
 MAX_NUMBER_TEXT = 100  # characters int() will parse
 MAX_ITERATIONS = 10_000  # loop/comprehension items and range() length, per evaluation
 MAX_WORK = 2_000_000  # sum over loop iterations of the loop body's size, per evaluation
 MAX_ALLOCATION = 10_000_000  # characters/items created in total, per evaluation
-MAX_COMPARE_WORK = 200_000  # size of nested values compared, sorted or hashed
+MAX_COMPARE_WORK = 200_000  # expanded size of one value compared, sorted or hashed
+MAX_WALK = 20_000_000  # expanded items hashed, compared, sorted or printed, per evaluation
+MAX_TEMPLATE_VALUE_SIZE = 100_000  # a template's statically estimated value size ({% set %})
+MAX_CPU_SECONDS = 1.0  # CPU time of one evaluation or render, checked while it runs
 MAX_OUTPUT_LENGTH = 1_000_000  # characters of rendered template output
 
 # --------------------------------------------------------------------------- names
@@ -110,16 +119,51 @@ def _refuse(message: str) -> NoReturn:
 
 
 # --------------------------------------------------------------------------- budget
+_CLOCK_INTERVAL = 64
+
+
 @dataclass(slots=True)
 class _Budget:
+    """What one evaluation or render has spent so far; every guard charges it."""
+
     allocated: int = 0
     iterations: int = 0
     work: int = 0
+    walked: int = 0
+    # Ticks approximate elapsed work (about a microsecond each); the clock is read every
+    # _CLOCK_INTERVAL of them, since reading a thread's CPU time is a system call.
+    ticks: int = 0
+    next_look: int = _CLOCK_INTERVAL
+    # CPU time of this thread, so a busy machine does not fail a cheap evaluation. Set at
+    # the first look at the clock: a cheap evaluation never pays for reading it.
+    deadline: float | None = None
+    # id -> (value, expanded size, expanded text length). The value is kept so that its
+    # id cannot be reused by a new object while this evaluation runs.
+    measured: dict[int, tuple[Any, int, int]] = field(default_factory=dict)
 
 
 # A context variable rather than evaluator state so that the module-level guards (operators,
 # functions, methods, Jinja filters) can charge the evaluation that is running right now.
 _BUDGET: ContextVar[_Budget | None] = ContextVar("flowcli_expression_budget", default=None)
+
+
+def _spend(budget: _Budget, ticks: int) -> None:
+    """Count work done; every _CLOCK_INTERVAL ticks, check the CPU deadline."""
+    budget.ticks += ticks
+    if budget.ticks >= budget.next_look:
+        budget.next_look = budget.ticks + _CLOCK_INTERVAL
+        now = time.thread_time()
+        if budget.deadline is None:
+            budget.deadline = now + MAX_CPU_SECONDS
+        elif now > budget.deadline:
+            _refuse(f"takes too long (more than {MAX_CPU_SECONDS:g} s of CPU time)")
+
+
+def _tick() -> None:
+    """A guard ran (guards are where long work can happen)."""
+    budget = _BUDGET.get()
+    if budget is not None:
+        _spend(budget, 1)
 
 
 def _charge(size: int) -> None:
@@ -128,6 +172,7 @@ def _charge(size: int) -> None:
         budget.allocated += size
         if budget.allocated > MAX_ALLOCATION:
             _refuse(f"creates too much data (more than {MAX_ALLOCATION:,} characters or items)")
+        _spend(budget, 1 + size // 1024)
 
 
 def _iterate(cost: int) -> None:
@@ -140,11 +185,27 @@ def _iterate(cost: int) -> None:
         _refuse(f"loops run more than {MAX_ITERATIONS:,} times")
     if budget.work > MAX_WORK:
         _refuse(f"loops do too much work (more than {MAX_WORK:,} steps)")
+    _spend(budget, 1 + cost // 16)
+
+
+def _walk(cost: int) -> None:
+    """Charge work that walks values (hashing, comparing, sorting, printing) *before* it runs."""
+    budget = _BUDGET.get()
+    if budget is None:
+        return
+    budget.walked += cost
+    if budget.walked > MAX_WALK:
+        _refuse(
+            f"walks too much data (more than {MAX_WALK:,} items hashed, compared, sorted "
+            "or printed)"
+        )
+    _spend(budget, 1 + cost // 256)
 
 
 # --------------------------------------------------------------------------- shared guards
 _SEQUENCES = (str, list, tuple)
 _CONTAINERS = (list, tuple, dict)
+_WALKED = (str, list, tuple, dict)  # values whose comparison walks their contents
 
 
 def _type_name(value: Any) -> str:
@@ -160,42 +221,82 @@ def _check_length(size: int) -> None:
         _refuse(f"result would be longer than {MAX_STRING_LENGTH:,} characters or items")
 
 
-def _weight(value: Any, cap: int, *, text: bool = False) -> int:
-    """Size of ``value`` counting shared references again, stopping once above ``cap``.
+def _measure_atom(value: Any) -> tuple[int, int] | None:
+    """(size, text length) of a value that holds no other values; None for containers."""
+    if isinstance(value, str):
+        # comparing or hashing text runs at memory speed: one unit per 64 characters
+        return 1 + len(value) // 64, len(value) + 2
+    if isinstance(value, (list, tuple, dict, MessageView)):
+        return None
+    if isinstance(value, bool) or value is None:
+        return 1, 5
+    if isinstance(value, int):
+        return 1, value.bit_length() // 3 + 2
+    if isinstance(value, Undefined):
+        str(value)  # StrictUndefined raises, instead of printing as "Undefined" in a list
+    return 1, 24
 
-    ``text=True`` approximates the length of ``str(value)``; otherwise it approximates the
-    cost of comparing or hashing it. Iterative, so deep nesting cannot overflow the stack.
+
+def _children(value: Any) -> tuple[Any, ...] | list[Any]:
+    if isinstance(value, (list, tuple)):
+        return value
+    if isinstance(value, dict):
+        return [*value.keys(), *value.values()]
+    assert isinstance(value, MessageView)
+    return (value.id, value.speaker, value.target, value.content, value.section, value.round)
+
+
+def _text_overhead(value: Any) -> int:
+    if isinstance(value, (list, tuple)):
+        return 2 + 2 * len(value)  # brackets and ", "
+    if isinstance(value, dict):
+        return 2 + 4 * len(value)  # braces, ": " and ", "
+    return 80  # MessageView(id=..., speaker=..., ...)
+
+
+def _measure(value: Any) -> tuple[int, int]:
+    """(size, text length) of ``value`` as hashing, comparing or ``str()`` would walk it.
+
+    Shared references count again each time they occur (``(t, t)`` costs twice ``t``), as
+    they do for the work those operations do, so a small object graph can have an enormous
+    size. Each object is measured once per evaluation (memoised by id), so the measuring
+    itself costs only the number of distinct objects. Iterative: deep nesting is fine.
     """
-    total = 0
-    stack = [value]
+    atom = _measure_atom(value)
+    if atom is not None:
+        return atom
+    budget = _BUDGET.get()
+    memo = budget.measured if budget is not None else {}
+    known = memo.get(id(value))
+    if known is not None:
+        return known[1], known[2]
+    in_progress: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(value, False)]
     while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            total += len(item) + 2 if text else 1 + len(item) // 64
-        elif isinstance(item, (list, tuple)):
-            total += 2 + 2 * len(item) if text else 1
-            if total + len(item) > cap:
-                return cap + 1
-            stack.extend(item)
-        elif isinstance(item, dict):
-            total += 2 + 4 * len(item) if text else 1
-            if total + 2 * len(item) > cap:
-                return cap + 1
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, MessageView):
-            total += 80 if text else 1
-            stack.extend((item.id, item.speaker, item.target, item.content, item.section))
-            stack.append(item.round)
-        elif isinstance(item, int):
-            total += item.bit_length() // 3 + 2 if text else 1
-        elif isinstance(item, Undefined):
-            str(item)  # StrictUndefined raises, instead of printing as "Undefined" in a list
-        else:
-            total += 24 if text else 1
-        if total > cap:
-            return total
-    return total
+        item, children_done = stack.pop()
+        key = id(item)
+        if children_done:
+            size, text = 1, _text_overhead(item)
+            for child in _children(item):
+                found = _measure_atom(child)
+                if found is None:
+                    found = memo[id(child)][1:]
+                size += found[0]
+                text += found[1]
+            memo[key] = (item, size, text)
+            in_progress.discard(key)
+            continue
+        if key in memo:
+            continue
+        if key in in_progress:
+            _refuse("a value contains itself")
+        in_progress.add(key)
+        stack.append((item, True))
+        for child in _children(item):
+            if _measure_atom(child) is None and id(child) not in memo:
+                stack.append((child, False))
+    found_size, found_text = memo[id(value)][1:]
+    return found_size, found_text
 
 
 def _to_text(value: Any, convert: Callable[[Any], str] = str) -> str:
@@ -208,39 +309,64 @@ def _to_text(value: Any, convert: Callable[[Any], str] = str) -> str:
         return convert(value)
     if callable(value):
         _refuse("a function cannot be turned into text")
-    if _weight(value, MAX_STRING_LENGTH, text=True) > MAX_STRING_LENGTH:
+    size, text = _measure(value)
+    if text > MAX_STRING_LENGTH:
         _refuse(f"value is too large to turn into text (over {MAX_STRING_LENGTH:,} characters)")
+    _walk(size)
     result = convert(value)
     _check_length(len(result))  # repr/ascii escapes can still grow a string a few times
     _charge(len(result))
     return result
 
 
-def _check_comparable(left: Any, right: Any) -> None:
-    if isinstance(left, _CONTAINERS) and isinstance(right, _CONTAINERS):
-        cap = MAX_COMPARE_WORK
-        if _weight(left, cap) > cap and _weight(right, cap) > cap:
-            _refuse("values are too large to compare")
+def _charge_comparison(left: Any, right: Any) -> None:
+    """Charge ``left == right`` (or ``<`` ...) before it runs.
+
+    Equality and ordering stop at the first difference and never descend further than
+    the smaller operand, so the smaller expanded size bounds their work.
+    """
+    if not isinstance(left, _WALKED) or type(left) is not type(right):
+        # numbers, None, messages, or two different types: decided without walking
+        _tick()
+        return
+    cost = min(_measure(left)[0], _measure(right)[0])
+    if cost > MAX_COMPARE_WORK and isinstance(left, _CONTAINERS):
+        _refuse("values are too large to compare")
+    _walk(cost)
 
 
-def _check_membership(needle: Any, haystack: Any) -> None:
-    cap = MAX_COMPARE_WORK
+def _charge_hash(key: Any) -> None:
+    """Charge hashing ``key`` (a dict lookup): a tuple's hash walks all of it."""
+    size = _measure(key)[0]
+    if size > MAX_COMPARE_WORK:
+        _refuse("value is too large to look up")
+    _walk(size)
+
+
+def _charge_membership(needle: Any, haystack: Any) -> None:
+    """Charge ``needle in haystack`` before it runs."""
     if isinstance(haystack, Mapping):
-        # hashing a tuple walks all of it
-        if isinstance(needle, tuple) and _weight(needle, cap) > cap:
-            _refuse("value is too large to look up")
-    elif (
-        isinstance(haystack, (list, tuple))
-        and isinstance(needle, _CONTAINERS)
-        and _weight(haystack, cap) > cap
-    ):
-        _refuse("values are too large to compare")
+        _charge_hash(needle)
+    elif isinstance(haystack, (list, tuple)):
+        # each item is compared with the needle, at most the smaller of the two
+        cost = min(_measure(haystack)[0], len(haystack) * _measure(needle)[0])
+        if cost > MAX_COMPARE_WORK and isinstance(needle, _CONTAINERS):
+            _refuse("values are too large to compare")
+        _walk(cost + 1)
+    elif isinstance(haystack, str):
+        _walk(1 + len(haystack) // 64)
+    elif isinstance(haystack, range):
+        _walk(1 if isinstance(needle, int) else len(haystack))
+    else:
+        _tick()
 
 
-def _check_sortable(items: list[Any]) -> None:
-    has_containers = any(isinstance(item, _CONTAINERS) for item in items)
-    if has_containers and _weight(items, MAX_COMPARE_WORK) > MAX_COMPARE_WORK:
+def _charge_sort(items: list[Any]) -> None:
+    """Charge sorting ``items`` (or min/max/unique): about n log n comparisons."""
+    size = _measure(items)[0]
+    if size > MAX_COMPARE_WORK and any(isinstance(item, _CONTAINERS) for item in items):
         _refuse("values are too large to compare")
+    _walk(size * max(1, len(items).bit_length()))
 
 
 def _repeat(sequence: Any, count: int) -> Any:
@@ -315,10 +441,10 @@ _COMPARISONS: dict[str, Callable[[Any, Any], Any]] = {
 def _compare(operator: str, left: Any, right: Any) -> Any:
     """The comparisons of both languages, refusing ones that would walk enormous values."""
     if operator in ("in", "not in"):
-        _check_membership(left, right)
+        _charge_membership(left, right)
         found = left in right
         return found if operator == "in" else not found
-    _check_comparable(left, right)
+    _charge_comparison(left, right)
     return _COMPARISONS[operator](left, right)
 
 
@@ -362,6 +488,7 @@ def _str_join(separator: str, items: Any) -> str:
 
 @_named("get")
 def _mapping_get(mapping: Mapping[Any, Any], key: Any, default: Any = None) -> Any:
+    _charge_hash(key)
     return mapping.get(key, default)
 
 
@@ -382,13 +509,13 @@ def _mapping_items(mapping: Mapping[Any, Any]) -> list[tuple[Any, Any]]:
 
 @_named("count")
 def _sequence_count(sequence: Any, value: Any) -> int:
-    _check_membership(value, sequence)
+    _charge_membership(value, sequence)
     return int(sequence.count(value))
 
 
 @_named("index")
 def _sequence_index(sequence: Any, value: Any, *bounds: int) -> int:
-    _check_membership(value, sequence)
+    _charge_membership(value, sequence)
     return int(sequence.index(value, *bounds))
 
 
@@ -468,14 +595,14 @@ def _items_of(name: str, args: tuple[Any, ...]) -> list[Any]:
 @_named("min")
 def _safe_min(*args: Any) -> Any:
     items = _items_of("min", args)
-    _check_sortable(items)
+    _charge_sort(items)
     return min(items)
 
 
 @_named("max")
 def _safe_max(*args: Any) -> Any:
     items = _items_of("max", args)
-    _check_sortable(items)
+    _charge_sort(items)
     return max(items)
 
 
@@ -495,7 +622,7 @@ def _safe_sum(items: Any, start: Any = 0) -> Any:
 @_named("sorted")
 def _safe_sorted(items: Any) -> list[Any]:
     values = list(items)
-    _check_sortable(values)
+    _charge_sort(values)
     _charge(len(values))
     return sorted(values)
 
@@ -626,6 +753,7 @@ class _ExpressionChecker:
         self.allowed_names = allowed_names
         self.used: set[str] = set()
         self.scopes: list[set[str]] = []
+        self.comprehension_depth = 0
 
     def check(self, node: ast.AST) -> None:
         visitor = getattr(self, f"_check_{type(node).__name__}", None)
@@ -743,6 +871,15 @@ class _ExpressionChecker:
     def _check_comprehension(self, node: ast.ListComp | ast.GeneratorExp) -> None:
         if len(node.generators) > MAX_FOR_CLAUSES:
             _refuse(f"a comprehension may have at most {MAX_FOR_CLAUSES} 'for' clauses")
+        # A comprehension over a comprehension multiplies what each builds, and items that
+        # repeat their loop variable ((t, t)) share it: n levels can build 2**n leaves
+        # from a few hundred characters. Two levels cover real conditions.
+        self.comprehension_depth += 1
+        if self.comprehension_depth > MAX_COMPREHENSION_NESTING:
+            _refuse(
+                f"comprehensions may nest at most {MAX_COMPREHENSION_NESTING} deep (deeper "
+                "nesting can build values of exponential size)"
+            )
         bound: set[str] = set()
         self.check(node.generators[0].iter)  # evaluated in the enclosing scope, as in Python
         self.scopes.append(bound)
@@ -758,6 +895,7 @@ class _ExpressionChecker:
             self.check(node.elt)
         finally:
             self.scopes.pop()
+            self.comprehension_depth -= 1
 
     def _bind(self, target: ast.AST, bound: set[str]) -> None:
         if isinstance(target, ast.Name):
@@ -842,43 +980,63 @@ def _get_field(value: Any, name: str) -> Any:
     _refuse(f"cannot read attribute {name!r} of a {_type_name(value)} value")
 
 
-class _Evaluator(simpleeval.SimpleEval):
-    """simpleeval with our operators and node handlers; used for one evaluation only."""
+class _Evaluator:
+    """Walks one validated expression tree; one instance per evaluation.
 
-    def __init__(self, names: Mapping[str, Any]) -> None:
-        super().__init__(operators=_EXPRESSION_OPERATORS, functions=ALLOWED_FUNCTIONS, names={})
+    flowcli owns this evaluator outright: every node type it handles is one that
+    _ExpressionChecker admits, and every operation goes through the guards above.
+    """
+
+    __slots__ = ("_values", "_scopes", "_budget")
+
+    def __init__(self, names: Mapping[str, Any], budget: _Budget) -> None:
         self._values = names
         self._scopes: list[dict[str, Any]] = []
-        # Exactly the node types _ExpressionChecker admits; simpleeval's defaults (assignment,
-        # import, ...) are dropped so that nothing unvalidated has a handler.
-        self.nodes = {
-            ast.BoolOp: self._eval_boolop,
-            ast.BinOp: self._eval_binop,
-            ast.UnaryOp: self._eval_unaryop,
-            ast.Compare: self._eval_compare,
-            ast.IfExp: self._eval_ifexp,
-            ast.Constant: self._eval_constant,
-            ast.Name: self._eval_name,
-            ast.Attribute: self._eval_attribute,
-            ast.Call: self._eval_call,
-            ast.Subscript: self._eval_subscript,
-            ast.Slice: self._eval_slice,
-            ast.List: self._eval_sequence,
-            ast.Tuple: self._eval_sequence,
-            ast.JoinedStr: self._eval_joinedstr,
-            ast.FormattedValue: self._eval_formattedvalue,
-            ast.ListComp: self._eval_comprehension,
-            ast.GeneratorExp: self._eval_comprehension,
-        }
+        self._budget = budget
 
-    def _eval(self, node: ast.AST) -> Any:
-        # SimpleEval._eval also walks every intermediate value looking for modules and banned
-        # functions; that walk is unbounded on big nested values, and unnecessary here because
-        # no name, attribute or call can produce a callable or a module (see _eval_name).
-        handler = self.nodes.get(type(node))
+    def eval(self, node: ast.AST) -> Any:
+        _spend(self._budget, 1)
+        handler = _NODE_HANDLERS.get(type(node))
         if handler is None:
             _refuse(f"{type(node).__name__} syntax is not allowed")
-        return handler(node)
+        return handler(self, node)
+
+    def _eval_boolop(self, node: ast.BoolOp) -> Any:
+        # `and` stops at the first false operand, `or` at the first true one; the value
+        # is that operand, as in Python
+        stop_when = not isinstance(node.op, ast.And)
+        value: Any = None
+        for operand in node.values:
+            value = self.eval(operand)
+            if bool(value) is stop_when:
+                return value
+        return value
+
+    def _eval_binop(self, node: ast.BinOp) -> Any:
+        operator = _EXPRESSION_OPERATORS[type(node.op)]
+        return operator(self.eval(node.left), self.eval(node.right))
+
+    def _eval_unaryop(self, node: ast.UnaryOp) -> Any:
+        return _UNARY_OPERATORS[type(node.op)](self.eval(node.operand))
+
+    def _eval_compare(self, node: ast.Compare) -> Any:
+        left = self.eval(node.left)
+        for operator, operand in zip(node.ops, node.comparators, strict=True):
+            right = self.eval(operand)
+            if not _EXPRESSION_OPERATORS[type(operator)](left, right):
+                return False
+            left = right
+        return True
+
+    def _eval_ifexp(self, node: ast.IfExp) -> Any:
+        return self.eval(node.body) if self.eval(node.test) else self.eval(node.orelse)
+
+    def _eval_constant(self, node: ast.Constant) -> Any:
+        return node.value
+
+    def _eval_slice(self, node: ast.Slice) -> slice:
+        parts = (node.lower, node.upper, node.step)
+        return slice(*(None if part is None else self.eval(part) for part in parts))
 
     def _eval_name(self, node: ast.Name) -> Any:
         for scope in reversed(self._scopes):
@@ -893,21 +1051,23 @@ class _Evaluator(simpleeval.SimpleEval):
         return value
 
     def _eval_attribute(self, node: ast.Attribute) -> Any:
-        return _get_field(self._eval(node.value), node.attr)
+        return _get_field(self.eval(node.value), node.attr)
 
     def _eval_call(self, node: ast.Call) -> Any:
         func = node.func
         if isinstance(func, ast.Attribute):
-            owner = self._eval(func.value)
-            return _call_method(owner, func.attr, [self._eval(arg) for arg in node.args])
+            owner = self.eval(func.value)
+            return _call_method(owner, func.attr, [self.eval(arg) for arg in node.args])
         assert isinstance(func, ast.Name)  # guaranteed by _ExpressionChecker._check_Call
         function = ALLOWED_FUNCTIONS[func.id]
-        return function(*[self._eval(arg) for arg in node.args])
+        return function(*[self.eval(arg) for arg in node.args])
 
     def _eval_subscript(self, node: ast.Subscript) -> Any:
-        container = self._eval(node.value)
-        key = self._eval(node.slice)
-        if not isinstance(container, (*_SEQUENCES, Mapping)):
+        container = self.eval(node.value)
+        key = self.eval(node.slice)
+        if isinstance(container, Mapping):
+            _charge_hash(key)
+        elif not isinstance(container, _SEQUENCES):
             _refuse(f"cannot index a {_type_name(container)} value")
         result = container[key]
         if isinstance(key, slice) and isinstance(result, _SEQUENCES):
@@ -915,7 +1075,7 @@ class _Evaluator(simpleeval.SimpleEval):
         return result
 
     def _eval_sequence(self, node: ast.List | ast.Tuple) -> Any:
-        items = [self._eval(element) for element in node.elts]
+        items = [self.eval(element) for element in node.elts]
         _charge(len(items))
         return items if isinstance(node, ast.List) else tuple(items)
 
@@ -936,7 +1096,7 @@ class _Evaluator(simpleeval.SimpleEval):
         return result
 
     def _eval_formattedvalue(self, node: ast.FormattedValue) -> str:
-        value = self._eval(node.value)
+        value = self.eval(node.value)
         convert: Callable[[Any], str] = {ord("r"): repr, ord("a"): ascii}.get(node.conversion, str)
         return _to_text(value, convert)
 
@@ -945,7 +1105,7 @@ class _Evaluator(simpleeval.SimpleEval):
         # or all() over a list behaves the same. Each item costs the size of the loop body.
         cost = sum(1 for _ in ast.walk(node))
         result: list[Any] = []
-        first = self._eval(node.generators[0].iter)
+        first = self.eval(node.generators[0].iter)
         self._scopes.append({})
         try:
             self._run_generator(node, 0, first, result, cost)
@@ -968,13 +1128,35 @@ class _Evaluator(simpleeval.SimpleEval):
         for item in iterable:
             _iterate(cost)
             _bind(generator.target, item, scope)
-            if all(self._eval(condition) for condition in generator.ifs):
+            if all(self.eval(condition) for condition in generator.ifs):
                 if index + 1 < len(node.generators):
-                    inner = self._eval(node.generators[index + 1].iter)
+                    inner = self.eval(node.generators[index + 1].iter)
                     self._run_generator(node, index + 1, inner, result, cost)
                 else:
-                    result.append(self._eval(node.elt))
+                    result.append(self.eval(node.elt))
                     _charge(1)
+
+
+# Exactly the node types _ExpressionChecker admits; anything else is refused by eval().
+_NODE_HANDLERS: dict[type[ast.AST], Callable[[_Evaluator, Any], Any]] = {
+    ast.BoolOp: _Evaluator._eval_boolop,
+    ast.BinOp: _Evaluator._eval_binop,
+    ast.UnaryOp: _Evaluator._eval_unaryop,
+    ast.Compare: _Evaluator._eval_compare,
+    ast.IfExp: _Evaluator._eval_ifexp,
+    ast.Constant: _Evaluator._eval_constant,
+    ast.Name: _Evaluator._eval_name,
+    ast.Attribute: _Evaluator._eval_attribute,
+    ast.Call: _Evaluator._eval_call,
+    ast.Subscript: _Evaluator._eval_subscript,
+    ast.Slice: _Evaluator._eval_slice,
+    ast.List: _Evaluator._eval_sequence,
+    ast.Tuple: _Evaluator._eval_sequence,
+    ast.JoinedStr: _Evaluator._eval_joinedstr,
+    ast.FormattedValue: _Evaluator._eval_formattedvalue,
+    ast.ListComp: _Evaluator._eval_comprehension,
+    ast.GeneratorExp: _Evaluator._eval_comprehension,
+}
 
 
 def _bind(target: ast.AST, value: Any, scope: dict[str, Any]) -> None:
@@ -1020,17 +1202,14 @@ class Expression:
 
     def evaluate(self, names: Mapping[str, Any]) -> Any:
         """The expression's value; every failure is an ExpressionError."""
-        token = _BUDGET.set(_Budget())
-        evaluator: _Evaluator | None = None
+        budget = _Budget()
+        token = _BUDGET.set(budget)
         try:
-            evaluator = _Evaluator(names)
-            return evaluator._eval(self._tree.body)
+            return _Evaluator(names, budget).eval(self._tree.body)
         except Exception as exc:
             _reraise_foreign(exc)
             raise ExpressionError(f"{_label('expression', self.source)}: {_describe(exc)}") from exc
         finally:
-            if evaluator is not None:
-                evaluator.nodes.clear()  # break the evaluator <-> bound-method cycle now
             _BUDGET.reset(token)
 
     def evaluate_bool(self, names: Mapping[str, Any]) -> bool:
@@ -1200,7 +1379,7 @@ def _sorting_filter(name: str) -> Callable[..., Any]:
     @pass_environment
     def guarded(environment: Environment, value: Any, *args: Any, **kwargs: Any) -> Any:
         items = list(value)
-        _check_sortable(items)
+        _charge_sort(items)
         _charge(len(items))
         result = original(environment, items, *args, **kwargs)
         return list(result) if isinstance(result, Iterator) else result
@@ -1298,14 +1477,134 @@ def _env_call(name: str, args: list[Any], lineno: int) -> nodes.Call:
     return nodes.Call(nodes.EnvironmentAttribute(name), args, [], None, None, lineno=lineno)
 
 
-class _TemplateGuard(NodeTransformer):
-    """Rejects unsafe template syntax and routes loops, ``~`` and comparisons via guards."""
+class _TemplateShape:
+    """Estimates, before anything runs, how large the values a template builds can get.
 
-    def visit(self, node: nodes.Node, *args: Any, **kwargs: Any) -> Any:
+    ``{% set b = [a, a] %}`` makes ``b`` twice the size of ``a`` at the cost of a few
+    characters, so forty such lines build a value of 2**40 shared items, which comparing,
+    hashing or printing would walk in full. Each name's size is estimated from its
+    definition (a list counts its items' sizes, a name the size of what it holds); a
+    template whose estimate passes MAX_TEMPLATE_VALUE_SIZE is refused. Jinja scopes a
+    ``{% set %}`` inside a loop to one iteration, so loops cannot grow values further.
+    """
+
+    def check(self, tree: nodes.Template) -> None:
+        self._statements(tree.body, {})
+
+    def _statements(self, body: list[nodes.Node], sizes: dict[str, int]) -> None:
+        for node in body:
+            self._statement(node, sizes)
+
+    def _statement(self, node: nodes.Node, sizes: dict[str, int]) -> None:
+        if isinstance(node, nodes.Assign):
+            self._bind(node.target, self._size(node.node, sizes), sizes)
+        elif isinstance(node, nodes.For):
+            inner = dict(sizes)
+            self._bind(node.target, self._size(node.iter, sizes), inner)
+            if node.test is not None:
+                self._size(node.test, inner)
+            self._statements(node.body, inner)
+            self._statements(node.else_, dict(sizes))
+        elif isinstance(node, nodes.If):
+            self._size(node.test, sizes)
+            elifs: list[list[nodes.Node]] = [[branch] for branch in node.elif_]
+            branches = [node.body, *elifs, node.else_]
+            results = []
+            for branch in branches:
+                copy = dict(sizes)
+                self._statements(branch, copy)
+                results.append(copy)
+            for result in results:  # an {% if %} does not scope: keep the largest outcome
+                for name, size in result.items():
+                    sizes[name] = max(size, sizes.get(name, 0))
+        elif isinstance(node, nodes.With):
+            inner = dict(sizes)
+            for target, value in zip(node.targets, node.values, strict=True):
+                self._bind(target, self._size(value, sizes), inner)
+            self._statements(node.body, inner)
+        else:
+            for child in node.iter_child_nodes():
+                if isinstance(child, nodes.Expr):
+                    self._size(child, sizes)
+                else:
+                    self._statement(child, sizes)
+
+    @staticmethod
+    def _bind(target: nodes.Node, size: int, sizes: dict[str, int]) -> None:
+        names = [target] if isinstance(target, nodes.Name) else target.find_all(nodes.Name)
+        for name in names:
+            sizes[name.name] = size
+
+    def _size(self, node: nodes.Node, sizes: dict[str, int]) -> int:
+        size = self._estimate(node, sizes)
+        if size > MAX_TEMPLATE_VALUE_SIZE:
+            _refuse(
+                f"line {node.lineno}: builds values that are too large (about {size:,} "
+                f"shared items, limit {MAX_TEMPLATE_VALUE_SIZE:,}); lists that repeat "
+                "a name grow exponentially when nested"
+            )
+        return size
+
+    def _estimate(self, node: nodes.Node, sizes: dict[str, int]) -> int:
+        if isinstance(node, nodes.Name):
+            return sizes.get(node.name, 1)
+        if isinstance(node, (nodes.List, nodes.Tuple)):
+            return 1 + sum(self._size(item, sizes) for item in node.items)
+        if isinstance(node, nodes.Dict):
+            return 1 + sum(
+                self._size(pair.key, sizes) + self._size(pair.value, sizes) for pair in node.items
+            )
+        if isinstance(node, (nodes.Getattr, nodes.Getitem)):
+            for child in node.iter_child_nodes():
+                self._size(child, sizes)
+            return self._size(node.node, sizes)  # a part is no larger than the whole
+        if isinstance(node, nodes.CondExpr):
+            self._size(node.test, sizes)
+            other = 1 if node.expr2 is None else self._size(node.expr2, sizes)
+            return max(self._size(node.expr1, sizes), other)
+        if isinstance(node, (nodes.And, nodes.Or)):
+            return max(self._size(node.left, sizes), self._size(node.right, sizes))
+        if isinstance(node, (nodes.Compare, nodes.Concat, nodes.Test, nodes.Not)):
+            for child in node.iter_child_nodes():
+                self._size(child, sizes)
+            return 1  # a bool or a string
+        # Filters, calls and arithmetic: at most the sum of what goes in (`x|list`, `a + b`,
+        # `d.get(k, default)`, keyword arguments too); repetition with * is bounded when it
+        # runs.
+        children = [
+            child.value if isinstance(child, nodes.Keyword) else child
+            for child in node.iter_child_nodes()
+        ]
+        return 1 + sum(
+            self._size(child, sizes) for child in children if isinstance(child, nodes.Expr)
+        )
+
+
+class _TemplateGuard:
+    """Rejects unsafe template syntax and routes loops, ``~`` and comparisons via guards.
+
+    A small tree rewriter of our own over Jinja's public node API (``iter_fields``), so
+    nothing here depends on Jinja's internal visitor or parser hooks.
+    """
+
+    def visit(self, node: nodes.Node) -> Any:
         refused = _REFUSED_TEMPLATE_NODES.get(type(node).__name__)
         if refused is not None:
             _refuse(f"line {node.lineno}: {refused}")
-        return super().visit(node, *args, **kwargs)
+        rewrite = getattr(self, f"visit_{type(node).__name__}", None)
+        if rewrite is None:
+            return self.generic_visit(node)
+        return rewrite(node)
+
+    def generic_visit(self, node: nodes.Node) -> nodes.Node:
+        for name, value in node.iter_fields():
+            if isinstance(value, list):
+                value[:] = [
+                    self.visit(item) if isinstance(item, nodes.Node) else item for item in value
+                ]
+            elif isinstance(value, nodes.Node):
+                setattr(node, name, self.visit(value))
+        return node
 
     def visit_For(self, node: nodes.For) -> nodes.For:
         if node.recursive:
@@ -1394,11 +1693,6 @@ class _SandboxEnvironment(ImmutableSandboxedEnvironment):
         self.flowcli_concat = _template_concat
         self.flowcli_compare = _template_compare
 
-    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
-        tree = _TemplateGuard().visit(super()._parse(source, name, filename))
-        tree.set_environment(self)
-        return tree
-
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
         if attr.startswith("_") or not super().is_safe_attribute(obj, attr, value):
             return False
@@ -1410,6 +1704,7 @@ class _SandboxEnvironment(ImmutableSandboxedEnvironment):
         return table is not None and attr in table
 
     def getattr(self, obj: Any, attribute: str) -> Any:
+        _tick()
         # Decide by type and name *before* touching the attribute: Jinja's sandbox would read
         # it first (running any property) and only then ask is_safe_attribute.
         if isinstance(obj, Undefined) or self.is_safe_attribute(obj, attribute, None):
@@ -1424,11 +1719,18 @@ class _SandboxEnvironment(ImmutableSandboxedEnvironment):
         return self.unsafe_undefined(obj, attribute)
 
     def getitem(self, obj: Any, argument: Any) -> Any:
+        _tick()
+        if isinstance(obj, Mapping):
+            _charge_hash(argument)
         if isinstance(obj, (*_SEQUENCES, Mapping, range, Undefined)):
             try:
-                return obj[argument]
+                item = obj[argument]
             except (TypeError, LookupError):
                 pass
+            else:
+                if isinstance(argument, slice) and isinstance(item, _SEQUENCES):
+                    _charge(len(item))
+                return item
         if isinstance(argument, str):  # `x['name']` falls back to the attribute, as in Jinja
             return self.getattr(obj, argument)
         return self.undefined(obj=obj, name=argument)
@@ -1438,9 +1740,11 @@ class _SandboxEnvironment(ImmutableSandboxedEnvironment):
         return None
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        _tick()
         return _binop(operator, left, right)
 
     def call(self, context: Context, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+        _tick()
         kwargs.pop("_loop_vars", None)  # added by Jinja's code generator inside loops/blocks
         kwargs.pop("_block_vars", None)
         if any(obj is helper for helper in _TEMPLATE_HELPERS):
@@ -1452,6 +1756,13 @@ class _SandboxEnvironment(ImmutableSandboxedEnvironment):
                 _refuse("keyword arguments are not allowed in method calls")
             return _call_method(obj.__self__, obj.__name__, list(args))
         if isinstance(obj, types.MethodType) and isinstance(obj.__self__, LoopContext):
+            if obj.__name__ == "changed":
+                # loop.changed(x) compares x with the previous call's value: at most the
+                # size of x, which shared nested lists can make enormous
+                cost = _measure(list(args))[0]
+                if cost > MAX_COMPARE_WORK:
+                    _refuse("values are too large to compare")
+                _walk(cost)
             return super().call(context, obj, *args, **kwargs)
         _refuse(f"calling a {_type_name(obj)} value is not allowed")
 
@@ -1489,6 +1800,7 @@ class Template:
             chunks: list[str] = []
             total = 0
             for chunk in stream:
+                _tick()
                 total += len(chunk)
                 if total > MAX_OUTPUT_LENGTH:
                     _refuse(f"output is longer than {MAX_OUTPUT_LENGTH:,} characters")
@@ -1522,7 +1834,11 @@ def _compile_template(source: str, allowed_names: frozenset[str]) -> Template:
                 f"template is too long ({len(source):,} characters, limit {MAX_TEMPLATE_LENGTH:,})"
             )
         environment = _environment()
+        # Only Jinja's public API: parse, check and rewrite the tree, compile the tree.
         tree = environment.parse(source)
+        _TemplateShape().check(tree)
+        tree = _TemplateGuard().visit(tree)
+        tree.set_environment(environment)
         undeclared = meta.find_undeclared_variables(tree)
         unknown = sorted(undeclared - allowed_names - set(environment.globals))
         if unknown:

@@ -93,7 +93,12 @@ class TemplateResponder:
 
 @dataclass
 class OpenAIResponder:
-    """OpenAI-compatible Chat Completions. The API key never leaves the request header."""
+    """OpenAI-compatible Chat Completions. The API key never leaves the request header.
+
+    Whatever comes back (an error body, a reply, an exception's text) is scrubbed of the
+    key and of the base URL's credentials, in any shape a server may echo them, before it
+    is cut to length, stored or shown; the base URL itself is only ever shown masked.
+    """
 
     base_url: str
     model: str
@@ -107,8 +112,14 @@ class OpenAIResponder:
     name: str = "openai"
     is_local: bool = False
 
+    def __post_init__(self) -> None:
+        from flowcli.redaction import Scrubber, mask_url, url_secrets
+
+        self._scrub = Scrubber([self.api_key, *url_secrets(self.base_url)])
+        self._shown_url = self._scrub(mask_url(self.base_url))
+
     def describe(self) -> dict[str, Any]:
-        return {"type": "openai", "model": self.model, "base_url": self.base_url}
+        return {"type": "openai", "model": self._scrub(self.model), "base_url": self._shown_url}
 
     def build_messages(self, request: ResponderRequest) -> list[dict[str, str]]:
         messages: list[dict[str, str]] = []
@@ -144,17 +155,13 @@ class OpenAIResponder:
                 last = exc
                 if not exc.transient or attempt == self.retries:
                     break
-                delay = self.backoff * (2**attempt)
+                # capped like a server's Retry-After: a huge backoff doubled is still a wait
+                delay = min(self.backoff * (2**attempt), self.max_retry_after)
                 if exc.retry_after is not None:
                     delay = min(max(exc.retry_after, 0.0), self.max_retry_after)
                 time.sleep(delay)
         assert last is not None
         raise last
-
-    def _scrub(self, text: str) -> str:
-        if self.api_key:
-            text = text.replace(self.api_key, "***")
-        return text
 
     def _post(self, body: dict[str, Any]) -> ResponderReply:
         import httpx
@@ -183,11 +190,12 @@ class OpenAIResponder:
                 retry_after = _retry_after(response.headers.get("retry-after"))
         except httpx.TimeoutException:
             raise ResponderError(
-                f"LLM request to {self.base_url} timed out after {self.timeout:g}s", transient=True
+                f"LLM request to {self._shown_url} timed out after {self.timeout:g}s",
+                transient=True,
             ) from None
         except httpx.ConnectError as exc:
             raise ResponderError(
-                self._scrub(f"cannot connect to LLM at {self.base_url}: {exc}"), transient=True
+                self._scrub(f"cannot connect to LLM at {self._shown_url}: {exc}"), transient=True
             ) from None
         except httpx.HTTPError as exc:
             raise ResponderError(
@@ -198,7 +206,9 @@ class OpenAIResponder:
                 f"LLM answered HTTP {status}", transient=True, retry_after=retry_after
             )
         if status >= 400:
-            detail = self._scrub(raw[:200].decode("utf-8", "replace"))
+            # Scrub first, then cut: cutting first could leave part of a secret at the cut.
+            # The prefix scrubbed is long enough for any escaped spelling of the secret.
+            detail = self._scrub.cut(raw[:_SCRUBBED_PREFIX].decode("utf-8", "replace"), 200)
             raise ResponderError(f"LLM rejected the request: HTTP {status}: {detail}")
         try:
             data = json.loads(raw)
@@ -207,13 +217,22 @@ class OpenAIResponder:
                 raise TypeError("content is not text")
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise ResponderError(
-                f"LLM returned a malformed response ({exc})", transient=True
+                self._scrub(f"LLM returned a malformed response ({exc})"), transient=True
             ) from None
         usage = data.get("usage") if isinstance(data, dict) else None
         tokens = None
         if isinstance(usage, dict):
             tokens = {k: int(v) for k, v in usage.items() if isinstance(v, int)}
-        return ResponderReply(content=content, tokens=tokens, model=data.get("model") or self.model)
+        model = data.get("model") or self.model
+        # A reply that echoes the key (a hostile or broken server) must not store it.
+        return ResponderReply(
+            content=self._scrub(content),
+            tokens=tokens,
+            model=self._scrub(model) if isinstance(model, str) else self.model,
+        )
+
+
+_SCRUBBED_PREFIX = 64 * 1024  # bytes of an error body scrubbed before its first 200 are shown
 
 
 def _retry_after(value: str | None) -> float | None:

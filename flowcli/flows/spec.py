@@ -73,6 +73,7 @@ STEP_ALIASES: dict[str, str] = {
     "target": "target_role_ref",
     "task": "task_type",
 }
+CONTEXT_PARAM_KEYS: tuple[str, ...] = ("n",)  # context_param.n: messages for last_n_messages
 ROLE_REF_MAX = 50  # flow_steps.speaker_role_ref / target_role_ref are String(50)
 ROLE_NAME_MAX = 100  # roles.name is String(100)
 
@@ -125,8 +126,8 @@ def _fail(message: str) -> PydanticCustomError:
 
 
 def _sandbox_problem(source: str, kind: Literal["expression", "template"]) -> str | None:
-    # Imported lazily: the sandbox loads simpleeval and Jinja, which a flow without
-    # expressions or templates should not pay for.
+    # Imported lazily: the sandbox loads Jinja, which a flow without expressions or
+    # templates should not pay for.
     from flowcli.engine import expressions
 
     check = (
@@ -314,6 +315,13 @@ class StepSpec(BaseModel):
     @field_validator("context_param")
     @classmethod
     def _param_n(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # Only known keys: anything else would be stored unread, and is where a typo or a
+        # YAML alias bomb hides.
+        for key in value:
+            if key not in CONTEXT_PARAM_KEYS:
+                hint = _suggest(key, CONTEXT_PARAM_KEYS)
+                allowed = ", ".join(CONTEXT_PARAM_KEYS)
+                raise _fail(f"unknown key {_show(key)}{hint} (allowed: {allowed})")
         if "n" in value:
             n = value["n"]
             if isinstance(n, bool) or not isinstance(n, int) or n < 1:

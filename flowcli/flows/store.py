@@ -320,8 +320,9 @@ def export_flow(db: Database, template_id: int) -> dict[str, Any]:
             out["target_role_ref"] = step["target_role_ref"]
         out["task_type"] = step["task_type"]
         out["context_scope"] = step["context_scope"]
-        if step["context_param"]:
-            out["context_param"] = step["context_param"]
+        param = _exportable_param(step["context_param"])
+        if param:
+            out["context_param"] = param
         if step["description"]:
             out["description"] = step["description"]
         logic = _exportable_logic(step["logic_config"])
@@ -330,6 +331,15 @@ def export_flow(db: Database, template_id: int) -> dict[str, Any]:
         steps.append(out)
     doc["steps"] = steps
     return doc
+
+
+def _exportable_param(param: Any) -> dict[str, Any]:
+    """MRC data may hold any keys in context_param; export the ones a flow file may have."""
+    from flowcli.flows.spec import CONTEXT_PARAM_KEYS  # export is not on the hot path
+
+    if not isinstance(param, dict):
+        return {}
+    return {key: param[key] for key in CONTEXT_PARAM_KEYS if key in param}
 
 
 def _exportable_logic(logic: Any) -> dict[str, Any]:

@@ -1,6 +1,9 @@
 """Reading flow text (YAML, which includes JSON) and writing flows back as YAML.
 
 Parse errors come back as ``FlowValidationError`` with 1-based ``source:line:column``.
+YAML aliases (``*name``) repeat a value without repeating its text, so a few hundred bytes
+can stand for gigabytes ("billion laughs"); a flow is bounded *after* alias expansion, as
+if every alias were written out, before any of it is built.
 """
 
 from __future__ import annotations
@@ -9,16 +12,116 @@ import json
 from typing import Any
 
 import yaml
+from yaml.composer import ComposerError
 from yaml.constructor import ConstructorError
+from yaml.events import AliasEvent
 
 from flowcli.errors import FlowValidationError
 
 __all__ = ["dump_flow_yaml", "parse_flow_text"]
 
+# A real flow has a few hundred nodes and a few kilobytes of text.
+MAX_FLOW_NODES = 100_000  # YAML nodes (mappings, lists, values), aliases expanded
+MAX_FLOW_TEXT = 4 * 1024 * 1024  # characters of text, aliases expanded: no more than a file
+MAX_ALIASED_TEXT = 4_096  # characters of a text value that an alias may repeat
+
+
+def _expanded_size(root: yaml.Node) -> None:
+    """Refuse a document whose aliases expand it past MAX_FLOW_NODES or MAX_FLOW_TEXT.
+
+    Each distinct node is measured once (memoised), so this costs the size of the file,
+    not of the expansion. A node that contains itself (``&a [*a]``) is refused too.
+    """
+    measured: dict[int, tuple[int, int]] = {}
+    in_progress: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        children = _child_nodes(node)
+        if children_done:
+            nodes = 1 + sum(measured[id(child)][0] for child in children)
+            text = sum(measured[id(child)][1] for child in children)
+            if isinstance(node, yaml.ScalarNode):
+                text = len(node.value)
+            if nodes > MAX_FLOW_NODES or text > MAX_FLOW_TEXT:
+                what = (
+                    f"{MAX_FLOW_NODES:,} values"
+                    if nodes > MAX_FLOW_NODES
+                    else f"{MAX_FLOW_TEXT // (1024 * 1024)} MiB of text"
+                )
+                raise ComposerError(
+                    None,
+                    None,
+                    f"with its aliases (*name) written out, this value holds more than "
+                    f"{what}; a flow is expected to be small",
+                    node.start_mark,
+                )
+            measured[key] = (nodes, text)
+            in_progress.discard(key)
+            continue
+        if key in measured:
+            continue
+        if key in in_progress:
+            raise ComposerError(
+                None, None, "an alias refers to a value that contains it", node.start_mark
+            )
+        in_progress.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in children if id(child) not in measured)
+
+
+def _child_nodes(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
 
 class _FlowLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys: YAML would silently keep the last one,
-    and a step that says ``task_type`` twice is a mistake worth a line number."""
+    """SafeLoader that bounds a flow after alias expansion and refuses duplicate keys.
+
+    Nodes are counted as the composer builds them (an alias counts as one more), an alias
+    may not repeat a long text, and the whole document is measured with its aliases
+    expanded before anything is constructed. Duplicate keys are refused because YAML would
+    silently keep the last one, and a step that says ``task_type`` twice is a mistake
+    worth a line number.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._composed = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        self._composed += 1
+        if self._composed > MAX_FLOW_NODES:
+            mark = self.peek_event().start_mark
+            raise ComposerError(
+                None,
+                None,
+                f"more than {MAX_FLOW_NODES:,} values; a flow is expected to be small",
+                mark,
+            )
+        if self.check_event(AliasEvent):
+            event = self.peek_event()
+            target = self.anchors.get(event.anchor)
+            if isinstance(target, yaml.ScalarNode) and len(target.value) > MAX_ALIASED_TEXT:
+                raise ComposerError(
+                    None,
+                    None,
+                    f"alias *{event.anchor} repeats a text of {len(target.value):,} characters; "
+                    f"aliases may repeat texts of up to {MAX_ALIASED_TEXT:,} (write it out)",
+                    event.start_mark,
+                )
+        return super().compose_node(parent, index)
+
+    def get_single_data(self) -> Any:
+        node = self.get_single_node()
+        if node is None:
+            return None
+        _expanded_size(node)
+        return self.construct_document(node)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         if isinstance(node, yaml.MappingNode):

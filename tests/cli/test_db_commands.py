@@ -38,14 +38,21 @@ def test_current_prints_head(cli: Cli) -> None:
     assert data["current"] == HEAD_REVISION and data["is_head"] is True
 
 
-def test_current_creates_missing_file(cli: Cli) -> None:
+def test_current_does_not_create_a_missing_file(cli: Cli) -> None:
+    # `db current` only reads: a mistyped path is an error saying how to create it.
     assert not cli.db.exists()
+    result = cli("db", "current")
+    assert result.exit_code == 1 and "flowcli db upgrade" in result.stderr
+    assert not cli.db.exists()
+    cli.ok("db", "upgrade")
     assert cli.json("db", "current")["current"] == HEAD_REVISION
-    assert cli.db.exists()
 
 
-def test_empty_file_is_created_at_head(cli: Cli) -> None:
+def test_empty_file_is_created_at_head_by_upgrade(cli: Cli) -> None:
     cli.db.write_bytes(b"")
+    assert cli("db", "current").exit_code == 1
+    assert cli.db.stat().st_size == 0
+    cli.ok("db", "upgrade")
     assert cli.json("db", "current")["current"] == HEAD_REVISION
 
 
@@ -147,7 +154,7 @@ def test_unreadable_file(unprivileged) -> None:
     target.chmod(0)
     proc = unprivileged.run("--db", str(target), "db", "current")
     assert proc.returncode == 1, proc.stderr
-    assert proc.stderr.strip() == f"Error: cannot read {target}: permission denied"
+    assert proc.stderr.strip() == f"Error: cannot read {target}: Permission denied (EACCES)"
 
 
 def test_debug_shows_traceback(tmp_path: Path) -> None:

@@ -102,9 +102,9 @@ def test_stderr_is_not_hard_wrapped(tmp_path: Path) -> None:
 
 
 def test_empty_results_say_so(tmp_path: Path) -> None:
-    result = CliRunner().invoke(
-        app, ["--db", str(tmp_path / "e.db"), "session", "list"], env=WIDE_ENV
-    )
+    db = str(tmp_path / "e.db")
+    assert CliRunner().invoke(app, ["--db", db, "db", "upgrade"], env=WIDE_ENV).exit_code == 0
+    result = CliRunner().invoke(app, ["--db", db, "session", "list"], env=WIDE_ENV)
     assert result.exit_code == 0
     assert "no sessions match" in result.stderr
 

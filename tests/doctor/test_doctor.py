@@ -313,6 +313,11 @@ def test_unexaminable_files_exit_2(cli: Cli, kind: str) -> None:
         cli.db.write_text("CREATE TABLE nonsense;\n" * 50)
     elif kind == "directory":
         cli.db.mkdir()
+        # Refused before it is opened: one line, and "could not be examined" (issue 14).
+        result = cli("db", "doctor", "--fix", "--yes", "--json")
+        assert result.exit_code == 2 and "is a directory" in result.stderr
+        assert cli.db.is_dir() and not any(cli.db.iterdir())
+        return
     before = cli.db.read_bytes() if cli.db.is_file() else None
     code, data = doctor(cli, "--fix", "--yes")
     assert code == 2 and data["ok"] is False and data["examinable"] is False

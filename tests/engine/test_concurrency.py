@@ -46,6 +46,28 @@ def spawn(db: Path | str, *args: str) -> subprocess.Popen[str]:
     )
 
 
+DEADLINE = 120.0  # seconds to wait for a condition: generous, for a busy 2-core machine
+
+
+def completed_steps(db: Path | str, session_id: int) -> int:
+    return len([r for r in logs(db, session_id) if r["status"] == "completed"])
+
+
+def wait_for_steps(
+    db: Path | str, session_id: int, at_least: int, proc: subprocess.Popen[str]
+) -> None:
+    """Wait until ``at_least`` steps of the session are committed (polling the database).
+
+    A condition instead of a fixed sleep: on a loaded machine Python's start-up alone can
+    take longer than any fixed delay, and a signal sent then lands in start-up.
+    """
+    deadline = time.monotonic() + DEADLINE
+    while completed_steps(db, session_id) < at_least:
+        assert proc.poll() is None, f"the process ended early: {proc.communicate()[1]}"
+        assert time.monotonic() < deadline, f"fewer than {at_least} steps after {DEADLINE}s"
+        time.sleep(0.02)  # polling interval, not a wait for time to pass
+
+
 def assert_consistent(db: Path | str, session_id: int) -> list[dict]:
     if isinstance(db, Path):
         con = sqlite3.connect(db)
@@ -97,7 +119,8 @@ def test_kill_during_auto_then_resume(cli: Cli) -> None:
     rng = random.Random(7)
     for _ in range(4):
         proc = spawn(cli.db, "auto", str(sid), "--quiet")
-        time.sleep(rng.uniform(0.6, 1.2))
+        # Kill once it is writing steps, after a random number of them: mid-run.
+        wait_for_steps(cli.db, sid, completed_steps(cli.db, sid) + rng.randint(1, 40), proc)
         proc.kill()
         proc.wait()
         assert_consistent(cli.db, sid)
@@ -120,13 +143,16 @@ def test_ctrl_c_stops_after_a_step_and_resumes(cli: Cli) -> None:
         ),
     )
     proc = spawn(cli.db, "auto", str(sid), "--quiet")
-    time.sleep(1.5)
+    # Ctrl-C once steps are being written (not during Python's start-up, which a loaded
+    # machine can stretch past any fixed delay).
+    wait_for_steps(cli.db, sid, 3, proc)
     proc.send_signal(signal.SIGINT)
-    _out, err = proc.communicate(timeout=60)
+    _out, err = proc.communicate(timeout=DEADLINE)
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     done = len(assert_consistent(cli.db, sid))
-    assert session_row(cli.db, sid)["status"] in ("running", "finished")
+    assert done >= 3
+    assert session_row(cli.db, sid)["status"] == "running"
     cli.ok("auto", str(sid), "--quiet")
     rows = assert_consistent(cli.db, sid)
     assert len(rows) == 2 * (loops + 1) + 1 and len(rows) >= done
@@ -193,12 +219,11 @@ def test_no_write_lock_held_during_llm_call(cli: Cli, fake_llm) -> None:
     # While the LLM is thinking, another session's steps write freely.
     from flowcli.cli.app import app
 
-    started = time.time()
+    # With a 0.5 s busy timeout it would fail "locked" if the 3 s LLM call held the lock.
     result = cli.runner.invoke(
         app, ["--db", str(cli.db), "--busy-timeout", "0.5", "run-next", str(other)]
     )
     assert result.exit_code == 0, result.stderr
-    assert time.time() - started < 2.5
     _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert [r["status"] for r in logs(cli.db, sid)] == ["completed"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from flowcli.engine.expressions import (
     validate_template,
 )
 from flowcli.errors import ExpressionError
+from tests.helpers import cpu_seconds
 
 FIRST = MessageView(id=1, speaker="alice", target="bob", content="Shall we?", section=None, round=0)
 LAST = MessageView(
@@ -403,12 +403,12 @@ EXPRESSION_BOMBS: list[tuple[str, str]] = [
 
 @pytest.mark.parametrize(("source", "message"), EXPRESSION_BOMBS)
 def test_expression_bombs_fail_fast(source: str, message: str) -> None:
-    started = time.monotonic()
+    started = cpu_seconds()
     with pytest.raises(ExpressionError) as caught:
         compile_expression(source).evaluate(sample_names())
     assert message in caught.value.message
     assert_one_line(caught.value)
-    assert time.monotonic() - started < 10  # loose: a real bomb would take minutes or OOM
+    assert cpu_seconds() - started < 30  # loose: a real bomb would take minutes or OOM
 
 
 @pytest.mark.parametrize(
@@ -643,12 +643,12 @@ TEMPLATE_BOMBS: list[tuple[str, str]] = [
 
 @pytest.mark.parametrize(("source", "message"), TEMPLATE_BOMBS)
 def test_template_bombs_fail_fast(source: str, message: str) -> None:
-    started = time.monotonic()
+    started = cpu_seconds()
     with pytest.raises(ExpressionError) as caught:
         compile_template(source).render(sample_names())
     assert message in caught.value.message
     assert_one_line(caught.value)
-    assert time.monotonic() - started < 10  # loose: a real bomb would take minutes or OOM
+    assert cpu_seconds() - started < 30  # loose: a real bomb would take minutes or OOM
 
 
 def test_template_output_just_under_the_cap_renders() -> None:

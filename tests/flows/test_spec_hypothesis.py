@@ -314,7 +314,7 @@ def valid_documents(draw: st.DrawFn) -> FlowDocument:
         if draw(st.booleans()):
             step["description"] = draw(free_text)
         if draw(st.booleans()):
-            step["context_param"] = {"n": draw(st.integers(1, 9)), "note": draw(free_text)}
+            step["context_param"] = {"n": draw(st.integers(1, 9))}
         if draw(st.booleans()):
             step["logic_config"] = {
                 "next_step_order": draw(st.integers(1, order)),

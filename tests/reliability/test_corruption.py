@@ -112,10 +112,14 @@ def test_zero_byte_file_is_new_not_corrupt(tmp_path: Path) -> None:
     access = next(f for f in report["findings"] if f["check"] == "file_access")
     assert "empty" in access["detail"] and "not corrupt" in access["detail"]
     assert db.stat().st_size == 0  # examining it wrote nothing
-    # Any command creates the schema in it.
+    # A command that reads says how to create it, and writes nothing (issue 14) ...
     result = flowcli(db, "session", "list", "--json")
+    assert result.exit_code == 1 and "flowcli db upgrade" in result.stderr
+    assert db.stat().st_size == 0
+    # ... a command that adds something creates the schema in it.
+    result = flowcli(db, "role", "add", "A", "--prompt", "You are A.")
     assert result.exit_code == 0, result.stderr
-    assert json.loads(result.stdout) == []
+    assert json.loads(flowcli(db, "session", "list", "--json").stdout) == []
     code, report = _doctor(db)
     assert code == 0 and report["revision"]["state"] == "head"
 

@@ -81,10 +81,14 @@ def test_file_size_limit_during_auto_then_resume(tmp_path: Path) -> None:
 def test_no_room_for_a_new_database(tmp_path: Path) -> None:
     # Even creating the schema can meet the limit: one line, and no traceback.
     db = tmp_path / "new.db"
+    # (a command that adds something: one that reads never creates a database)
     proc = spawn(
         db,
-        "session",
-        "list",
+        "role",
+        "add",
+        "A",
+        "--prompt",
+        "You are A.",
         preexec_fn=_limit_file_size(2048),
         stdout=subprocess.PIPE,
     )
@@ -93,6 +97,8 @@ def test_no_room_for_a_new_database(tmp_path: Path) -> None:
     assert err.startswith("Error: ") and err.count("\n") == 1, err
     assert "no room to write" in err
     # The half-created file is not mistaken for a database: with room, it is created.
+    result = flowcli(db, "role", "add", "A", "--prompt", "You are A.")
+    assert result.exit_code == 0, result.stderr
     result = flowcli(db, "session", "list", "--json")
     assert result.exit_code == 0, result.stderr
     assert result.stdout.strip() == "[]"

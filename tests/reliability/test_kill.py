@@ -9,7 +9,9 @@ from __future__ import annotations
 import random
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from tests.llm_server import Behaviour, FakeLLM
 from tests.reliability.kill import (
@@ -29,13 +31,23 @@ from tests.reliability.kill import (
 
 def test_kill_9_during_auto_at_random_moments(tmp_path: Path) -> None:
     db = tmp_path / "kill.db"
-    tally, sessions = run_kill_trials(db, 30, loops=300, seed=2024, after_start=0.15)
+    # Kill moments chosen by conditions (steps committed), not by delays: a busy machine
+    # cannot push them all into start-up.
+    tally, sessions = run_kill_trials(db, 30, loops=300, seed=2024, on_conditions=True)
     assert tally.problems == []
     assert tally.trials == 30 and tally.inconsistencies == 0
     # Kills landed both in start-up and while steps were being written.
     assert tally.kills_before_first_step > 0 and tally.kills_mid_run > 0, tally.summary()
     # Every killed session resumes to exactly what an uninterrupted run executes.
     assert finish_and_compare(db, sessions, 300) == []
+
+
+def _wait_until(condition: Callable[[], bool], proc: Any, deadline: float = 120.0) -> None:
+    """Poll ``condition`` until it holds or the process ends (a generous deadline)."""
+    end = time.monotonic() + deadline
+    while not condition() and proc.poll() is None:
+        assert time.monotonic() < end, "the condition never held"
+        time.sleep(0.005)  # polling interval
 
 
 def _expire_lease(db: Path, sid: int) -> None:
@@ -71,15 +83,19 @@ def test_kill_9_while_a_claimed_llm_step_is_in_flight(tmp_path: Path, fake_llm: 
     recovered = 0
     for trial in range(6):
         before = len(fake_llm.requests)
+        done = completed_count(db, sid)
         proc = spawn(db, "auto", str(sid), "--quiet", *_llm(fake_llm))
+        # Kill once a condition holds (never after a fixed delay, which a busy machine can
+        # stretch into start-up or past the moment aimed at).
         if trial % 2 == 0:
-            # Kill while the LLM is answering: the claim is committed, the step is not.
-            deadline = time.time() + 20
-            while len(fake_llm.requests) == before and time.time() < deadline:
-                time.sleep(0.01)
-            time.sleep(rng.uniform(0.0, 0.2))
+            # While the LLM is answering its k-th request: the claim is committed, the
+            # step is not.
+            asked = before + rng.randint(1, 2)
+            _wait_until(lambda: len(fake_llm.requests) >= asked, proc)  # noqa: B023
         else:
-            time.sleep(rng.uniform(0.05, 1.2))
+            # In start-up (k = 0) or after k committed steps.
+            steps = done + rng.randint(0, 2)
+            _wait_until(lambda: completed_count(db, sid) >= steps, proc)  # noqa: B023
         proc.kill()
         proc.communicate()
         assert consistency_problems(db, sid, loops, claim_allowed=True) == []

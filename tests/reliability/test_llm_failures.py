@@ -92,11 +92,15 @@ def session(tmp_path: Path) -> tuple[Path, int]:
 FAILURES = {
     "http-500": (Behaviour(kind="status", status=500), "HTTP 500"),
     "http-429": (Behaviour(kind="status", status=429), "HTTP 429"),
-    "timeout": (Behaviour(kind="slow", delay=3), "timed out"),
+    "timeout": (Behaviour(kind="slow", delay=60), "timed out"),
     "malformed-json": (Behaviour(kind="malformed"), "malformed response"),
-    "slow-drip": (Behaviour(kind="drip", delay=0.05), "took longer than"),
+    "slow-drip": (Behaviour(kind="drip", delay=0.05), "took longer than"),  # ~15 s in all
     "connection-closed": (Behaviour(kind="close"), "LLM request failed"),
 }
+# --llm-timeout: far below the slow and dripping servers' 60 s and 15 s, and far above
+# what a good answer takes even on a busy machine (a 0.3 s timeout failed good answers
+# there, so the test failed for the wrong reason).
+TIMEOUT = 3.0
 
 
 @pytest.mark.parametrize("name", list(FAILURES))
@@ -106,7 +110,7 @@ def test_a_failure_that_passes_is_retried_to_success(
     db, sid = session
     behaviour, reason = FAILURES[name]
     llm.then(behaviour)  # the first request fails, the step's retry succeeds
-    args = _args(llm.base_url, timeout=0.3, llm_retries=0, retries=1)
+    args = _args(llm.base_url, timeout=TIMEOUT, llm_retries=0, retries=1)
     result = flowcli(db, "run-next", str(sid), *args, "--json")
     assert result.exit_code == 0, result.stderr
     assert len(llm.requests) == 2
@@ -142,11 +146,11 @@ def test_a_failure_that_persists_ends_in_a_clean_failed_step(
     llm.default = behaviour
     started = time.monotonic()
     result = flowcli(
-        db, "run-next", str(sid), *_args(llm.base_url, timeout=0.3, llm_retries=0, retries=1)
+        db, "run-next", str(sid), *_args(llm.base_url, timeout=TIMEOUT, llm_retries=0, retries=1)
     )
     _assert_clean_failure(result, db, sid, reason, attempts=2)
     assert len(llm.requests) == 2  # one HTTP call per attempt, 1 + --retries attempts
-    assert time.monotonic() - started < 30  # a slow or dripping server cannot hold it for long
+    assert time.monotonic() - started < 120  # a slow or dripping server cannot hold it for good
     # After fixing the cause, resume and the failed step runs again, counted on.
     llm.default = Behaviour()
     assert flowcli(db, "session", "resume", str(sid)).exit_code == 0
