@@ -13,6 +13,8 @@ from typing import Annotated, Any
 import typer
 
 from flowcli.cli.options import (
+    Durability,
+    DurabilityOpt,
     JsonOption,
     LlmBaseUrlOpt,
     LlmKeyOpt,
@@ -253,6 +255,7 @@ def resume(
     llm_api_key: LlmKeyOpt = None,
     llm_timeout: LlmTimeoutOpt = None,
     llm_retries: LlmRetriesOpt = None,
+    durability: DurabilityOpt = Durability.normal,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
     json_out: JsonOption = False,
 ) -> None:
@@ -265,7 +268,7 @@ def resume(
     from flowcli.engine.batch import show_batch
     from flowcli.render import info, print_json
 
-    db = open_db(ctx)
+    db = open_db(ctx, durability=durability.value)
     data = show_batch(db, batch_id, items=0)
     left = sum(data["outcomes"][o] for o in ("pending", "started", "busy"))
     if not left:

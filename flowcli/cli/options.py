@@ -1,6 +1,7 @@
 """Option types shared by several command modules."""
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -60,6 +61,26 @@ LlmTimeoutOpt = Annotated[
         "--llm-timeout",
         help="Seconds before an LLM request is abandoned (default 60).",
         parser=bounded_float(0.1, "llm_timeout"),
+    ),
+]
+
+
+class Durability(StrEnum):
+    """SQLite's synchronous level for the steps a command writes."""
+
+    normal = "normal"
+    full = "full"
+
+
+DurabilityOpt = Annotated[
+    Durability,
+    typer.Option(
+        "--durability",
+        envvar="FLOWCLI_DURABILITY",
+        show_envvar=True,
+        case_sensitive=False,
+        help="normal survives a crash or kill; full also survives power loss, at the cost "
+        "of slower steps (SQLite's synchronous=FULL).",
     ),
 ]
 RetriesOpt = Annotated[

@@ -9,6 +9,8 @@ import typer
 from flowcli.cli.batch import BatchYesOpt, DryRunOpt, LimitOpt, WhereOpt
 from flowcli.cli.options import (
     BackoffOpt,
+    Durability,
+    DurabilityOpt,
     JsonOption,
     LlmBaseUrlOpt,
     LlmKeyOpt,
@@ -21,7 +23,7 @@ from flowcli.cli.options import (
     TemplateOpt,
 )
 from flowcli.cli.params import int_limit
-from flowcli.cli.state import open_db
+from flowcli.cli.state import open_db, state
 
 EXIT_INTERRUPTED = 130
 
@@ -63,6 +65,7 @@ def run_next(
     ] = False,
     retries: RetriesOpt = 2,
     retry_backoff: BackoffOpt = 0.5,
+    durability: DurabilityOpt = Durability.normal,
     responder: ResponderOpt = None,
     template: TemplateOpt = None,
     llm_base_url: LlmBaseUrlOpt = None,
@@ -75,7 +78,7 @@ def run_next(
     """Execute the next step of a session (starting it if it has not started)."""
     from flowcli.render import explain_panel, print_json
 
-    db = open_db(ctx)
+    db = open_db(ctx, durability=durability.value)
     if dry_run:
         from flowcli.engine.explain import explain_next
 
@@ -223,6 +226,7 @@ def auto(
     ] = None,
     retries: RetriesOpt = 2,
     retry_backoff: BackoffOpt = 0.5,
+    durability: DurabilityOpt = Durability.normal,
     responder: ResponderOpt = None,
     template: TemplateOpt = None,
     llm_base_url: LlmBaseUrlOpt = None,
@@ -278,6 +282,7 @@ def auto(
     from flowcli.errors import StepFailedError, UsageError
     from flowcli.render import AutoProgress, auto_summary, print_json
 
+    state(ctx).durability = durability.value
     if where is not None:
         _auto_where(ctx, where, locals())
         return

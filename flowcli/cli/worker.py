@@ -9,6 +9,8 @@ import typer
 
 from flowcli.cli.options import (
     BackoffOpt,
+    Durability,
+    DurabilityOpt,
     LlmBaseUrlOpt,
     LlmKeyOpt,
     LlmModelOpt,
@@ -82,6 +84,7 @@ def worker(
     ] = 50,
     retries: RetriesOpt = 2,
     retry_backoff: BackoffOpt = 0.5,
+    durability: DurabilityOpt = Durability.normal,
     responder: ResponderOpt = None,
     template: TemplateOpt = None,
     llm_base_url: LlmBaseUrlOpt = None,
@@ -106,7 +109,7 @@ def worker(
     from flowcli.render import print_jsonl
     from flowcli.render.worker import worker_event, worker_summary
 
-    db = open_db(ctx, create=True)
+    db = open_db(ctx, create=True, durability=durability.value)
     options = WorkerOptions(
         concurrency=concurrency,
         sessions=tuple(session or ()),

@@ -7,8 +7,9 @@ can be created: a FIFO, a device, a directory or a symlink loop is refused in on
 before anything opens it.
 
 Every SQLite connection gets ``foreign_keys=ON`` and a busy timeout; flowcli's own
-databases also ``journal_mode=WAL`` and ``synchronous=NORMAL`` (a database MRC owns
-keeps its journal mode). Write transactions on SQLite start with
+databases also ``journal_mode=WAL`` (a database MRC owns keeps its journal mode).
+The durability setting picks ``synchronous``: "normal" (NORMAL in WAL mode) survives a
+crash or kill; "full" (FULL) also survives power loss. Write transactions on SQLite start with
 ``BEGIN IMMEDIATE`` so a writer takes the lock up front instead of failing halfway.
 """
 
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 
 DEFAULT_DB_FILE = "flowcli.db"
 DEFAULT_BUSY_TIMEOUT = 5.0
+DURABILITY_LEVELS = ("normal", "full")
+DEFAULT_DURABILITY = "normal"
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
@@ -267,6 +270,8 @@ class Database:
 
     target: DatabaseTarget
     busy_timeout: float = DEFAULT_BUSY_TIMEOUT
+    # "normal" or "full": the synchronous level of every connection (configure_sqlite).
+    durability: str = DEFAULT_DURABILITY
     _engine: Engine | None = field(default=None, repr=False)
     # Filled by the schema guard once it has checked this database in this process.
     schema_checked: bool = field(default=False, repr=False)
@@ -300,7 +305,7 @@ class Database:
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            self._engine = create_db_engine(self.target, self.busy_timeout)
+            self._engine = create_db_engine(self.target, self.busy_timeout, self.durability)
         return self._engine
 
     @contextmanager
@@ -327,7 +332,38 @@ class Database:
             self._engine = None
 
 
-def create_db_engine(target: DatabaseTarget, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Engine:
+def configure_sqlite(
+    dbapi_conn: sqlite3.Connection,
+    busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+    durability: str = DEFAULT_DURABILITY,
+) -> None:
+    """The pragmas of every SQLite connection flowcli opens (with SQLAlchemy or without)."""
+    # Take transaction control away from the driver so BEGIN is ours to emit.
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+    cur.execute("PRAGMA foreign_keys = ON")
+    # A read-only file or folder cannot switch to WAL; reads still work. Another
+    # application's database (MRC's, adopted or not) is left in its own journal mode:
+    # switching rewrites its header and leaves -wal/-shm files beside MRC's file.
+    wal = False
+    with contextlib.suppress(sqlite3.DatabaseError):
+        if _owned_or_new(cur):
+            wal = cur.execute("PRAGMA journal_mode = WAL").fetchone()[0] == "wal"
+    if durability == "full":
+        # Every commit reaches the disk before it returns: it survives power loss.
+        cur.execute("PRAGMA synchronous = FULL")
+    elif wal or _in_wal(cur):
+        # NORMAL survives a crash or kill in WAL mode only; a rollback journal keeps FULL.
+        cur.execute("PRAGMA synchronous = NORMAL")
+    cur.close()
+
+
+def create_db_engine(
+    target: DatabaseTarget,
+    busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+    durability: str = DEFAULT_DURABILITY,
+) -> Engine:
     from sqlalchemy import URL, create_engine, event
     from sqlalchemy.exc import ArgumentError
 
@@ -352,22 +388,7 @@ def create_db_engine(target: DatabaseTarget, busy_timeout: float = DEFAULT_BUSY_
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
-        # Take transaction control away from the driver so BEGIN is ours to emit.
-        dbapi_conn.isolation_level = None
-        cur = dbapi_conn.cursor()
-        cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-        cur.execute("PRAGMA foreign_keys = ON")
-        # A read-only file or folder cannot switch to WAL; reads still work. Another
-        # application's database (MRC's, adopted or not) is left in its own journal mode:
-        # switching rewrites its header and leaves -wal/-shm files beside MRC's file.
-        wal = False
-        with contextlib.suppress(sqlite3.DatabaseError):
-            if _owned_or_new(cur):
-                wal = cur.execute("PRAGMA journal_mode = WAL").fetchone()[0] == "wal"
-        if wal or _in_wal(cur):
-            # NORMAL is durable enough in WAL mode only; a rollback journal keeps FULL.
-            cur.execute("PRAGMA synchronous = NORMAL")
-        cur.close()
+        configure_sqlite(dbapi_conn, busy_timeout, durability)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
