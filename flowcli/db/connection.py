@@ -20,7 +20,7 @@ import os
 import re
 import sqlite3
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -277,15 +277,23 @@ class Database:
     schema_checked: bool = field(default=False, repr=False)
     # Who owns the database (flowcli.db.owner), read once per process.
     _owner: str | None = field(default=None, repr=False)
+    # The bare sqlite3 connection of the direct reads (sqlite_read), opened on first use.
+    _sqlite: sqlite3.Connection | None = field(default=None, repr=False)
 
     @property
     def owner(self) -> str:
         """'flowcli' or 'mrc': whose conventions the rows follow (flowcli.db.owner)."""
         if self._owner is None:
-            from flowcli.db.owner import read_owner
+            if self.direct_sqlite:
+                from flowcli.db.owner import read_owner_sqlite
 
-            with self.read() as conn:
-                self._owner = read_owner(conn)
+                with self.sqlite_read() as cur:
+                    self._owner = read_owner_sqlite(cur)
+            else:
+                from flowcli.db.owner import read_owner
+
+                with self.read() as conn:
+                    self._owner = read_owner(conn)
         return self._owner
 
     @property
@@ -301,6 +309,43 @@ class Database:
     @property
     def is_sqlite(self) -> bool:
         return self.target.is_sqlite
+
+    @property
+    def direct_sqlite(self) -> bool:
+        """Whether the hot paths use the bare sqlite3 driver: a SQLite file, so that the
+        one-step commands need not import SQLAlchemy (an in-memory database exists only
+        on SQLAlchemy's connection, so it keeps that)."""
+        return self.target.is_sqlite and self.target.path is not None
+
+    @contextmanager
+    def sqlite_read(self) -> Iterator[sqlite3.Cursor]:
+        """A cursor in a read transaction on the bare driver (direct_sqlite only)."""
+        from flowcli.db.failures import translated
+
+        assert self.target.path is not None
+        with translated(self):
+            if self._sqlite is None:
+                self._sqlite = open_sqlite(self.target.path, self.busy_timeout, self.durability)
+            cur = self._sqlite.cursor()
+            cur.execute("BEGIN")
+            try:
+                yield cur
+            finally:
+                cur.execute("ROLLBACK")
+                cur.close()
+
+    def step_connection(self) -> tuple[Any, str, Callable[[], None]]:
+        """A DBAPI connection of its own for a runner's steps: (connection, dialect name,
+        close). The bare sqlite3 driver on a SQLite file; SQLAlchemy's pool elsewhere."""
+        from flowcli.db.failures import translated
+
+        with translated(self):
+            if self.direct_sqlite:
+                assert self.target.path is not None
+                raw = open_sqlite(self.target.path, self.busy_timeout, self.durability)
+                return raw, "sqlite", raw.close
+            pooled = self.engine.raw_connection()
+            return pooled.driver_connection, self.engine.dialect.name, pooled.close
 
     @property
     def engine(self) -> Engine:
@@ -327,6 +372,9 @@ class Database:
                 yield conn
 
     def dispose(self) -> None:
+        if self._sqlite is not None:
+            self._sqlite.close()
+            self._sqlite = None
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
@@ -357,6 +405,21 @@ def configure_sqlite(
         # NORMAL survives a crash or kill in WAL mode only; a rollback journal keeps FULL.
         cur.execute("PRAGMA synchronous = NORMAL")
     cur.close()
+
+
+def open_sqlite(
+    path: Path, busy_timeout: float = DEFAULT_BUSY_TIMEOUT, durability: str = DEFAULT_DURABILITY
+) -> sqlite3.Connection:
+    """A bare sqlite3 connection to a SQLite file, set up as SQLAlchemy's would be."""
+    if wal_needs_immutable_open(path):
+        # Read-only: writes fail with SQLite's own "readonly database" error.
+        uri = f"file:{quote(str(path))}?mode=ro&immutable=1"
+        conn = sqlite3.connect(uri, timeout=busy_timeout, check_same_thread=False, uri=True)
+    else:
+        # The path goes in as it is, never parsed as a URI ("?" and "%41" are file names).
+        conn = sqlite3.connect(str(path), timeout=busy_timeout, check_same_thread=False)
+    configure_sqlite(conn, busy_timeout, durability)
+    return conn
 
 
 def create_db_engine(

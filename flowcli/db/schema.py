@@ -6,11 +6,17 @@ for a command that adds something new it creates a missing or empty database at 
 any other command refuses one (a mistyped ``--db`` must not leave a new file behind).
 Otherwise it refuses, with one line naming the fix, a database that is unversioned,
 behind, ahead, or missing a table or column flowcli writes.
+
+The guard decides on plain facts (``SchemaFacts``: tables, their columns, the version
+rows). On a SQLite file they are gathered with the bare sqlite3 driver (sqlite_master and
+``PRAGMA table_info``), so a one-step command never imports SQLAlchemy to be checked;
+elsewhere through SQLAlchemy's inspector.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from flowcli.errors import DatabaseMissingError, SchemaError
 
@@ -54,19 +60,70 @@ def existing_columns(conn: Connection, table: str) -> set[str]:
     return {c["name"] for c in inspect(conn).get_columns(table)}
 
 
+@dataclass(frozen=True)
+class SchemaFacts:
+    """What the guard looks at: the tables, the columns of the models' tables that exist,
+    and the rows of flowcli's version table (None when it does not exist)."""
+
+    tables: frozenset[str]
+    columns: dict[str, frozenset[str]] = field(default_factory=dict)
+    revisions: list[str] | None = None
+
+    def missing(self) -> list[str]:
+        """Tables and columns of the models the database lacks, as ``table[.column]``."""
+        from flowcli.db.plain_schema import MODEL_COLUMNS
+
+        missing: list[str] = []
+        for name, expected in MODEL_COLUMNS.items():
+            if name not in self.tables:
+                missing.append(name)
+                continue
+            have = self.columns.get(name, frozenset())
+            missing.extend(f"{name}.{col}" for col in expected if col not in have)
+        return missing
+
+
+def sqlite_schema_facts(cur: Any) -> SchemaFacts:
+    """SchemaFacts read on a bare sqlite3 cursor."""
+    from flowcli.db.plain_schema import MODEL_COLUMNS
+
+    tables = frozenset(
+        str(r[0]) for r in cur.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+    )
+    revisions = None
+    if VERSION_TABLE in tables:
+        revisions = [str(r[0]) for r in cur.execute(f"SELECT version_num FROM {VERSION_TABLE}")]
+    columns = {
+        name: frozenset(str(r[1]) for r in cur.execute(f'PRAGMA table_info("{name}")'))
+        for name in MODEL_COLUMNS
+        if name in tables
+    }
+    return SchemaFacts(tables=tables, columns=columns, revisions=revisions)
+
+
+def connection_schema_facts(conn: Connection) -> SchemaFacts:
+    """SchemaFacts read through SQLAlchemy (any dialect)."""
+    from flowcli.db.plain_schema import MODEL_COLUMNS
+
+    tables = frozenset(existing_tables(conn))
+    columns = {
+        name: frozenset(existing_columns(conn, name)) for name in MODEL_COLUMNS if name in tables
+    }
+    return SchemaFacts(tables=tables, columns=columns, revisions=read_revisions(conn))
+
+
 def missing_objects(conn: Connection) -> list[str]:
     """Tables and columns of the models that the database lacks, as ``table[.column]``."""
-    from flowcli.db.tables import METADATA
+    return connection_schema_facts(conn).missing()
 
-    tables = existing_tables(conn)
-    missing: list[str] = []
-    for name, table in METADATA.tables.items():
-        if name not in tables:
-            missing.append(name)
-            continue
-        have = existing_columns(conn, name)
-        missing.extend(f"{name}.{col.name}" for col in table.columns if col.name not in have)
-    return missing
+
+def schema_facts(db: Database) -> SchemaFacts:
+    """The database's SchemaFacts, on the bare driver where it can be."""
+    if db.direct_sqlite:
+        with db.sqlite_read() as cur:
+            return sqlite_schema_facts(cur)
+    with db.read() as conn:
+        return connection_schema_facts(conn)
 
 
 def database_exists(db: Database) -> bool:
@@ -124,59 +181,63 @@ def require_schema(db: Database, *, create: bool = True) -> None:
         db.schema_checked = True
         return
 
-    fix_hint = "run `flowcli db doctor --fix`"
-    with db.read() as conn:
-        revisions = read_revisions(conn)
-        if revisions is None:
-            if not existing_tables(conn):
-                if not create:
-                    raise DatabaseMissingError(
-                        f"database {db.target.display} has no tables yet; {_HOW_TO_CREATE}"
-                    )
-                # An empty database (e.g. a fresh PostgreSQL schema) is created at head.
-                conn.rollback()
-                from flowcli.db.migrate import upgrade
-
-                upgrade(db, "head")
-                db.schema_checked = True
-                return
-            from flowcli.db.tables import SHARED_TABLES
-
-            tables = existing_tables(conn)
-            lacking = [t for t in SHARED_TABLES if t not in tables]
-            if lacking and len(lacking) < len(SHARED_TABLES):
-                # The bug report's state: the user needs to hear which table is missing.
-                shown = ", ".join(lacking)
-                raise SchemaError(
-                    f"database {db.target.display} lacks table{'s' if len(lacking) > 1 else ''} "
-                    f"{shown} and is not yet adopted by flowcli; {fix_hint} to create "
-                    f"{'them' if len(lacking) > 1 else 'it'} and adopt the database"
-                )
-            raise SchemaError(
-                f"database {db.target.display} is not managed by flowcli "
-                f"(no {VERSION_TABLE} table); {fix_hint} to adopt it"
+    facts = schema_facts(db)
+    if facts.revisions is None and not facts.tables:
+        if not create:
+            raise DatabaseMissingError(
+                f"database {db.target.display} has no tables yet; {_HOW_TO_CREATE}"
             )
-        if len(revisions) != 1:
-            raise SchemaError(
-                f"database {db.target.display} has {len(revisions)} rows in {VERSION_TABLE}; "
-                f"{fix_hint} to examine it"
-            )
-        current = revisions[0]
-        if current != HEAD_REVISION:
-            from flowcli.db.revisions import KNOWN_REVISIONS
+        # An empty database (e.g. a fresh PostgreSQL schema) is created at head.
+        from flowcli.db.migrate import upgrade
 
-            if current in KNOWN_REVISIONS:
-                raise SchemaError(
-                    f"database {db.target.display} is at revision {current}, behind head "
-                    f"{HEAD_REVISION}; run `flowcli db upgrade`"
-                )
-            raise SchemaError(
-                f"database {db.target.display} is at revision {current}, which this flowcli "
-                f"does not know (it is newer than this flowcli, or revisions were deleted); "
-                "upgrade flowcli or run `flowcli db doctor`"
-            )
-        missing = missing_objects(conn)
-        if missing:
-            shown = ", ".join(missing[:5]) + (" …" if len(missing) > 5 else "")
-            raise SchemaError(f"database {db.target.display} lacks {shown}; {fix_hint}")
+        upgrade(db, "head")
+        db.schema_checked = True
+        return
+    refuse_unless_at_head(db.target.display, facts)
     db.schema_checked = True
+
+
+def refuse_unless_at_head(display: str, facts: SchemaFacts) -> None:
+    """Raise SchemaError, one line naming the fix, unless the facts show flowcli's schema at
+    head: versioned, one version row, at HEAD_REVISION, no table or column missing."""
+    fix_hint = "run `flowcli db doctor --fix`"
+    revisions = facts.revisions
+    if revisions is None:
+        from flowcli.db.plain_schema import SHARED_TABLES
+
+        lacking = [t for t in SHARED_TABLES if t not in facts.tables]
+        if lacking and len(lacking) < len(SHARED_TABLES):
+            # The bug report's state: the user needs to hear which table is missing.
+            shown = ", ".join(lacking)
+            raise SchemaError(
+                f"database {display} lacks table{'s' if len(lacking) > 1 else ''} "
+                f"{shown} and is not yet adopted by flowcli; {fix_hint} to create "
+                f"{'them' if len(lacking) > 1 else 'it'} and adopt the database"
+            )
+        raise SchemaError(
+            f"database {display} is not managed by flowcli "
+            f"(no {VERSION_TABLE} table); {fix_hint} to adopt it"
+        )
+    if len(revisions) != 1:
+        raise SchemaError(
+            f"database {display} has {len(revisions)} rows in {VERSION_TABLE}; "
+            f"{fix_hint} to examine it"
+        )
+    current = revisions[0]
+    if current != HEAD_REVISION:
+        from flowcli.db.revisions import KNOWN_REVISIONS
+
+        if current in KNOWN_REVISIONS:
+            raise SchemaError(
+                f"database {display} is at revision {current}, behind head "
+                f"{HEAD_REVISION}; run `flowcli db upgrade`"
+            )
+        raise SchemaError(
+            f"database {display} is at revision {current}, which this flowcli "
+            f"does not know (it is newer than this flowcli, or revisions were deleted); "
+            "upgrade flowcli or run `flowcli db doctor`"
+        )
+    missing = facts.missing()
+    if missing:
+        shown = ", ".join(missing[:5]) + (" …" if len(missing) > 5 else "")
+        raise SchemaError(f"database {display} lacks {shown}; {fix_hint}")

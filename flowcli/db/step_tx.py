@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from flowcli.db.session_store import SessionRow, utcnow
-from flowcli.db.tables import STEP_LOG_COLUMNS
+from flowcli.db.plain_schema import STEP_LOG_COLUMNS
+from flowcli.db.session_row import SessionRow, utcnow
 from flowcli.errors import NotFoundError, SessionBusyError, SessionStateError
 
 _SESSION_COLUMNS = tuple(SessionRow.__dataclass_fields__)

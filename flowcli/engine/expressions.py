@@ -47,6 +47,7 @@ from jinja2.exceptions import TemplateSyntaxError
 from jinja2.runtime import Context, LoopContext, StrictUndefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from flowcli.engine.message_view import MessageView
 from flowcli.errors import ExpressionError, FlowcliError
 
 __all__ = [
@@ -87,18 +88,6 @@ EXPRESSION_NAMES: frozenset[str] = frozenset(
     {"round", "step", "loop_iteration", "executed_steps", "topic", "vars", "last", "messages"}
 )
 TEMPLATE_NAMES: frozenset[str] = EXPRESSION_NAMES | {"speaker", "target", "task_type"}
-
-
-@dataclass(frozen=True, slots=True)
-class MessageView:
-    """One message as expressions and templates see it (``last``, items of ``messages``)."""
-
-    id: int
-    speaker: str
-    target: str | None
-    content: str
-    section: str | None
-    round: int
 
 
 _MESSAGE_FIELDS = frozenset(field.name for field in fields(MessageView))

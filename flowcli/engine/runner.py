@@ -21,10 +21,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from flowcli.db import session_store as store
 from flowcli.db.connection import Database
 from flowcli.db.failures import translated
-from flowcli.db.session_store import SessionRow, utcnow
+from flowcli.db.session_row import (
+    ENDED_STATUSES,
+    SESSION_POSITION_COLUMNS,
+    SessionRow,
+    utcnow,
+)
 from flowcli.db.step_tx import StepTx
 from flowcli.engine.bounded import bounded_dumps
 from flowcli.engine.conventions import Conventions, content_summary, conventions_for
@@ -42,6 +46,7 @@ from flowcli.engine.state import EngineState
 from flowcli.errors import (
     ExpressionError,
     FlowcliError,
+    NotFoundError,
     ResponderError,
     SessionBusyError,
     SessionStateError,
@@ -51,7 +56,7 @@ if TYPE_CHECKING:
     from flowcli.engine.breakpoints import Breakpoints, UpcomingStep
 
 # Statuses at which `auto` stops (a failed session can be resumed, but not driven on).
-TERMINAL_STATUSES = (*store.ENDED_STATUSES, "failed")
+TERMINAL_STATUSES = (*ENDED_STATUSES, "failed")
 DEFAULT_RETRIES = 2
 # Lease on a claimed step = responder timeout plus this margin.
 LEASE_MARGIN_SECONDS = 30.0
@@ -141,7 +146,7 @@ class _LazyNames(Mapping[str, Any]):
 
 
 def _view(row: tuple[Any, ...] | None) -> Any:
-    from flowcli.engine.expressions import MessageView
+    from flowcli.engine.message_view import MessageView
 
     if row is None:
         return None
@@ -249,7 +254,7 @@ class SessionRunner:
         self._responder: Responder | None = None
         self._role_ids: dict[str, int] | None = None
         self._role_prompts: dict[str, str | None] = {}
-        self._raw: Any = None
+        self._close_raw: Callable[[], None] | None = None
         self._tx: StepTx | None = None
         self._known_order: tuple[int | None, int] | None = None
         self._state_cache: tuple[tuple[str | None, int | None], EngineState] | None = None
@@ -262,17 +267,16 @@ class SessionRunner:
 
     def _step_tx(self) -> StepTx:
         if self._tx is None:
-            with translated(self.db):
-                self._raw = self.db.engine.raw_connection()
-                self._tx = StepTx(self._raw.driver_connection, self.db.engine.dialect.name)
+            raw, dialect, self._close_raw = self.db.step_connection()
+            self._tx = StepTx(raw, dialect)
         return self._tx
 
     def close(self) -> None:
-        if self._raw is not None:
+        if self._close_raw is not None:
             try:
-                self._raw.close()
+                self._close_raw()
             finally:
-                self._raw = None
+                self._close_raw = None
                 self._tx = None
 
     def __enter__(self) -> SessionRunner:
@@ -1039,15 +1043,30 @@ def step_report(db: Database, result: StepResult) -> dict[str, Any]:
     with every column (read back as committed) and the message, or null."""
     log = None
     message = None
-    with db.read() as conn:
-        if result.log is not None:
-            log = store.fetch_log(conn, result.log["id"])
-        if result.message is not None:
-            message = store.fetch_message(conn, result.message["id"])
-            if message is not None:
-                message["speaker"] = result.message.get("speaker")
-                message["target"] = result.message.get("target")
-    session = {k: result.session.get(k) for k in store.SESSION_POSITION_COLUMNS}
+    log_id = result.log["id"] if result.log is not None else None
+    message_id = result.message["id"] if result.message is not None else None
+    if db.direct_sqlite:
+        from flowcli.db.direct_reads import fetch_row
+
+        with db.sqlite_read() as cur:
+            if log_id is not None:
+                log = fetch_row(cur, "step_execution_logs", log_id)
+                if log is None:
+                    raise NotFoundError(f"log {log_id} does not exist")
+            if message_id is not None:
+                message = fetch_row(cur, "messages", message_id)
+    else:
+        from flowcli.db import session_store as store
+
+        with db.read() as conn:
+            if log_id is not None:
+                log = store.fetch_log(conn, log_id)
+            if message_id is not None:
+                message = store.fetch_message(conn, message_id)
+    if message is not None and result.message is not None:
+        message["speaker"] = result.message.get("speaker")
+        message["target"] = result.message.get("target")
+    session = {k: result.session.get(k) for k in SESSION_POSITION_COLUMNS}
     return {"session": session, "log": log, "message": message}
 
 
@@ -1093,6 +1112,8 @@ def auto(
     from flowcli.db.schema import require_schema
 
     require_schema(db)
+    from flowcli.db import session_store as store
+
     t0 = time.perf_counter()
     with db.read() as conn:
         row = store.load_session(conn, session_id)
