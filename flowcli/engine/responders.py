@@ -19,7 +19,7 @@ from flowcli.engine.builtin_template import DEFAULT_TEMPLATE, render_builtin
 from flowcli.errors import ExpressionError, ResponderError, UsageError
 
 if TYPE_CHECKING:
-    from flowcli.engine.expressions import Template
+    from flowcli.sandbox.templates import Template
 
 
 # What each task asks of the speaker; used as the LLM's instruction.
@@ -83,7 +83,7 @@ class TemplateResponder:
 
     def _sandboxed(self) -> Template:
         if self._compiled is None:
-            from flowcli.engine.expressions import compile_template
+            from flowcli.sandbox.templates import compile_template
 
             self._compiled = compile_template(self.template)
         return self._compiled

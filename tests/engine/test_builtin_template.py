@@ -14,9 +14,11 @@ from flowcli.engine.builtin_template import (
     FAST_PATH_MAX_LENGTH,
     render_builtin,
 )
-from flowcli.engine.expressions import MAX_OUTPUT_LENGTH, MessageView, compile_template
 from flowcli.engine.responders import ResponderRequest, TemplateResponder
 from flowcli.errors import ExpressionError, ResponderError
+from flowcli.sandbox.limits import MAX_OUTPUT_LENGTH
+from flowcli.sandbox.names import MessageView
+from flowcli.sandbox.templates import compile_template
 
 NAMES = ("speaker", "target", "task_type", "topic", "round", "step", "loop_iteration")
 HOSTILE = [
