@@ -112,7 +112,7 @@ def list_(
     ] = 0.5,
 ) -> None:
     """Show a session's step executions as a table (or export them)."""
-    from flowcli.db.log_queries import LOG_STATUSES, SUMMARY_COLUMNS, LogFilter, iter_logs
+    from flowcli.db.log_rows import LOG_STATUSES, SUMMARY_COLUMNS, LogFilter, iter_log_rows
     from flowcli.errors import UsageError
     from flowcli.render import logs_table, stream_csv, stream_json_array, stream_jsonl
 
@@ -149,12 +149,11 @@ def list_(
         disable_paging()  # a pager would hold rows that should show as they come
         _follow(db, sid, flt, interval, jsonl=jsonl, csv_out=csv_out)
         return
-    with db.read() as conn:
-        from flowcli.db import session_store as store
-
-        store.load_session(conn, sid)  # a clean error for an unknown id
+    # On the bare driver where it can be (a SQLite file): no SQLAlchemy import.
+    with db.step_read() as tx:
+        tx.load_session(sid)  # a clean error for an unknown id
         if json_out or jsonl or csv_out:
-            rows = iter_logs(conn, sid, flt)
+            rows = iter_log_rows(tx, sid, flt)
             if json_out:
                 stream_json_array(rows)
             elif jsonl:
@@ -163,7 +162,7 @@ def list_(
                 stream_csv(rows)
             return
         # The table and the tree never show the JSON payloads: they are not read.
-        rows = iter_logs(conn, sid, flt, columns=SUMMARY_COLUMNS)
+        rows = iter_log_rows(tx, sid, flt, columns=SUMMARY_COLUMNS)
         if tree:
             from flowcli.render.logs import logs_tree
 

@@ -120,7 +120,7 @@ def list_(
 
         sessions = find_sessions(open_db(ctx), where, status=status, **filters)
     else:
-        from flowcli.engine.lifecycle import list_sessions
+        from flowcli.engine.session_views import list_sessions
 
         sessions = list_sessions(open_db(ctx), status, **filters)
     if json_out:
@@ -156,7 +156,7 @@ def count(
 @app.command()
 def show(ctx: typer.Context, session_id: SessionIdArg, json_out: JsonOption = False) -> None:
     """Show a session: status, position, counters, roles and steps."""
-    from flowcli.engine.lifecycle import show_session
+    from flowcli.engine.session_views import show_session
     from flowcli.render import print_json, session_panel
 
     data = show_session(open_db(ctx), session_id)

@@ -32,6 +32,8 @@ from flowcli.errors import DatabaseError, UsageError, describe_os_error
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
 
+    from flowcli.db.step_tx import StepTx
+
 DEFAULT_DB_FILE = "flowcli.db"
 DEFAULT_BUSY_TIMEOUT = 5.0
 DURABILITY_LEVELS = ("normal", "full")
@@ -333,6 +335,19 @@ class Database:
             finally:
                 cur.execute("ROLLBACK")
                 cur.close()
+
+    @contextmanager
+    def step_read(self) -> Iterator[StepTx]:
+        """A StepTx in a read transaction: on the bare sqlite3 driver for a SQLite file
+        (no SQLAlchemy import), else over a SQLAlchemy connection."""
+        from flowcli.db.step_tx import StepTx
+
+        if self.direct_sqlite:
+            with self.sqlite_read() as cur:
+                yield StepTx(cur.connection, "sqlite")
+        else:
+            with self.read() as conn:
+                yield StepTx.over(conn)
 
     def step_connection(self) -> tuple[Any, str, Callable[[], None]]:
         """A DBAPI connection of its own for a runner's steps: (connection, dialect name,

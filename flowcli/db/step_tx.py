@@ -280,6 +280,17 @@ class StepTx:
             f"UPDATE step_execution_logs SET {sets} WHERE id = {self.p('w_id')}", params
         )
 
+    def newest_log(self, session_id: int) -> dict[str, Any] | None:
+        """The session's log row with the highest execution order (what explain repeats)."""
+        columns = ("id", "execution_order", "status", "result_type", "result_data", "error_message")
+        self.cur.execute(
+            f"SELECT {', '.join(columns)} FROM step_execution_logs "
+            f"WHERE session_id = {self.p('sid')} ORDER BY execution_order DESC LIMIT 1",
+            {"sid": session_id},
+        )
+        found = self.cur.fetchone()
+        return None if found is None else dict(zip(columns, found, strict=True))
+
     def running_log_ids(self, session_id: int) -> list[int]:
         self.cur.execute(self.sql("running_logs"), {"sid": session_id})
         return [int(r[0]) for r in self.cur.fetchall()]

@@ -582,7 +582,7 @@ LOG_COLUMNS_SHOWN = [
 
 def logs_table(rows: Iterable[dict[str, Any]], title: str | None = None) -> int:
     """A session's executions; streams (and pages) when there are many."""
-    from flowcli.db.log_queries import step_info
+    from flowcli.db.log_rows import step_info
 
     columns = list(LOG_COLUMNS_SHOWN)
     columns[9] = Col(timed("started"), priority=3)
@@ -629,7 +629,7 @@ def logs_table(rows: Iterable[dict[str, Any]], title: str | None = None) -> int:
 
 
 def _plain_row(row: dict[str, Any]) -> dict[str, Any]:
-    from flowcli.db.log_queries import LOG_COLUMNS
+    from flowcli.db.log_rows import LOG_COLUMNS
 
     return {c: row.get(c) for c in LOG_COLUMNS}
 
@@ -656,7 +656,7 @@ def stream_jsonl(rows: Iterable[dict[str, Any]]) -> None:
 def stream_csv(rows: Iterable[dict[str, Any]]) -> None:
     import csv
 
-    from flowcli.db.log_queries import LOG_COLUMNS
+    from flowcli.db.log_rows import LOG_COLUMNS
 
     writer = csv.writer(sys.stdout)
     writer.writerow(LOG_COLUMNS)
