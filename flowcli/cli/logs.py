@@ -112,9 +112,16 @@ def list_(
     ] = 0.5,
 ) -> None:
     """Show a session's step executions as a table (or export them)."""
-    from flowcli.db.log_rows import LOG_STATUSES, SUMMARY_COLUMNS, LogFilter, iter_log_rows
+    from flowcli.db.log_rows import (
+        LOG_COLUMNS,
+        LOG_STATUSES,
+        SUMMARY_COLUMNS,
+        LogFilter,
+        iter_log_batches,
+        iter_log_rows,
+    )
     from flowcli.errors import UsageError
-    from flowcli.render import logs_table, stream_csv, stream_json_array, stream_jsonl
+    from flowcli.render import logs_table
 
     if session_id_arg is not None and session is not None and session_id_arg != session:
         raise UsageError("give the session id once (positionally or with --session)")
@@ -153,13 +160,10 @@ def list_(
     with db.step_read() as tx:
         tx.load_session(sid)  # a clean error for an unknown id
         if json_out or jsonl or csv_out:
-            rows = iter_log_rows(tx, sid, flt)
-            if json_out:
-                stream_json_array(rows)
-            elif jsonl:
-                stream_jsonl(rows)
-            else:
-                stream_csv(rows)
+            from flowcli.render.exports import write_csv, write_json_array, write_jsonl
+
+            write = write_json_array if json_out else write_jsonl if jsonl else write_csv
+            write(LOG_COLUMNS, iter_log_batches(tx, sid, flt))
             return
         # The table and the tree never show the JSON payloads: they are not read.
         rows = iter_log_rows(tx, sid, flt, columns=SUMMARY_COLUMNS)
@@ -185,7 +189,7 @@ def _follow(db: Any, sid: int, flt: Any, interval: float, *, jsonl: bool, csv_ou
             for row in rows:
                 follow_jsonl(row)
         elif csv_out:
-            stream_csv(_flushing(rows, sys.stdout))
+            stream_csv(_flushing(rows, sys.stdout), batch=1)
         else:
             printer = FollowedRows()
             printer.header()

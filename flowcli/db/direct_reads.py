@@ -16,10 +16,10 @@ from flowcli.db.plain_schema import BOOLEAN_COLUMNS, DATETIME_COLUMNS, MODEL_COL
 
 
 def _as_datetime(value: Any) -> Any:
-    if value is None or isinstance(value, datetime):
-        return value
+    if not isinstance(value, str):
+        return value  # NULL, a datetime the driver made, or a number stored by someone else
     try:
-        return datetime.fromisoformat(str(value))
+        return datetime.fromisoformat(value)
     except ValueError:
         return value  # not a timestamp flowcli or MRC writes: shown as stored
 

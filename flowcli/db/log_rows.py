@@ -135,15 +135,16 @@ def _as_bool(value: Any) -> Any:
     return value if value is None else bool(value)
 
 
-def iter_log_rows(
+def iter_log_batches(
     tx: StepTx,
     session_id: int,
     flt: LogFilter | None = None,
     *,
     columns: Sequence[str] = LOG_COLUMNS,
     batch: int = FETCH_BATCH,
-) -> Iterator[dict[str, Any]]:
-    """Log rows oldest first, streamed in batches; each row holds ``columns``.
+) -> Iterator[list[tuple[Any, ...]]]:
+    """Log rows oldest first, in batches of tuples of ``columns`` as the driver returns
+    them (the exports encode them column by column: flowcli.render.exports).
 
     ``--last N`` first finds the N-th newest matching execution_order by walking the
     (session_id, execution_order) index backwards, then streams forwards from it: both
@@ -174,18 +175,31 @@ def iter_log_rows(
         if flt.offset:
             sql += f" OFFSET {p('offset')}"
             params["offset"] = flt.offset
-    names = tuple(columns)
-    convert = _converters(names)
     # A server-side cursor on PostgreSQL: psycopg would otherwise fetch every row at once.
     cur = tx.raw.cursor() if tx.sqlite else tx.raw.cursor(name=f"flowcli_logs_{uuid.uuid4().hex}")
     try:
         cur.execute(sql, params)
         while rows := cur.fetchmany(batch):
-            for values in rows:
-                if convert:
-                    values = list(values)
-                    for i, fn in convert:
-                        values[i] = fn(values[i])
-                yield dict(zip(names, values, strict=True))
+            yield rows
     finally:
         cur.close()
+
+
+def iter_log_rows(
+    tx: StepTx,
+    session_id: int,
+    flt: LogFilter | None = None,
+    *,
+    columns: Sequence[str] = LOG_COLUMNS,
+    batch: int = FETCH_BATCH,
+) -> Iterator[dict[str, Any]]:
+    """Log rows oldest first (iter_log_batches), each a dict of ``columns`` typed as
+    SQLAlchemy returned them (datetimes, booleans)."""
+    names = tuple(columns)
+    convert = _converters(names)
+    for rows in iter_log_batches(tx, session_id, flt, columns=names, batch=batch):
+        for found in rows:
+            values = list(found)
+            for i, fn in convert:
+                values[i] = fn(values[i])
+            yield dict(zip(names, values, strict=True))
