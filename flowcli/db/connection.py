@@ -281,6 +281,7 @@ class Database:
     _owner: str | None = field(default=None, repr=False)
     # The bare sqlite3 connection of the direct reads (sqlite_read), opened on first use.
     _sqlite: sqlite3.Connection | None = field(default=None, repr=False)
+    _immutable: bool | None = field(default=None, repr=False)
 
     @property
     def owner(self) -> str:
@@ -319,6 +320,20 @@ class Database:
         on SQLAlchemy's connection, so it keeps that)."""
         return self.target.is_sqlite and self.target.path is not None
 
+    @property
+    def immutable_open(self) -> bool:
+        """wal_needs_immutable_open, looked at once, before this database's first
+        connection: reading the file with open() and closing it while a connection is open
+        would release every POSIX lock this process's SQLite connections hold on it (they
+        are per process), and another process could then checkpoint or rewrite the file
+        under them."""
+        if self._immutable is None:
+            path = self.target.path
+            self._immutable = (
+                self.target.is_sqlite and path is not None and wal_needs_immutable_open(path)
+            )
+        return self._immutable
+
     @contextmanager
     def sqlite_read(self) -> Iterator[sqlite3.Cursor]:
         """A cursor in a read transaction on the bare driver (direct_sqlite only)."""
@@ -327,7 +342,12 @@ class Database:
         assert self.target.path is not None
         with translated(self):
             if self._sqlite is None:
-                self._sqlite = open_sqlite(self.target.path, self.busy_timeout, self.durability)
+                self._sqlite = open_sqlite(
+                    self.target.path,
+                    self.busy_timeout,
+                    self.durability,
+                    immutable=self.immutable_open,
+                )
             cur = self._sqlite.cursor()
             cur.execute("BEGIN")
             try:
@@ -357,7 +377,12 @@ class Database:
         with translated(self):
             if self.direct_sqlite:
                 assert self.target.path is not None
-                raw = open_sqlite(self.target.path, self.busy_timeout, self.durability)
+                raw = open_sqlite(
+                    self.target.path,
+                    self.busy_timeout,
+                    self.durability,
+                    immutable=self.immutable_open,
+                )
                 return raw, "sqlite", raw.close
             pooled = self.engine.raw_connection()
             return pooled.driver_connection, self.engine.dialect.name, pooled.close
@@ -365,7 +390,9 @@ class Database:
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            self._engine = create_db_engine(self.target, self.busy_timeout, self.durability)
+            self._engine = create_db_engine(
+                self.target, self.busy_timeout, self.durability, self.immutable_open
+            )
         return self._engine
 
     @contextmanager
@@ -423,10 +450,18 @@ def configure_sqlite(
 
 
 def open_sqlite(
-    path: Path, busy_timeout: float = DEFAULT_BUSY_TIMEOUT, durability: str = DEFAULT_DURABILITY
+    path: Path,
+    busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+    durability: str = DEFAULT_DURABILITY,
+    *,
+    immutable: bool = False,
 ) -> sqlite3.Connection:
-    """A bare sqlite3 connection to a SQLite file, set up as SQLAlchemy's would be."""
-    if wal_needs_immutable_open(path):
+    """A bare sqlite3 connection to a SQLite file, set up as SQLAlchemy's would be.
+
+    ``immutable``: wal_needs_immutable_open(path), decided by the caller before it opened
+    any connection to the file (Database.immutable_open).
+    """
+    if immutable:
         # Read-only: writes fail with SQLite's own "readonly database" error.
         uri = f"file:{quote(str(path))}?mode=ro&immutable=1"
         conn = sqlite3.connect(uri, timeout=busy_timeout, check_same_thread=False, uri=True)
@@ -441,6 +476,7 @@ def create_db_engine(
     target: DatabaseTarget,
     busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
     durability: str = DEFAULT_DURABILITY,
+    immutable: bool | None = None,
 ) -> Engine:
     from sqlalchemy import URL, create_engine, event
     from sqlalchemy.exc import ArgumentError
@@ -456,7 +492,7 @@ def create_db_engine(
         # The path goes in as it is: a URL string would be parsed again ("?" starts a
         # query, "%41" is "A"), and flowcli would open some other file.
         url = URL.create("sqlite", database=str(target.path))
-        if wal_needs_immutable_open(target.path):
+        if immutable if immutable is not None else wal_needs_immutable_open(target.path):
             # Read-only: writes fail with SQLite's own "readonly database" error.
             url = f"sqlite:///file:{quote(str(target.path))}?mode=ro&immutable=1&uri=true"
     engine = create_engine(
