@@ -1,57 +1,25 @@
-"""Cheap facts about the schema that the hot path needs without importing Alembic.
+"""The schema guard: is this database at flowcli's head, with every table and column?
 
-``HEAD_REVISION`` is the newest migration; a test holds it equal to Alembic's head.
 ``require_schema`` is the guard every command that touches flowcli's tables passes:
 for a command that adds something new it creates a missing or empty database at head;
 any other command refuses one (a mistyped ``--db`` must not leave a new file behind).
 Otherwise it refuses, with one line naming the fix, a database that is unversioned,
-behind, ahead, or missing a table or column flowcli writes.
+behind, ahead, or missing a table or column flowcli writes. Alembic is imported only
+when a database is actually created (``upgrade``), never on the hot path.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from flowcli.db.connection import Database, sqlite_file_state
+from flowcli.db.inspection import existing_columns, existing_tables, read_revisions
+from flowcli.db.migrate import upgrade
+from flowcli.db.revisions import HEAD_REVISION, KNOWN_REVISIONS, VERSION_TABLE
 from flowcli.errors import DatabaseMissingError, SchemaError
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
-
-    from flowcli.db.connection import Database
-
-VERSION_TABLE = "flowcli_alembic_version"
-HEAD_REVISION = "0006"
-
-
-def read_revisions(conn: Connection) -> list[str] | None:
-    """The rows of flowcli's version table, or None when the table does not exist."""
-    from sqlalchemy import text
-
-    if VERSION_TABLE not in existing_tables(conn):
-        return None
-    rows = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
-    return [str(r) for r in rows]
-
-
-def existing_tables(conn: Connection) -> set[str]:
-    from sqlalchemy import text
-
-    if conn.dialect.name == "sqlite":
-        rows = conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'table'"))
-        return {r[0] for r in rows}
-    from sqlalchemy import inspect
-
-    return set(inspect(conn).get_table_names())
-
-
-def existing_columns(conn: Connection, table: str) -> set[str]:
-    from sqlalchemy import text
-
-    if conn.dialect.name == "sqlite":
-        return {r[1] for r in conn.execute(text(f'PRAGMA table_info("{table}")'))}
-    from sqlalchemy import inspect
-
-    return {c["name"] for c in inspect(conn).get_columns(table)}
 
 
 def missing_objects(conn: Connection) -> list[str]:
@@ -73,7 +41,6 @@ def database_exists(db: Database) -> bool:
     """False for a SQLite file that is missing or empty (flowcli would create it)."""
     if not db.is_sqlite or db.target.path is None:
         return True
-    from flowcli.db.connection import sqlite_file_state
 
     return sqlite_file_state(db.target.path) == "sqlite"
 
@@ -82,7 +49,6 @@ def create_if_new(db: Database) -> bool:
     """Create a missing or empty SQLite file at head (the embedded default)."""
     if database_exists(db):
         return False
-    from flowcli.db.migrate import upgrade
 
     upgrade(db, "head")
     return True
@@ -98,7 +64,6 @@ def require_existing(db: Database) -> None:
     """Refuse, for a command that needs existing rows, a SQLite file missing or empty."""
     if not db.is_sqlite or db.target.path is None:
         return
-    from flowcli.db.connection import sqlite_file_state
 
     state = sqlite_file_state(db.target.path)
     if state == "missing":
@@ -135,7 +100,6 @@ def require_schema(db: Database, *, create: bool = True) -> None:
                     )
                 # An empty database (e.g. a fresh PostgreSQL schema) is created at head.
                 conn.rollback()
-                from flowcli.db.migrate import upgrade
 
                 upgrade(db, "head")
                 db.schema_checked = True
@@ -163,8 +127,6 @@ def require_schema(db: Database, *, create: bool = True) -> None:
             )
         current = revisions[0]
         if current != HEAD_REVISION:
-            from flowcli.db.revisions import KNOWN_REVISIONS
-
             if current in KNOWN_REVISIONS:
                 raise SchemaError(
                     f"database {db.target.display} is at revision {current}, behind head "

@@ -18,8 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from flowcli.db.connection import SQLITE_MAGIC, DatabaseTarget
-from flowcli.db.revisions import KNOWN_REVISIONS
-from flowcli.db.schema import HEAD_REVISION, VERSION_TABLE
+from flowcli.db.revisions import HEAD_REVISION, KNOWN_REVISIONS, VERSION_TABLE
 from flowcli.doctor.findings import CheckResult, Finding, Fix
 
 
@@ -288,7 +287,7 @@ def check_journal_mode(ctx: DoctorContext) -> CheckResult:
 
 @check("version_table", f"flowcli's version table ({VERSION_TABLE})", "version")
 def check_version_table(ctx: DoctorContext) -> CheckResult:
-    from flowcli.db.schema import existing_tables, read_revisions
+    from flowcli.db.inspection import existing_tables, read_revisions
     from flowcli.db.tables import METADATA
 
     conn = ctx.require_conn()

@@ -20,7 +20,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.pool import StaticPool
 
 from flowcli.db.connection import DatabaseTarget
-from flowcli.db.schema import HEAD_REVISION
+from flowcli.db.revisions import HEAD_REVISION
 from flowcli.doctor.checks import REGISTRY, DoctorContext
 from flowcli.doctor.findings import CheckResult, DoctorReport
 from flowcli.errors import DatabaseError, DoctorError, UsageError

@@ -25,7 +25,7 @@ from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.pool import StaticPool
 
 from flowcli.db.connection import DatabaseTarget
-from flowcli.db.schema import HEAD_REVISION
+from flowcli.db.revisions import HEAD_REVISION
 from flowcli.doctor.findings import DoctorReport, Finding
 from flowcli.errors import DatabaseError, DatabaseUnavailableError
 
@@ -142,7 +142,7 @@ def schema_at(revision: str) -> dict[str, frozenset[str]]:
     """flowcli's tables and columns as revision ``revision`` creates them."""
     from flowcli.db import migrate
     from flowcli.db.connection import Database, resolve_target
-    from flowcli.db.schema import existing_columns, existing_tables
+    from flowcli.db.inspection import existing_columns, existing_tables
     from flowcli.db.tables import METADATA
 
     with tempfile.TemporaryDirectory(prefix="flowcli-schema-") as tmp:
@@ -321,8 +321,8 @@ def _adopt(conn: Connection) -> list[str]:
 
 def _restore_mrc_tables(conn: Connection) -> list[str]:
     """Create the MRC tables flowcli knows that the database lacks, as MRC defines them."""
+    from flowcli.db.inspection import existing_tables
     from flowcli.db.mrc_schema import MRC_TABLE_DDL
-    from flowcli.db.schema import existing_tables
 
     if conn.dialect.name != "sqlite":
         return []

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Column, Connection, Index, Table, inspect, text
 from sqlalchemy.schema import CreateColumn, CreateIndex, CreateTable
 
-from flowcli.db.schema import VERSION_TABLE
+from flowcli.db.revisions import VERSION_TABLE
 from flowcli.db.tables import METADATA, SHARED_TABLES
 from flowcli.doctor.findings import Finding, Fix
 

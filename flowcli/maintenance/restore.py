@@ -79,7 +79,7 @@ class _Columns:
     """The columns each table really has (archived columns must be among them)."""
 
     def __init__(self, conn: Connection) -> None:
-        from flowcli.db.schema import existing_columns
+        from flowcli.db.inspection import existing_columns
 
         self.have = {t: existing_columns(conn, t) for t in (*RESTORED_TABLES, "flow_steps")}
 
