@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
+from flowcli.cli.context import examinable_db, open_db
 from flowcli.cli.options import MAX_ID, YesOption
-from flowcli.cli.state import examinable_db, open_db
 
 app = typer.Typer(
     help="Create, migrate, inspect, back up and prune the database.", no_args_is_help=True
@@ -204,8 +204,8 @@ def doctor(
     Exit 0 when healthy (warnings allowed), 1 when errors remain, 2 when the database
     could not be examined (unreadable, not SQLite, locked past the timeout).
     """
-    from flowcli.doctor.checks import list_checks as all_checks
     from flowcli.doctor.examine import DoctorOptions, run_doctor
+    from flowcli.doctor.examine import list_checks as all_checks
     from flowcli.errors import DoctorError
     from flowcli.render import print_json, warn
     from flowcli.render.doctor import confirm_plan, doctor_checks, doctor_report

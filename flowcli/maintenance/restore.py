@@ -223,7 +223,7 @@ def _ensure_steps(conn: Connection, session: dict[str, Any], logs: list[dict[str
 
 
 def _remap_engine_state(raw: Any, log_map: dict[int, int]) -> Any:
-    from flowcli.engine.state import EngineState
+    from flowcli.db.engine_state import EngineState
 
     if not raw:
         return raw
