@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING
 from flowcli.db.connection import Database, sqlite_file_state
 from flowcli.db.inspection import existing_columns, existing_tables, read_revisions
 from flowcli.db.migrate import upgrade
-from flowcli.db.revisions import HEAD_REVISION, KNOWN_REVISIONS, VERSION_TABLE
+from flowcli.db.revisions import HEAD_REVISION, VERSION_TABLE
+from flowcli.db.schema_state import classify_revisions
+from flowcli.db.schema_state import missing_objects as classify_missing
 from flowcli.errors import DatabaseMissingError, SchemaError
 
 if TYPE_CHECKING:
@@ -27,21 +29,15 @@ def missing_objects(conn: Connection) -> list[str]:
     from flowcli.db.tables import METADATA
 
     tables = existing_tables(conn)
-    missing: list[str] = []
-    for name, table in METADATA.tables.items():
-        if name not in tables:
-            missing.append(name)
-            continue
-        have = existing_columns(conn, name)
-        missing.extend(f"{name}.{col.name}" for col in table.columns if col.name not in have)
-    return missing
+    required = {name: [c.name for c in table.columns] for name, table in METADATA.tables.items()}
+    columns = {name: existing_columns(conn, name) for name in required if name in tables}
+    return [str(found) for found in classify_missing(required, columns)]
 
 
 def database_exists(db: Database) -> bool:
     """False for a SQLite file that is missing or empty (flowcli would create it)."""
     if not db.is_sqlite or db.target.path is None:
         return True
-
     return sqlite_file_state(db.target.path) == "sqlite"
 
 
@@ -49,7 +45,6 @@ def create_if_new(db: Database) -> bool:
     """Create a missing or empty SQLite file at head (the embedded default)."""
     if database_exists(db):
         return False
-
     upgrade(db, "head")
     return True
 
@@ -64,7 +59,6 @@ def require_existing(db: Database) -> None:
     """Refuse, for a command that needs existing rows, a SQLite file missing or empty."""
     if not db.is_sqlite or db.target.path is None:
         return
-
     state = sqlite_file_state(db.target.path)
     if state == "missing":
         raise DatabaseMissingError(f"database {db.target.display} does not exist; {_HOW_TO_CREATE}")
@@ -91,8 +85,8 @@ def require_schema(db: Database, *, create: bool = True) -> None:
 
     fix_hint = "run `flowcli db doctor --fix`"
     with db.read() as conn:
-        revisions = read_revisions(conn)
-        if revisions is None:
+        state = classify_revisions(read_revisions(conn))
+        if state.kind == "absent":
             if not existing_tables(conn):
                 if not create:
                     raise DatabaseMissingError(
@@ -100,7 +94,6 @@ def require_schema(db: Database, *, create: bool = True) -> None:
                     )
                 # An empty database (e.g. a fresh PostgreSQL schema) is created at head.
                 conn.rollback()
-
                 upgrade(db, "head")
                 db.schema_checked = True
                 return
@@ -109,7 +102,8 @@ def require_schema(db: Database, *, create: bool = True) -> None:
             tables = existing_tables(conn)
             lacking = [t for t in SHARED_TABLES if t not in tables]
             if lacking and len(lacking) < len(SHARED_TABLES):
-                # The bug report's state: the user needs to hear which table is missing.
+                # Some of the shared tables but not all (one was dropped, or never made):
+                # the user needs to hear which table is missing.
                 shown = ", ".join(lacking)
                 raise SchemaError(
                     f"database {db.target.display} lacks table{'s' if len(lacking) > 1 else ''} "
@@ -120,22 +114,22 @@ def require_schema(db: Database, *, create: bool = True) -> None:
                 f"database {db.target.display} is not managed by flowcli "
                 f"(no {VERSION_TABLE} table); {fix_hint} to adopt it"
             )
-        if len(revisions) != 1:
+        if state.kind == "several":
+            rows = state.rows or ()
             raise SchemaError(
-                f"database {db.target.display} has {len(revisions)} rows in {VERSION_TABLE}; "
+                f"database {db.target.display} has {len(rows)} rows in {VERSION_TABLE}; "
                 f"{fix_hint} to examine it"
             )
-        current = revisions[0]
-        if current != HEAD_REVISION:
-            if current in KNOWN_REVISIONS:
-                raise SchemaError(
-                    f"database {db.target.display} is at revision {current}, behind head "
-                    f"{HEAD_REVISION}; run `flowcli db upgrade`"
-                )
+        if state.kind == "behind":
             raise SchemaError(
-                f"database {db.target.display} is at revision {current}, which this flowcli "
-                f"does not know (it is newer than this flowcli, or revisions were deleted); "
-                "upgrade flowcli or run `flowcli db doctor`"
+                f"database {db.target.display} is at revision {state.current}, behind head "
+                f"{HEAD_REVISION}; run `flowcli db upgrade`"
+            )
+        if state.kind == "unknown":
+            raise SchemaError(
+                f"database {db.target.display} is at revision {state.current}, which this "
+                f"flowcli does not know (it is newer than this flowcli, or revisions were "
+                "deleted); upgrade flowcli or run `flowcli db doctor`"
             )
         missing = missing_objects(conn)
         if missing:

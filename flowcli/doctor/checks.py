@@ -17,7 +17,9 @@ from typing import Any
 from sqlalchemy import text
 
 from flowcli.db.connection import SQLITE_MAGIC
+from flowcli.db.inspection import existing_tables, read_revisions
 from flowcli.db.revisions import HEAD_REVISION, KNOWN_REVISIONS, VERSION_TABLE
+from flowcli.db.schema_state import classify_revisions
 from flowcli.doctor.findings import CheckResult, Finding, Fix
 from flowcli.doctor.registry import (
     CheckFn,
@@ -223,19 +225,17 @@ def check_journal_mode(ctx: DoctorContext) -> CheckResult:
 
 @check("version_table", f"flowcli's version table ({VERSION_TABLE})", "version")
 def check_version_table(ctx: DoctorContext) -> CheckResult:
-    from flowcli.db.inspection import existing_tables, read_revisions
     from flowcli.db.tables import METADATA
 
     conn = ctx.require_conn()
     tables = existing_tables(conn)
     owned = tables & set(METADATA.tables)
-    revisions = read_revisions(conn)
+    state = classify_revisions(read_revisions(conn))
     ctx.facts["owned_tables"] = owned
-    info: dict[str, Any] = {"current": None, "head": HEAD_REVISION, "state": None}
+    info: dict[str, Any] = {"current": None, "head": HEAD_REVISION, "state": state.kind}
     ctx.facts["revision"] = info
-    if revisions is None:
+    if state.kind == "absent":
         if not owned:
-            info["state"] = "absent"
             return result(
                 "version_table",
                 "error",
@@ -262,7 +262,6 @@ def check_version_table(ctx: DoctorContext) -> CheckResult:
                     )
                 ],
             )
-        info["state"] = "absent"
         return result(
             "version_table",
             "error",
@@ -285,8 +284,8 @@ def check_version_table(ctx: DoctorContext) -> CheckResult:
                 )
             ],
         )
-    if len(revisions) != 1:
-        info["state"] = "several"
+    if state.kind == "several":
+        revisions = list(state.rows or ())
         info["current"] = revisions
         return result(
             "version_table",
@@ -308,13 +307,11 @@ def check_version_table(ctx: DoctorContext) -> CheckResult:
                 )
             ],
         )
-    current = revisions[0]
+    current = state.current
     info["current"] = current
-    if current == HEAD_REVISION:
-        info["state"] = "head"
+    if state.kind == "head":
         return result("version_table", "ok", f"at head ({current})")
-    if current in KNOWN_REVISIONS:
-        info["state"] = "behind"
+    if state.kind == "behind":
         return result(
             "version_table",
             "error",
@@ -336,7 +333,6 @@ def check_version_table(ctx: DoctorContext) -> CheckResult:
                 )
             ],
         )
-    info["state"] = "unknown"
     ctx.facts["unknown_revision"] = True
     return result(
         "version_table",
