@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
+from flowcli.cli.context import open_db
 from flowcli.cli.options import (
     Durability,
     DurabilityOpt,
@@ -24,7 +25,6 @@ from flowcli.cli.options import (
     ResponderOpt,
     TemplateOpt,
 )
-from flowcli.cli.state import open_db
 
 EXIT_INTERRUPTED = 130
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from flowcli.cli.batch import BatchYesOpt, DryRunOpt, LimitOpt, WhereOpt
+from flowcli.cli.context import open_db, state
 from flowcli.cli.options import (
     BackoffOpt,
     Durability,
@@ -23,7 +24,6 @@ from flowcli.cli.options import (
     TemplateOpt,
 )
 from flowcli.cli.params import int_limit
-from flowcli.cli.state import open_db, state
 
 EXIT_INTERRUPTED = 130
 

@@ -27,6 +27,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from flowcli.db.failures import translated
+from flowcli.db.owner import OWNER_MRC, read_owner, read_owner_sqlite, sqlite_owner
+from flowcli.db.revisions import VERSION_TABLE
 from flowcli.errors import DatabaseError, UsageError, describe_os_error
 
 if TYPE_CHECKING:
@@ -216,8 +219,6 @@ def looks_truncated(path: Path) -> bool:
 
 def _owned_or_new(cur: sqlite3.Cursor) -> bool:
     """True for a database without tables, or one flowcli manages and MRC does not own."""
-    from flowcli.db.owner import OWNER_MRC, sqlite_owner
-    from flowcli.db.schema import VERSION_TABLE
 
     names = {r[0] for r in cur.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     if not names:
@@ -288,20 +289,15 @@ class Database:
         """'flowcli' or 'mrc': whose conventions the rows follow (flowcli.db.owner)."""
         if self._owner is None:
             if self.direct_sqlite:
-                from flowcli.db.owner import read_owner_sqlite
-
                 with self.sqlite_read() as cur:
                     self._owner = read_owner_sqlite(cur)
             else:
-                from flowcli.db.owner import read_owner
-
                 with self.read() as conn:
                     self._owner = read_owner(conn)
         return self._owner
 
     @property
     def mrc_owned(self) -> bool:
-        from flowcli.db.owner import OWNER_MRC
 
         return self.owner == OWNER_MRC
 
@@ -398,7 +394,6 @@ class Database:
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """A connection in a (deferred) read transaction, rolled back at the end."""
-        from flowcli.db.failures import translated
 
         with translated(self), self.engine.connect() as conn:
             yield conn
@@ -406,7 +401,6 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """One short write transaction: BEGIN IMMEDIATE on SQLite, committed on success."""
-        from flowcli.db.failures import translated
 
         with translated(self):
             eng = self.engine.execution_options(flowcli_write=True)

@@ -16,6 +16,10 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
+from flowcli.db.inspection import existing_columns, existing_tables
+from flowcli.db.mrc_schema import FLOWCLI_COLUMNS
+from flowcli.db.revisions import VERSION_TABLE
+
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
@@ -31,8 +35,6 @@ def read_meta(conn: Connection) -> dict[str, str] | None:
     """flowcli_meta as a dict, or None when the table does not exist."""
     from sqlalchemy import text
 
-    from flowcli.db.schema import existing_tables
-
     if META_TABLE not in existing_tables(conn):
         return None
     rows = conn.execute(text(f"SELECT key, value FROM {META_TABLE}")).all()
@@ -43,7 +45,6 @@ def infer_owner(conn: Connection) -> str:
     """The owner judged from the tables alone (no record, or while recording it)."""
     from sqlalchemy import inspect
 
-    from flowcli.db.schema import VERSION_TABLE, existing_tables
     from flowcli.db.tables import OWNED_TABLES
 
     tables = existing_tables(conn)
@@ -74,7 +75,6 @@ _SQLITE_PK_NAME = re.compile(r"CONSTRAINT\s+[\"`\[]?(\w+)[\"`\]]?\s+PRIMARY\s+KE
 def read_owner_sqlite(cur: Any) -> str:
     """read_owner on a bare sqlite3 cursor: the same decision, without SQLAlchemy."""
     from flowcli.db.plain_schema import MODEL_COLUMNS
-    from flowcli.db.schema import VERSION_TABLE
 
     tables = {
         str(name): sql
@@ -121,8 +121,6 @@ def flowcli_additions(conn: Connection) -> list[str]:
     the columns of its later revisions on MRC's tables, and the indexes it created."""
     from sqlalchemy import inspect
 
-    from flowcli.db.mrc_schema import FLOWCLI_COLUMNS
-    from flowcli.db.schema import VERSION_TABLE, existing_columns, existing_tables
     from flowcli.db.tables import METADATA, SHARED_TABLES
 
     tables = existing_tables(conn)

@@ -13,9 +13,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from flowcli.db.engine_state import EngineState
 from flowcli.db.step_tx import StepTx
 from flowcli.engine.planner import StepPlan, plan_step
-from flowcli.engine.state import EngineState
 from flowcli.errors import ExpressionError, UsageError
 from flowcli.flows.snapshot import FlowSnapshot, Step, parse_snapshot
 

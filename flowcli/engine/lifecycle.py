@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, insert, select
 
 from flowcli.db import session_store as store
+from flowcli.db.engine_state import EngineState
 from flowcli.db.json_text import loads_json
 from flowcli.db.tables import (
     flow_templates_table,
@@ -24,7 +25,6 @@ from flowcli.db.tables import (
 
 # `session list` and `session show` read without SQLAlchemy (re-exported here).
 from flowcli.engine.session_views import list_sessions, show_session  # noqa: F401
-from flowcli.engine.state import EngineState
 from flowcli.errors import NotFoundError, SessionStateError, UsageError
 from flowcli.flows.snapshot import parse_snapshot
 

@@ -12,17 +12,19 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
 from rich.console import Console
 
+# JSON of stored values; its own module so the exports need nothing else of this one.
+from flowcli.render.json_values import json_default, utc_iso
 from flowcli.render.output import out_console, settings
 from flowcli.render.safe_text import visible
 from flowcli.render.tables import Col, show_table
 
-__all__ = ["Col", "out_console", "show_table"]
+__all__ = ["Col", "json_default", "out_console", "show_table", "utc_iso"]
 
 
 @lru_cache(maxsize=1)
@@ -34,27 +36,6 @@ def _err() -> Console:
 
 def err_console() -> Console:
     return _err()
-
-
-def utc_iso(value: datetime) -> str:
-    """ISO 8601 in UTC with ``Z``. A naive value is UTC (MRC's convention for storage)."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return utc_iso(value)
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, set | frozenset | tuple):
-        return list(value)
-    if hasattr(value, "__dataclass_fields__"):
-        from dataclasses import asdict
-
-        return asdict(value)
-    return str(value)
 
 
 def to_json(data: Any, *, indent: int | None = 2) -> str:

@@ -20,6 +20,7 @@ from json.encoder import encode_basestring
 from typing import Any
 
 from flowcli.db.plain_schema import BOOLEAN_COLUMNS, DATETIME_COLUMNS
+from flowcli.render.json_values import json_default, utc_iso
 
 Batches = Iterable[Sequence[Sequence[Any]]]
 _TABLE = "step_execution_logs"
@@ -38,8 +39,6 @@ def _json_value(value: Any) -> str:
         return "true" if value else "false"
     if kind is float and value == value and value not in (_INF, -_INF):
         return float.__repr__(value)
-    from flowcli.render import json_default
-
     return json.dumps(value, default=json_default, ensure_ascii=False)
 
 
@@ -94,8 +93,6 @@ def _json_time(value: Any) -> str:
     if isinstance(value, datetime):
         if value.tzinfo is None:
             return f'"{value.isoformat()}Z"'  # naive is UTC (render.utc_iso)
-        from flowcli.render import utc_iso
-
         return f'"{utc_iso(value)}"'
     return _json_value(value)
 
