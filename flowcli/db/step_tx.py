@@ -20,6 +20,7 @@ from flowcli.db.session_row import SessionRow, utcnow
 from flowcli.errors import NotFoundError, SessionBusyError, SessionStateError
 
 _SESSION_COLUMNS = tuple(SessionRow.__dataclass_fields__)
+_UNSET = object()
 # The one timestamp the engine compares; the others are carried, not read.
 _DATETIME_FIELDS = ("lease_expires_at",)
 # Every column of a log row but its id: the bug report's INSERT, in its order.
@@ -194,7 +195,9 @@ class StepTx:
 
     def update_session(self, row: SessionRow, values: dict[str, Any]) -> None:
         """Write ``values`` if the session is still at the version read (no lost update)."""
-        values = dict(values)
+        # Only the columns that change: the version check below guarantees the row is as
+        # read, so a column already holding its value need not be written again.
+        values = {k: v for k, v in values.items() if getattr(row, k, _UNSET) != v}
         values.setdefault("updated_at", utcnow())
         values["version"] = (row.version or 0) + 1
         cache_key = ("update_session", row.version is None, *values)

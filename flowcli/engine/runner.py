@@ -178,6 +178,9 @@ class _Prepared:
     execution_order: int
     started_at: datetime
     t0: float
+    # The one timestamp of the transaction writing this attempt (its completion, message,
+    # session update): the step's start for a local step, the record's moment after a claim.
+    now: datetime
     tx: StepTx
     condition_value: bool | None = None
     context_ids: list[int] = field(default_factory=list)
@@ -263,6 +266,11 @@ class SessionRunner:
         # A worker holds its claim on the session between steps: each write renews it.
         self.hold_lease: float | None = None
         self._vars_cache: tuple[str | None, dict[str, Any]] | None = None
+        self._roles_cache: tuple[str | None, dict[str, Any]] | None = None
+        # The message this runner wrote last, as ((session version, executed count) after
+        # that write, view row): while both are unchanged nobody wrote since (flowcli bumps
+        # the version, MRC the count), so it is still the session's newest message.
+        self._newest_message: tuple[tuple[int | None, int | None], tuple[Any, ...]] | None = None
 
     # --- connection -------------------------------------------------------------------
 
@@ -337,8 +345,7 @@ class SessionRunner:
                     claim_log_id = self._claim(prep, responder)
                     claimed_version = prep.row.version
             except BaseException:
-                self._known_order = None
-                self._role_ids = None
+                self._forget_writes()
                 raise
             # No transaction is open here: the network call may take as long as it needs.
             reply, error = self._call(responder, prep)
@@ -353,16 +360,16 @@ class SessionRunner:
                         )
                     if (row.executed_steps_count or 0) == prep.execution_order:
                         prep.row = row
+                        prep.now = utcnow()
                         return self._record(
                             prep, responder, reply, error, retries_left, claim_log_id
                         )
                     # MRC ignores flowcli's claims: it ran a step meanwhile.
                     self._abandon_claim(tx, row, claim_log_id)
             except BaseException:
-                self._known_order = None
-                self._role_ids = None
+                self._forget_writes()
                 raise
-            self._known_order = None
+            self._forget_writes()
             raise SessionBusyError(
                 f"session {self.session_id}: another engine (MRC) ran a step while this "
                 "process waited for its responder; its result was discarded"
@@ -393,6 +400,15 @@ class SessionRunner:
             cached = (key, state)
             self._state_cache = cached
         return cached[1].copy()
+
+    def _roles_snapshot(self, row: SessionRow) -> dict[str, Any]:
+        """The session's roles snapshot, parsed once per distinct text."""
+        cached = self._roles_cache
+        if cached is None or cached[0] != row.roles_snapshot:
+            parsed = loads_json(row.roles_snapshot, {})
+            cached = (row.roles_snapshot, parsed if isinstance(parsed, dict) else {})
+            self._roles_cache = cached
+        return cached[1]
 
     def _vars(self, row: SessionRow) -> dict[str, Any]:
         cached = self._vars_cache
@@ -455,9 +471,7 @@ class SessionRunner:
             )
         step = snapshot.step(row.current_step_id)
         plan = plan_step(snapshot, step, row.current_round or 1, state)
-        roles_snapshot = loads_json(row.roles_snapshot, {})
-        if not isinstance(roles_snapshot, dict):
-            roles_snapshot = {}
+        roles_snapshot = self._roles_snapshot(row)
         values = {
             "round": plan.round,
             "step": step.order,
@@ -480,12 +494,13 @@ class SessionRunner:
             execution_order=self._execution_order(tx, row),
             started_at=now,
             t0=time.perf_counter(),
+            now=now,
             tx=tx,
         )
         prep.names = _LazyNames(
             values,
             {
-                "last": lambda: _view(prep.tx.last_message_view(sid)),
+                "last": lambda: _view(self._newest_view(prep)),
                 "messages": lambda: [
                     _view(r) for r in prep.tx.message_views(sid, scope="all", round_=0)
                 ],
@@ -520,7 +535,12 @@ class SessionRunner:
 
     def _load_context(self, prep: _Prepared) -> None:
         step = prep.plan.step
-        if step.context_scope not in ("none", "__TOPIC__"):
+        if step.context_scope == "last_message":
+            newest = self._newest_view(prep)
+            rows = [newest] if newest is not None else []
+            prep.context_ids = [r[0] for r in rows]
+            prep.context_views = [_view(r) for r in rows]
+        elif step.context_scope not in ("none", "__TOPIC__"):
             n = step.context_param.get("n", 5)
             rows = prep.tx.message_views(
                 prep.row.id,
@@ -565,10 +585,11 @@ class SessionRunner:
         """Commit a ``running`` log row and a lease, so the network call runs unlocked."""
         self._load_context(prep)
         timeout = getattr(responder, "timeout", 60.0) * (getattr(responder, "retries", 0) + 1)
-        lease_until = utcnow() + timedelta(seconds=timeout + LEASE_MARGIN_SECONDS)
+        lease_until = prep.now + timedelta(seconds=timeout + LEASE_MARGIN_SECONDS)
         log_id = prep.tx.insert_log(
             self._log_values(prep, {"status": "running", "result_type": None})
         )
+        claimed = prep.state.copy().stamped(prep.execution_order)
         prep.tx.update_session(
             prep.row,
             {
@@ -576,10 +597,11 @@ class SessionRunner:
                 "lease_expires_at": lease_until,
                 # The claimed row is an execution logged: MRC's next number is above it.
                 "executed_steps_count": prep.execution_order,
-                "engine_state": prep.state.copy().stamped(prep.execution_order).to_json(),
+                "engine_state": claimed.to_json(),
+                "updated_at": prep.now,
             },
         )
-        self._remember_order(prep)
+        self._remember_order(prep, claimed)
         return log_id
 
     def _abandon_claim(self, tx: StepTx, row: SessionRow, claim_log_id: int) -> None:
@@ -597,17 +619,39 @@ class SessionRunner:
         )
         tx.update_session(row, {"lease_owner": None, "lease_expires_at": None})
 
-    def _lease_after_step(self, *, ended: bool) -> dict[str, Any]:
+    def _lease_after_step(self, now: datetime, *, ended: bool) -> dict[str, Any]:
         """Release the step's claim, or renew the session claim a worker holds."""
         if self.hold_lease is None or ended:
             return {"lease_owner": None, "lease_expires_at": None}
         return {
             "lease_owner": self.owner,
-            "lease_expires_at": utcnow() + timedelta(seconds=self.hold_lease),
+            "lease_expires_at": now + timedelta(seconds=self.hold_lease),
         }
 
-    def _remember_order(self, prep: _Prepared) -> None:
+    def _forget_writes(self) -> None:
+        # A rolled-back write: what was remembered of it may name a version that another
+        # process's next write will reuse.
+        self._known_order = None
+        self._role_ids = None
+        self._newest_message = None
+
+    def _newest_view(self, prep: _Prepared) -> tuple[Any, ...] | None:
+        """The session's newest message as a view row: the one this runner wrote, while the
+        session is as that write left it; else read."""
+        cached = self._newest_message
+        if cached is not None and cached[0] == (prep.row.version, prep.row.executed_steps_count):
+            return cached[1]
+        return prep.tx.last_message_view(prep.row.id)
+
+    def _remember_order(self, prep: _Prepared, state: EngineState) -> None:
+        """Remember what this runner just wrote: the order, and the engine state it
+        stamped, so the next step neither reads the order nor parses the state again
+        while the session row is as this write left it."""
         self._known_order = (prep.row.version, prep.row.executed_steps_count or 0)
+        self._state_cache = (
+            (prep.row.engine_state, prep.row.executed_steps_count),
+            state.copy(),
+        )
 
     def _log_values(self, prep: _Prepared, extra: dict[str, Any]) -> dict[str, Any]:
         plan = prep.plan
@@ -646,7 +690,7 @@ class SessionRunner:
 
     def _finish_values(self, prep: _Prepared) -> dict[str, Any]:
         return {
-            "completed_at": utcnow(),
+            "completed_at": prep.now,
             "duration_ms": int((time.perf_counter() - prep.t0) * 1000),
         }
 
@@ -714,7 +758,7 @@ class SessionRunner:
             # MRC names a target only through the session's mapping, and never fails on it.
             target_sr = roles.get(step.target)
         if conventions.replies_to_newest:
-            newest = prep.tx.last_message_view(prep.row.id)
+            newest = self._newest_view(prep)
             reply_to = newest[0] if newest else None
         else:
             reply_to = prep.context_ids[-1] if prep.context_ids else None
@@ -727,7 +771,7 @@ class SessionRunner:
             "content_summary": content_summary(reply.content),
             "round_index": prep.plan.round,
             "section": conventions.section(step.task_type),
-            "created_at": utcnow(),
+            "created_at": prep.now,
         }
         message_id = prep.tx.insert_message(message_values)
         message = {
@@ -889,22 +933,38 @@ class SessionRunner:
             )
         decision.state.replace_log_id(_PENDING_LOG_ID, log_id)
         order = prep.execution_order
+        state = decision.state.stamped(order)
         values: dict[str, Any] = {
             "current_step_id": decision.next_step.id if decision.next_step else None,
             "current_round": decision.next_round,
             # Every logged execution counts, so MRC's next number (count + 1) is free.
             "executed_steps_count": order,
-            "engine_state": decision.state.stamped(order).to_json(),
-            **self._lease_after_step(ended=decision.finished),
+            "engine_state": state.to_json(),
+            **self._lease_after_step(prep.now, ended=decision.finished),
             "error_reason": None,
+            "updated_at": prep.now,
         }
         if decision.finished:
             values["status"] = "finished"
-            values["ended_at"] = utcnow()
+            values["ended_at"] = prep.now
             if self.conventions.keeps_last_step:
                 values["current_step_id"] = prep.plan.step.id
         prep.tx.update_session(prep.row, values)
-        self._remember_order(prep)
+        self._remember_order(prep, state)
+        if message is not None:
+            # As the message views read it back: the target only through its session role.
+            target = message["target"] if message["target_session_role_id"] is not None else None
+            self._newest_message = (
+                (prep.row.version, prep.row.executed_steps_count),
+                (
+                    message["id"],
+                    message["speaker"],
+                    target,
+                    message["content"],
+                    message["section"],
+                    message["round_index"],
+                ),
+            )
         return log_id
 
     def _record_failure(
@@ -955,11 +1015,13 @@ class SessionRunner:
             )
         state = prep.state.copy()
         state.failed_attempts += 1
+        state.stamped(prep.execution_order)
         session_values: dict[str, Any] = {
             # A failed attempt is an execution logged: it counts (MRC numbers above it).
             "executed_steps_count": prep.execution_order,
-            "engine_state": state.stamped(prep.execution_order).to_json(),
-            **self._lease_after_step(ended=final),
+            "engine_state": state.to_json(),
+            **self._lease_after_step(prep.now, ended=final),
+            "updated_at": prep.now,
         }
         if final:
             reason = (
@@ -969,7 +1031,7 @@ class SessionRunner:
             session_values["status"] = "failed"
             session_values["error_reason"] = reason[:500]
         prep.tx.update_session(prep.row, session_values)
-        self._remember_order(prep)
+        self._remember_order(prep, state)
         return StepResult(
             session=prep.row.position(),
             step=prep.plan.step,
