@@ -79,6 +79,11 @@ class TemplateResponder:
 
         self._compiled = compile_template(self.template)
 
+    @property
+    def names_used(self) -> frozenset[str]:
+        """The expression names the template reads (read before it renders)."""
+        return self._compiled.names_used
+
     def respond(self, request: ResponderRequest) -> ResponderReply:
         names = request.names
         values = {k: names[k] for k in self._compiled.names_used if k in names}

@@ -11,6 +11,7 @@ version acts as a fencing token). docs/engine.md describes the design.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -25,7 +26,7 @@ from flowcli.db import session_store as store
 from flowcli.db.connection import Database
 from flowcli.db.failures import translated
 from flowcli.db.session_store import SessionRow, utcnow
-from flowcli.db.step_tx import StepTx
+from flowcli.db.step_tx import LockPatience, StepTx
 from flowcli.engine.bounded import bounded_dumps
 from flowcli.engine.conventions import Conventions, content_summary, conventions_for
 from flowcli.engine.planner import Advance, StepPlan, advance, plan_step
@@ -126,6 +127,11 @@ class _LazyNames(Mapping[str, Any]):
     def __len__(self) -> int:
         return len({*self._values, *self._loaders})
 
+    def preload(self, keys: set[str]) -> None:
+        """Read now the loaded names among ``keys`` (so an evaluation reads nothing)."""
+        for key in keys & self._loaders.keys():
+            self[key]
+
     def with_new_message(self, view: Any, executed: int) -> _LazyNames:
         values = dict(self._values)
         values["executed_steps"] = executed
@@ -159,6 +165,42 @@ def _view(row: tuple[Any, ...] | None) -> Any:
 # Stands in for the log id in the loop state until the row is inserted (advance() is
 # decided first so the log row is written once, complete).
 _PENDING_LOG_ID = -1
+# Stands in for the new message's id when no condition reads it.
+_PENDING_MESSAGE_ID = -1
+# How often the exit and end conditions are evaluated again because another session's
+# message took the id they were evaluated with (each retry is rare; several, rarer).
+_MESSAGE_ID_TRIES = 20
+
+
+class _Stale(Exception):
+    """Internal: the session moved between an attempt's read and its write; read again."""
+
+
+class _MessageIdTaken(Exception):
+    """Internal: the new message did not get the id its conditions were evaluated with."""
+
+
+def _stamp(row: SessionRow) -> tuple[Any, ...]:
+    """What must be unchanged for a decision read from ``row`` to hold when it is written.
+    The version alone would do on flowcli's own writes; MRC leaves it as it is."""
+    return (
+        row.version,
+        row.executed_steps_count,
+        row.current_step_id,
+        row.current_round,
+        row.status,
+        row.lease_owner,
+    )
+
+
+@dataclass
+class _Verdict:
+    """What the exit and end conditions said about the new message, before it is written."""
+
+    exit_met: bool | None
+    end_met: bool
+    error: str | None
+    message_id: int | None  # the id they saw; None when they do not read messages
 
 
 @dataclass
@@ -178,6 +220,22 @@ class _Prepared:
     context_views: list[Any] = field(default_factory=list)
 
 
+def claim_state(row: SessionRow, now: datetime, owner: str | None) -> str:
+    """``none``, ``ours`` (a live claim of ``owner``) or ``abandoned`` (an expired
+    claim); a live claim of another process raises SessionBusyError."""
+    if row.lease_owner is None:
+        return "none"
+    lease_live = row.lease_expires_at is not None and row.lease_expires_at > now
+    if not lease_live:
+        return "abandoned"
+    if row.lease_owner != owner:
+        raise SessionBusyError(
+            f"session {row.id} is busy: another process ({row.lease_owner}) is running "
+            f"a step until {row.lease_expires_at:%Y-%m-%d %H:%M:%S} UTC; try again later"
+        )
+    return "ours"
+
+
 def recover_abandoned(
     tx: StepTx, row: SessionRow, state: EngineState, now: datetime, owner: str | None
 ) -> None:
@@ -186,22 +244,9 @@ def recover_abandoned(
     An expired claim's ``running`` log rows become failed attempts ("interrupted"), so
     the step runs again with its attempt count increased.
     """
-    lease_live = (
-        row.lease_owner is not None
-        and row.lease_expires_at is not None
-        and row.lease_expires_at > now
-    )
-    if lease_live and row.lease_owner != owner:
-        raise SessionBusyError(
-            f"session {row.id} is busy: another process ({row.lease_owner}) is running "
-            f"a step until {row.lease_expires_at:%Y-%m-%d %H:%M:%S} UTC; try again later"
-        )
-    if row.lease_owner is None:
-        # A running log row is only ever written together with a claim, so without a
-        # claim there is nothing to recover (and no need to look).
-        return
-    if lease_live:
-        # Our own live claim (a worker holding the session between steps).
+    if claim_state(row, now, owner) != "abandoned":
+        # Without a claim there is nothing to recover: a running log row is only ever
+        # written together with one. A live claim is ours (a worker between steps).
         return
     abandoned = tx.running_log_ids(row.id)
     for log_id in abandoned:
@@ -257,6 +302,8 @@ class SessionRunner:
         # A worker holds its claim on the session between steps: each write renews it.
         self.hold_lease: float | None = None
         self._vars_cache: tuple[str | None, dict[str, Any]] | None = None
+        # Why a claimed step's result was dropped, once its row is closed.
+        self._claim_lost: FlowcliError | None = None
 
     # --- connection -------------------------------------------------------------------
 
@@ -309,59 +356,138 @@ class SessionRunner:
         return result
 
     def attempt(self, *, retries_left: int = 0) -> StepResult:
-        """One attempt at the next step, logged whatever its outcome."""
-        # Read before the write transaction opens: it takes a connection of its own.
+        """One attempt at the next step, logged whatever its outcome.
+
+        Read, then evaluate (condition, template, exit and end conditions) with no
+        transaction open, then write in one short transaction that first checks the
+        session is still where it was read: if another process moved it meanwhile, the
+        attempt reads and evaluates again (within the busy timeout), so a step runs once.
+        """
+        # Read before anything else: it takes a connection of its own.
         _ = self.conventions
         tx = self._step_tx()
-        with translated(self.db):
+        patience = LockPatience(self.db.busy_timeout)
+        while True:
             try:
-                with tx.transaction():
-                    row = tx.load_session(self.session_id)
-                    snapshot = self._snapshot(row)
-                    responder = self._responder_for(snapshot)
-                    prep_or_result = self._prepare(tx, row, snapshot)
-                    if isinstance(prep_or_result, StepResult):
-                        return prep_or_result
-                    prep = prep_or_result
-                    outcome = self._decide_condition(prep, retries_left)
-                    if outcome is not None:
-                        return outcome
-                    if responder.is_local:
-                        reply, error = self._call(responder, prep)
-                        return self._record(prep, responder, reply, error, retries_left, None)
-                    claim_log_id = self._claim(prep, responder)
-                    claimed_version = prep.row.version
+                with translated(self.db):
+                    result = self._attempt_once(tx, retries_left)
+            except _Stale:
+                self._known_order = None
+                self._role_ids = None
+                if not patience.wait():
+                    raise SessionBusyError(
+                        f"session {self.session_id} was changed by another process meanwhile "
+                        f"(again and again for {self.db.busy_timeout:g} s); nothing was "
+                        "written: try again, or raise --busy-timeout"
+                    ) from None
+                continue
             except BaseException:
                 self._known_order = None
                 self._role_ids = None
                 raise
-            # No transaction is open here: the network call may take as long as it needs.
+            if result is not None:
+                return result
+
+    def _attempt_once(self, tx: StepTx, retries_left: int) -> StepResult | None:
+        """Read, evaluate, write; None when housekeeping wrote and the session must be read
+        again. Raises _Stale when the session moved between the read and the write."""
+        read = self._read(tx)
+        if not isinstance(read, _Prepared):
+            return read
+        prep = read
+        responder = self._responder_for(prep.snapshot)
+        # --- evaluation: no transaction is open from here until the write ---
+        condition_error = self._evaluate_condition(prep)
+        if condition_error is not None:
+            with tx.transaction():
+                self._fence(tx, prep)
+                return self._record_failure(
+                    prep,
+                    None,
+                    condition_error,
+                    retryable=False,
+                    retries_left=retries_left,
+                    retry_after=None,
+                    claim_log_id=None,
+                )
+        if prep.condition_value is False:
+            with tx.transaction():
+                self._fence(tx, prep)
+                return self._record_skip(prep)
+        if responder.is_local:
             reply, error = self._call(responder, prep)
+            return self._finish(tx, prep, responder, reply, error, retries_left)
+        with tx.transaction():
+            self._fence(tx, prep)
+            claim_log_id = self._claim(prep, responder)
+        # The network call may take as long as it needs: only the claim is held.
+        reply, error = self._call(responder, prep)
+        return self._finish(
+            tx, prep, responder, reply, error, retries_left, (claim_log_id, prep.row.version)
+        )
+
+    def _finish(
+        self,
+        tx: StepTx,
+        prep: _Prepared,
+        responder: Responder,
+        reply: ResponderReply | None,
+        error: ResponderError | None,
+        retries_left: int,
+        claim: tuple[int, int | None] | None = None,
+    ) -> StepResult:
+        """Evaluate the exit and end conditions over the new message, then record the
+        step. The conditions see the id the message will get; should another session's
+        message take that id first, they are evaluated again for the next one."""
+        claim_log_id = claim[0] if claim is not None else None
+        for _ in range(_MESSAGE_ID_TRIES):
+            verdict = None
+            if error is None and reply is not None:
+                verdict = self._evaluate_after(prep, reply)
             try:
                 with tx.transaction():
-                    row = tx.load_session(self.session_id)
-                    if row.lease_owner != self.owner or row.version != claimed_version:
-                        raise SessionBusyError(
-                            f"session {self.session_id}: this process lost its claim on the "
-                            "step (its lease expired and another process took over); its "
-                            "result was discarded"
-                        )
-                    if (row.executed_steps_count or 0) == prep.execution_order:
-                        prep.row = row
+                    if claim is None:
+                        self._fence(tx, prep)
+                    elif not self._claim_holds(tx, prep, claim):
+                        lost = True
+                    else:
+                        lost = False
+                    if claim is None or not lost:
                         return self._record(
-                            prep, responder, reply, error, retries_left, claim_log_id
+                            prep, responder, reply, error, retries_left, claim_log_id, verdict
                         )
-                    # MRC ignores flowcli's claims: it ran a step meanwhile.
-                    self._abandon_claim(tx, row, claim_log_id)
-            except BaseException:
-                self._known_order = None
-                self._role_ids = None
-                raise
-            self._known_order = None
+            except _MessageIdTaken:
+                continue
+            # The claimed row was closed above (committed): say why the result was dropped.
+            assert self._claim_lost is not None
+            raise self._claim_lost
+        raise SessionBusyError(
+            f"session {self.session_id}: new messages kept arriving while this step's "
+            "conditions were evaluated; nothing was written: try again"
+        )
+
+    def _claim_holds(self, tx: StepTx, prep: _Prepared, claim: tuple[int, int | None]) -> bool:
+        """Inside the record transaction: is the claim on the step still ours? When not,
+        the claimed row is closed as discarded (and ``_claim_lost`` says why)."""
+        claim_log_id, claimed_version = claim
+        row = tx.load_session(self.session_id)
+        if row.lease_owner != self.owner or row.version != claimed_version:
             raise SessionBusyError(
-                f"session {self.session_id}: another engine (MRC) ran a step while this "
-                "process waited for its responder; its result was discarded"
+                f"session {self.session_id}: this process lost its claim on the "
+                "step (its lease expired and another process took over); its "
+                "result was discarded"
             )
+        if (row.executed_steps_count or 0) == prep.execution_order:
+            prep.row = row
+            return True
+        # MRC ignores flowcli's claims: it ran a step meanwhile.
+        self._abandon_claim(tx, row, claim_log_id)
+        self._known_order = None
+        self._claim_lost = SessionBusyError(
+            f"session {self.session_id}: another engine (MRC) ran a step while this "
+            "process waited for its responder; its result was discarded"
+        )
+        return False
 
     # --- preparation ----------------------------------------------------------------
 
@@ -414,13 +540,42 @@ class SessionRunner:
             return count + 1
         return tx.next_execution_order(row.id, count)
 
-    def _prepare(
-        self, tx: StepTx, row: SessionRow, snapshot: FlowSnapshot
-    ) -> _Prepared | StepResult:
+    def _read(self, tx: StepTx) -> _Prepared | StepResult | None:
+        """Everything the step's decision is computed from, read without the write lock.
+
+        Housekeeping that needs no evaluation (recovering an abandoned claim, starting the
+        session, failing it at ``max_steps``) is written here in a short transaction of
+        its own; then None asks the caller to read again.
+        """
+        try:
+            row = tx.load_session(self.session_id, lock=False)
+            snapshot = self._snapshot(row)
+            responder = self._responder_for(snapshot)
+            check_runnable(row)
+            now = utcnow()
+            if self._needs_housekeeping(row, snapshot, now):
+                tx.end_read()
+                with tx.transaction():
+                    return self._housekeep(tx, tx.load_session(self.session_id), snapshot)
+            prep = self._prepare(tx, row, snapshot, now)
+            self._load_context(prep)
+            prep.names.preload(self._names_needed(prep, responder))
+            return prep
+        finally:
+            tx.end_read()
+
+    def _needs_housekeeping(self, row: SessionRow, snapshot: FlowSnapshot, now: datetime) -> bool:
+        if claim_state(row, now, self.owner) == "abandoned":
+            return True
+        if row.status == "not_started" or row.current_step_id is None:
+            return True
+        return (row.executed_steps_count or 0) >= snapshot.max_steps
+
+    def _housekeep(self, tx: StepTx, row: SessionRow, snapshot: FlowSnapshot) -> StepResult | None:
+        """Inside a write transaction: recover, start, or stop at ``max_steps``."""
         check_runnable(row)
-        now = utcnow()
         state = self._state(tx, row, snapshot)
-        recover_abandoned(tx, row, state, now, self.owner)
+        recover_abandoned(tx, row, state, utcnow(), self.owner)
         if row.status == "not_started" or row.current_step_id is None:
             first = snapshot.first_step()
             tx.update_session(
@@ -448,6 +603,13 @@ class SessionRunner:
                 error=reason,
                 session_failed=True,
             )
+        return None
+
+    def _prepare(
+        self, tx: StepTx, row: SessionRow, snapshot: FlowSnapshot, now: datetime
+    ) -> _Prepared:
+        state = self._state(tx, row, snapshot)
+        executed = row.executed_steps_count or 0
         step = snapshot.step(row.current_step_id)
         plan = plan_step(snapshot, step, row.current_round or 1, state)
         roles_snapshot = loads_json(row.roles_snapshot, {})
@@ -488,30 +650,95 @@ class SessionRunner:
         )
         return prep
 
-    # --- condition, call, record ----------------------------------------------------------
+    def _fence(self, tx: StepTx, prep: _Prepared) -> None:
+        """Inside the write transaction: the session must be where the decision was read
+        (the version is the fencing token; on MRC's databases, whose writes leave it
+        unchanged, the count and position are compared too)."""
+        row = tx.load_session(self.session_id)
+        if _stamp(row) != _stamp(prep.row):
+            raise _Stale
+        prep.row = row
 
-    def _decide_condition(self, prep: _Prepared, retries_left: int) -> StepResult | None:
+    def _names_needed(self, prep: _Prepared, responder: Responder) -> set[str]:
+        """The names the step's expressions and template read, so the ones read from the
+        database are read now, before the evaluation (not during it)."""
+        from flowcli.engine.expressions import compile_expression
+
+        needed: set[str] = set(getattr(responder, "names_used", ()))
+        exit_cond = prep.plan.step.exit_condition or {}
+        exit_expr = exit_cond.get("expr") if exit_cond.get("type") == "expression" else None
+        if exit_cond.get("type") == "llm_accept_flag":
+            needed.add("last")
+        for source in (prep.plan.step.condition, exit_expr, prep.snapshot.end_condition):
+            if isinstance(source, str):
+                with contextlib.suppress(ExpressionError):  # reported when evaluated
+                    needed |= compile_expression(source).names_used
+        return needed
+
+    # --- evaluation (no transaction open) --------------------------------------------
+
+    def _evaluate_condition(self, prep: _Prepared) -> str | None:
+        """Evaluate the step's condition into ``prep.condition_value``; the error, if any."""
         cond = prep.plan.step.condition
         if cond is None:
             return None
         from flowcli.engine.expressions import compile_expression
 
         try:
-            value = compile_expression(cond).evaluate_bool(prep.names)
+            prep.condition_value = compile_expression(cond).evaluate_bool(prep.names)
         except ExpressionError as exc:
-            return self._record_failure(
-                prep,
-                None,
-                f"condition {cond!r}: {exc}",
-                retryable=False,
-                retries_left=retries_left,
-                retry_after=None,
-                claim_log_id=None,
-            )
-        prep.condition_value = value
-        if value:
-            return None
-        return self._record_skip(prep)
+            return f"condition {cond!r}: {exc}"
+        return None
+
+    def _evaluate_after(self, prep: _Prepared, reply: ResponderReply) -> _Verdict:
+        """The exit and end conditions over the names as the new message leaves them."""
+        step = prep.plan.step
+        message_id: int | None = None
+        if self._after_reads_messages(prep):
+            message_id = prep.tx.next_message_id()
+            prep.tx.end_read()
+        after = prep.names.with_new_message(
+            _view(
+                (
+                    _PENDING_MESSAGE_ID if message_id is None else message_id,
+                    step.speaker,
+                    step.target,
+                    reply.content,
+                    self.conventions.section(step.task_type),
+                    prep.plan.round,
+                )
+            ),
+            # This execution is logged with its own number: the count it leaves.
+            prep.execution_order,
+        )
+        exit_met, loop_error = self._exit_condition(step, after)
+        end_met, end_error = (False, None)
+        if loop_error is None:
+            end_met, end_error = self._end_condition(prep.snapshot, after)
+        return _Verdict(
+            exit_met=exit_met,
+            end_met=end_met,
+            error=loop_error or end_error,
+            message_id=message_id,
+        )
+
+    def _after_reads_messages(self, prep: _Prepared) -> bool:
+        from flowcli.engine.expressions import compile_expression
+
+        exit_cond = prep.plan.step.exit_condition or {}
+        sources = [prep.snapshot.end_condition]
+        if prep.plan.step.loop is not None and exit_cond.get("type") == "expression":
+            sources.append(exit_cond.get("expr"))
+        for source in sources:
+            if isinstance(source, str):
+                try:
+                    if compile_expression(source).names_used & {"last", "messages"}:
+                        return True
+                except ExpressionError:
+                    pass
+        return False
+
+    # --- condition, call, record ----------------------------------------------------------
 
     def _load_context(self, prep: _Prepared) -> None:
         step = prep.plan.step
@@ -558,7 +785,6 @@ class SessionRunner:
 
     def _claim(self, prep: _Prepared, responder: Responder) -> int:
         """Commit a ``running`` log row and a lease, so the network call runs unlocked."""
-        self._load_context(prep)
         timeout = getattr(responder, "timeout", 60.0) * (getattr(responder, "retries", 0) + 1)
         lease_until = utcnow() + timedelta(seconds=timeout + LEASE_MARGIN_SECONDS)
         log_id = prep.tx.insert_log(
@@ -683,8 +909,10 @@ class SessionRunner:
         error: ResponderError | None,
         retries_left: int,
         claim_log_id: int | None,
+        verdict: _Verdict | None,
     ) -> StepResult:
-        if error is not None or reply is None:
+        """Inside the write transaction: the message, the log row, the new position."""
+        if error is not None or reply is None or verdict is None:
             assert error is not None
             return self._record_failure(
                 prep,
@@ -695,8 +923,16 @@ class SessionRunner:
                 retry_after=error.retry_after,
                 claim_log_id=claim_log_id,
             )
-        if claim_log_id is None:
-            self._load_context(prep)
+        if verdict.error is not None:
+            return self._record_failure(
+                prep,
+                responder,
+                verdict.error,
+                retryable=False,
+                retries_left=0,
+                retry_after=None,
+                claim_log_id=claim_log_id,
+            )
         step = prep.plan.step
         conventions = self.conventions
         roles = self._session_roles(prep)
@@ -724,42 +960,16 @@ class SessionRunner:
             "section": conventions.section(step.task_type),
             "created_at": utcnow(),
         }
-        message_id = prep.tx.insert_message(message_values)
+        message_id = prep.tx.insert_message({"id": verdict.message_id, **message_values})
+        if verdict.message_id is not None and message_id != verdict.message_id:
+            raise _MessageIdTaken
         message = {
             "id": message_id,
             **message_values,
             "speaker": step.speaker,
             "target": step.target,
         }
-        after = prep.names.with_new_message(
-            _view(
-                (
-                    message_id,
-                    step.speaker,
-                    step.target,
-                    reply.content,
-                    message_values["section"],
-                    prep.plan.round,
-                )
-            ),
-            # This execution is logged with its own number: the count it leaves.
-            prep.execution_order,
-        )
-        exit_met, loop_error = self._exit_condition(step, after)
-        end_met, end_error = (False, None)
-        if loop_error is None:
-            end_met, end_error = self._end_condition(prep.snapshot, after)
-        if loop_error is not None or end_error is not None:
-            prep.tx.delete_message(message_id)
-            return self._record_failure(
-                prep,
-                responder,
-                str(loop_error or end_error),
-                retryable=False,
-                retries_left=0,
-                retry_after=None,
-                claim_log_id=claim_log_id,
-            )
+        exit_met, end_met = verdict.exit_met, verdict.end_met
         decision = advance(
             prep.snapshot,
             prep.plan,
