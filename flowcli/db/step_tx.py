@@ -322,12 +322,17 @@ class StepTx:
     def insert_log(self, values: dict[str, Any]) -> int:
         return self._insert("insert_log", {c: values.get(c) for c in LOG_INSERT_COLUMNS})
 
-    def update_log(self, log_id: int, values: dict[str, Any]) -> None:
+    def update_log(
+        self, log_id: int, values: dict[str, Any], *, only_running: bool = False
+    ) -> None:
+        """Update one log row; ``only_running``: only while it is still ``running`` (a
+        row someone else closed meanwhile keeps what they wrote)."""
         sets = ", ".join(f"{k} = {self.p('v_' + k)}" for k in values)
         params = {f"v_{k}": v for k, v in values.items()}
         params["w_id"] = log_id
+        still = " AND status = 'running'" if only_running else ""
         self.cur.execute(
-            f"UPDATE step_execution_logs SET {sets} WHERE id = {self.p('w_id')}", params
+            f"UPDATE step_execution_logs SET {sets} WHERE id = {self.p('w_id')}{still}", params
         )
 
     def running_log_ids(self, session_id: int) -> list[int]:

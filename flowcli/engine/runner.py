@@ -1,12 +1,12 @@
 """Running a session: one step (``run_next_step``) or to the end (``auto``).
 
-Each attempt at a step is one short write transaction that writes the log row, the
-message, any session roles it needs and the session's new position together. A
-local responder (the template) runs inside that transaction; a network responder
-never does: the step is claimed first (a ``running`` log row and a lease on the
-session, committed), the responder is called with no transaction open, and the result
-is recorded in a second transaction that checks the claim is still ours (the session
-version acts as a fencing token). docs/engine.md describes the design.
+Each attempt reads first, then evaluates (condition, template, exit and end
+conditions) with no transaction open, then writes the log row, the message, any
+session roles it needs and the session's new position in one short transaction that
+checks the session is still where it was read (the session version is the fencing
+token). A network responder is called between a claim (a ``running`` log row and a
+lease, committed) and the record, which checks the claim is still ours.
+docs/engine.md describes the design.
 """
 
 from __future__ import annotations
@@ -14,9 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -28,6 +26,7 @@ from flowcli.db.failures import translated
 from flowcli.db.session_store import SessionRow, utcnow
 from flowcli.db.step_tx import LockPatience, StepTx
 from flowcli.engine.bounded import bounded_dumps
+from flowcli.engine.claims import claim_state, process_owner, recover_abandoned
 from flowcli.engine.conventions import Conventions, content_summary, conventions_for
 from flowcli.engine.planner import Advance, StepPlan, advance, plan_step
 from flowcli.engine.replay import current_state
@@ -56,11 +55,6 @@ TERMINAL_STATUSES = (*store.ENDED_STATUSES, "failed")
 DEFAULT_RETRIES = 2
 # Lease on a claimed step = responder timeout plus this margin.
 LEASE_MARGIN_SECONDS = 30.0
-
-
-def process_owner() -> str:
-    """A claim owner id unique to this process (host, pid, random suffix)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 _STATM_FD: int | None = None
@@ -218,55 +212,6 @@ class _Prepared:
     condition_value: bool | None = None
     context_ids: list[int] = field(default_factory=list)
     context_views: list[Any] = field(default_factory=list)
-
-
-def claim_state(row: SessionRow, now: datetime, owner: str | None) -> str:
-    """``none``, ``ours`` (a live claim of ``owner``) or ``abandoned`` (an expired
-    claim); a live claim of another process raises SessionBusyError."""
-    if row.lease_owner is None:
-        return "none"
-    lease_live = row.lease_expires_at is not None and row.lease_expires_at > now
-    if not lease_live:
-        return "abandoned"
-    if row.lease_owner != owner:
-        raise SessionBusyError(
-            f"session {row.id} is busy: another process ({row.lease_owner}) is running "
-            f"a step until {row.lease_expires_at:%Y-%m-%d %H:%M:%S} UTC; try again later"
-        )
-    return "ours"
-
-
-def recover_abandoned(
-    tx: StepTx, row: SessionRow, state: EngineState, now: datetime, owner: str | None
-) -> None:
-    """Refuse a live claim of another process; release an expired one.
-
-    An expired claim's ``running`` log rows become failed attempts ("interrupted"), so
-    the step runs again with its attempt count increased.
-    """
-    if claim_state(row, now, owner) != "abandoned":
-        # Without a claim there is nothing to recover: a running log row is only ever
-        # written together with one. A live claim is ours (a worker between steps).
-        return
-    abandoned = tx.running_log_ids(row.id)
-    for log_id in abandoned:
-        tx.update_log(
-            log_id,
-            {
-                "status": "failed",
-                "result_type": "error",
-                "error_message": (
-                    "interrupted: the process running this step "
-                    f"({row.lease_owner or 'unknown'}) stopped before finishing it; "
-                    "the step runs again"
-                ),
-                "completed_at": now,
-            },
-        )
-        state.failed_attempts += 1
-    tx.update_session(
-        row, {"lease_owner": None, "lease_expires_at": None, "engine_state": state.to_json()}
-    )
 
 
 class SessionRunner:
@@ -468,14 +413,42 @@ class SessionRunner:
 
     def _claim_holds(self, tx: StepTx, prep: _Prepared, claim: tuple[int, int | None]) -> bool:
         """Inside the record transaction: is the claim on the step still ours? When not,
-        the claimed row is closed as discarded (and ``_claim_lost`` says why)."""
+        the claimed row is closed as discarded (and ``_claim_lost`` says why truthfully)."""
         claim_log_id, claimed_version = claim
         row = tx.load_session(self.session_id)
+        status = row.status or "not_started"
+        if status != "running":
+            # Cancelled (or paused, or ended) while the responder answered: the result is
+            # dropped, and the claimed row closed now rather than left running for ever.
+            tx.update_log(
+                claim_log_id,
+                {
+                    "status": "failed",
+                    "result_type": "error",
+                    "error_message": f"discarded: the session was {status} while this "
+                    "step waited for its responder",
+                    "completed_at": utcnow(),
+                },
+                only_running=True,
+            )
+            if row.lease_owner == self.owner:
+                tx.update_session(row, {"lease_owner": None, "lease_expires_at": None})
+            self._known_order = None
+            self._claim_lost = SessionStateError(
+                f"session {self.session_id} was {status} while this step waited for its "
+                "responder; the step's result was discarded"
+            )
+            return False
         if row.lease_owner != self.owner or row.version != claimed_version:
+            if row.lease_owner is None:
+                why = "its claim was dropped meanwhile (by a doctor repair or a status change)"
+            elif row.lease_owner != self.owner:
+                why = f"its lease expired and another process ({row.lease_owner}) took over"
+            else:
+                why = "the session was changed by another process meanwhile"
             raise SessionBusyError(
-                f"session {self.session_id}: this process lost its claim on the "
-                "step (its lease expired and another process took over); its "
-                "result was discarded"
+                f"session {self.session_id}: this process lost its claim on the step "
+                f"({why}); its result was discarded"
             )
         if (row.executed_steps_count or 0) == prep.execution_order:
             prep.row = row
@@ -553,7 +526,7 @@ class SessionRunner:
             responder = self._responder_for(snapshot)
             check_runnable(row)
             now = utcnow()
-            if self._needs_housekeeping(row, snapshot, now):
+            if self._needs_housekeeping(tx, row, snapshot, now):
                 tx.end_read()
                 with tx.transaction():
                     return self._housekeep(tx, tx.load_session(self.session_id), snapshot)
@@ -564,8 +537,20 @@ class SessionRunner:
         finally:
             tx.end_read()
 
-    def _needs_housekeeping(self, row: SessionRow, snapshot: FlowSnapshot, now: datetime) -> bool:
-        if claim_state(row, now, self.owner) == "abandoned":
+    def _needs_housekeeping(
+        self, tx: StepTx, row: SessionRow, snapshot: FlowSnapshot, now: datetime
+    ) -> bool:
+        held = claim_state(row, now, self.owner)
+        if held == "abandoned":
+            return True
+        if (
+            held == "none"
+            and self._known_order != (row.version, row.executed_steps_count or 0)
+            and tx.running_log_ids(row.id)
+        ):
+            # A running row with no claim (MRC's, or a step whose session was cancelled
+            # and whose process then stopped): nothing will finish it. Not looked for
+            # after our own last write, since then no one else has written.
             return True
         if row.status == "not_started" or row.current_step_id is None:
             return True
@@ -1398,6 +1383,9 @@ def auto(
 
 __all__ = [
     "AutoSummary",
+    "claim_state",
+    "process_owner",
+    "recover_abandoned",
     "FlowcliError",
     "SessionRunner",
     "StepResult",
