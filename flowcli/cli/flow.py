@@ -122,7 +122,7 @@ def list_(ctx: typer.Context, json_out: JsonOption = False) -> None:
 @app.command()
 def show(ctx: typer.Context, flow_id: FlowIdArg, json_out: JsonOption = False) -> None:
     """Show a flow's steps as a tree, with loops and conditions drawn."""
-    from flowcli.engine.snapshot import step_from_dict
+    from flowcli.flows.snapshot import step_from_dict
     from flowcli.flows.store import get_flow
     from flowcli.render import flow_tree, print_json, warn
 

@@ -20,9 +20,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from flowcli.db.json_text import loads_json
 from flowcli.engine.planner import advance, plan_step
-from flowcli.engine.snapshot import FlowSnapshot, loads_json
 from flowcli.engine.state import EngineState
+from flowcli.flows.snapshot import FlowSnapshot
 
 if TYPE_CHECKING:
     from flowcli.db.session_store import SessionRow

@@ -184,7 +184,7 @@ def _ensure_steps(conn: Connection, session: dict[str, Any], logs: list[dict[str
     missing = [s for s in step_ids if s not in have]
     if not missing:
         return 0
-    from flowcli.engine.snapshot import loads_json
+    from flowcli.db.json_text import loads_json
 
     snapshot = loads_json(session.get("flow_snapshot"), {})
     known = {
