@@ -648,7 +648,7 @@ class SessionRunner:
     def _names_needed(self, prep: _Prepared, responder: Responder) -> set[str]:
         """The names the step's expressions and template read, so the ones read from the
         database are read now, before the evaluation (not during it)."""
-        from flowcli.engine.expressions import compile_expression
+        from flowcli.sandbox.expressions import compile_expression
 
         needed: set[str] = set(getattr(responder, "names_used", ()))
         exit_cond = prep.plan.step.exit_condition or {}
@@ -709,7 +709,7 @@ class SessionRunner:
         )
 
     def _after_reads_messages(self, prep: _Prepared) -> bool:
-        from flowcli.engine.expressions import compile_expression
+        from flowcli.sandbox.expressions import compile_expression
 
         exit_cond = prep.plan.step.exit_condition or {}
         sources = [prep.snapshot.end_condition]

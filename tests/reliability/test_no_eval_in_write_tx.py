@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from flowcli.engine.expressions import compile_expression, compile_template
+from flowcli.sandbox.expressions import compile_expression
+from flowcli.sandbox.templates import compile_template
 from tests.helpers import ROLES
 from tests.reliability.kill import create_session, flowcli, import_flow, read_logs
 
