@@ -66,6 +66,14 @@ def _parse_time(value: Any) -> datetime | None:
         return None
 
 
+# How long one try at the write lock waits inside SQLite before our own retry sleeps.
+_TRY_WAIT_MS = 2
+
+
+def _is_locked(exc: sqlite3.OperationalError) -> bool:
+    return getattr(exc, "sqlite_errorname", "") == "SQLITE_BUSY" or "locked" in str(exc)
+
+
 class LockPatience:
     """Waiting for the write lock (or for a quiet moment) within a time budget.
 
@@ -97,9 +105,12 @@ class LockPatience:
 class StepTx:
     """SQL for one step, on a DBAPI connection owned by the caller."""
 
-    def __init__(self, dbapi_conn: Any, dialect: str) -> None:
+    def __init__(self, dbapi_conn: Any, dialect: str, busy_timeout: float | None = None) -> None:
         self.raw = dbapi_conn
         self.dialect = dialect
+        # With a budget, the write lock is waited for here (LockPatience), not only by
+        # SQLite's own busy handler; None leaves the waiting to SQLite alone.
+        self.busy_timeout = busy_timeout
         self.sqlite = dialect == "sqlite"
         self.cur = dbapi_conn.cursor()
         self._sql: dict[Any, str] = {}
@@ -205,13 +216,39 @@ class StepTx:
     def transaction(self) -> Iterator[StepTx]:
         """BEGIN IMMEDIATE on SQLite (the write lock up front); commit or roll back."""
         if self.sqlite:
-            self.cur.execute("BEGIN IMMEDIATE")
+            self._begin_immediate()
         try:
             yield self
         except BaseException:
             self.raw.rollback()
             raise
         self.raw.commit()
+
+    def _begin_immediate(self) -> None:
+        """Take the write lock, retrying with short jittered sleeps within the busy timeout.
+
+        SQLite's busy handler naps up to 100 ms between tries: with several processes each
+        holding the lock for milliseconds, such a waiter keeps missing the moments it is
+        free and gives up at the timeout although the lock was free most of the time. So
+        each try here waits only briefly inside SQLite, and the retries are ours. The full
+        timeout is restored for the transaction itself (a COMMIT in rollback-journal mode
+        waits for readers through the busy handler).
+        """
+        if self.busy_timeout is None:
+            self.cur.execute("BEGIN IMMEDIATE")
+            return
+        self.cur.execute(f"PRAGMA busy_timeout = {_TRY_WAIT_MS}")
+        try:
+            patience = LockPatience(self.busy_timeout)
+            while True:
+                try:
+                    self.cur.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if not _is_locked(exc) or not patience.wait():
+                        raise
+        finally:
+            self.cur.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
 
     # --- sessions ----------------------------------------------------------------------
 

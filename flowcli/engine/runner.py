@@ -257,7 +257,11 @@ class SessionRunner:
         if self._tx is None:
             with translated(self.db):
                 self._raw = self.db.engine.raw_connection()
-                self._tx = StepTx(self._raw.driver_connection, self.db.engine.dialect.name)
+                self._tx = StepTx(
+                    self._raw.driver_connection,
+                    self.db.engine.dialect.name,
+                    busy_timeout=self.db.busy_timeout,
+                )
         return self._tx
 
     def close(self) -> None:
@@ -1310,63 +1314,78 @@ def auto(
         if on_step is not None:
             on_step(result)
 
-    with SessionRunner(db, session_id, options) as runner:
-        while True:
-            status = position.get("status") or "not_started"
-            if status in TERMINAL_STATUSES:
-                reason = status
-                break
-            if status == "paused":
-                reason = "paused"
-                break
-            if should_stop():
-                reason = "interrupted"
-                break
-            if max_steps is not None and steps_run >= max_steps:
-                reason = "max_steps"
-                break
-            if until_step is not None:
-                next_id = position.get("current_step_id")
-                next_step = snapshot.by_id.get(next_id) if next_id else snapshot.first_step()
-                if next_step is not None and next_step.order == until_step:
-                    reason = "until_step"
+    try:
+        with SessionRunner(db, session_id, options) as runner:
+            while True:
+                status = position.get("status") or "not_started"
+                if status in TERMINAL_STATUSES:
+                    reason = status
                     break
-            if breakpoints or before_step is not None:
-                from flowcli.engine.breakpoints import check_before_step
+                if status == "paused":
+                    reason = "paused"
+                    break
+                if should_stop():
+                    reason = "interrupted"
+                    break
+                if max_steps is not None and steps_run >= max_steps:
+                    reason = "max_steps"
+                    break
+                if until_step is not None:
+                    next_id = position.get("current_step_id")
+                    next_step = snapshot.by_id.get(next_id) if next_id else snapshot.first_step()
+                    if next_step is not None and next_step.order == until_step:
+                        reason = "until_step"
+                        break
+                if breakpoints or before_step is not None:
+                    from flowcli.engine.breakpoints import check_before_step
 
-                check = check_before_step(
-                    db, session_id, None if resume_from_break and first else breakpoints
-                )
-                if check.hit is not None and check.upcoming is not None:
-                    reason = "breakpoint"
-                    stopped_before = check.upcoming.describe()
-                    hit = {"kind": check.hit.kind, "reason": check.hit.reason}
-                    break
-                if (
-                    before_step is not None
-                    and check.upcoming is not None
-                    and not before_step(check.upcoming)
-                ):
-                    reason = "declined"
-                    stopped_before = check.upcoming.describe()
-                    break
-            first = False
-            try:
-                result = runner.run_step(
-                    retries=retries, backoff=backoff, sleep=sleep, on_attempt=count_attempt
-                )
-            except SessionStateError as exc:
-                with db.read() as conn:
-                    position = store.load_session(conn, session_id).position()
-                if position.get("status") in (*TERMINAL_STATUSES, "paused"):
-                    continue
-                raise exc
-            position = result.session
-            if not result.failed:
-                steps_run += 1
-            elif result.session_failed:
-                error = result.error
-            snapshot = runner._snapshot_cache[1] if runner._snapshot_cache else snapshot
+                    check = check_before_step(
+                        db, session_id, None if resume_from_break and first else breakpoints
+                    )
+                    if check.hit is not None and check.upcoming is not None:
+                        reason = "breakpoint"
+                        stopped_before = check.upcoming.describe()
+                        hit = {"kind": check.hit.kind, "reason": check.hit.reason}
+                        break
+                    if (
+                        before_step is not None
+                        and check.upcoming is not None
+                        and not before_step(check.upcoming)
+                    ):
+                        reason = "declined"
+                        stopped_before = check.upcoming.describe()
+                        break
+                first = False
+                try:
+                    result = runner.run_step(
+                        retries=retries, backoff=backoff, sleep=sleep, on_attempt=count_attempt
+                    )
+                except SessionStateError as exc:
+                    with db.read() as conn:
+                        position = store.load_session(conn, session_id).position()
+                    if position.get("status") in (*TERMINAL_STATUSES, "paused"):
+                        continue
+                    raise exc
+                position = result.session
+                if not result.failed:
+                    steps_run += 1
+                elif result.session_failed:
+                    error = result.error
+                snapshot = runner._snapshot_cache[1] if runner._snapshot_cache else snapshot
+    except FlowcliError as exc:
+        # The steps before the failure are committed: the summary says so (`auto --json`
+        # prints it, then the error's one line).
+        exc.data["summary"] = AutoSummary(
+            session_id=session_id,
+            steps_run=steps_run,
+            failed_attempts=len(failures),
+            final_status=position.get("status"),
+            stop_reason="error",
+            session=position,
+            elapsed_s=round(time.perf_counter() - t0, 3),
+            error=str(exc),
+        )
+        raise
     failed_attempts = len(failures)
     return AutoSummary(
         session_id=session_id,
