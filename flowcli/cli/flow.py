@@ -10,7 +10,7 @@ from flowcli.cli.params import int_limit
 
 if TYPE_CHECKING:
     from flowcli.flows.spec import FlowDocument
-from flowcli.cli.state import existing_db, open_db
+from flowcli.cli.context import existing_db, open_db
 
 app = typer.Typer(help="Define flows in YAML/JSON files and store them.", no_args_is_help=True)
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from flowcli.db import session_store as store
+from flowcli.db.engine_state import EngineState
 from flowcli.engine.planner import StepPlan, plan_step
-from flowcli.engine.state import EngineState
 from flowcli.errors import ExpressionError, UsageError
 from flowcli.flows.snapshot import FlowSnapshot, Step, parse_snapshot
 

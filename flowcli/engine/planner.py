@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flowcli.engine.state import EngineState, LoopState
+from flowcli.db.engine_state import EngineState, LoopState
 from flowcli.flows.snapshot import FlowSnapshot, Loop, Step
 
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from flowcli.db import session_store as store
 from flowcli.db.connection import Database
+from flowcli.db.engine_state import EngineState
 from flowcli.db.failures import translated
 from flowcli.db.json_text import loads_json
 from flowcli.db.session_store import SessionRow, utcnow
@@ -38,7 +39,6 @@ from flowcli.engine.responders import (
     ResponderRequest,
     build_responder,
 )
-from flowcli.engine.state import EngineState
 from flowcli.errors import (
     ExpressionError,
     FlowcliError,
