@@ -524,7 +524,7 @@ def check_ownerless_running(ctx: DoctorContext) -> CheckResult:
     Nothing will ever finish it; stuck_sessions covers the rows under a dead claim."""
     blocked = _state_ready(ctx, "lease_owner")
     if blocked:
-        return _result("ownerless_running", "skipped", blocked)
+        return result("ownerless_running", "skipped", blocked)
     conn = ctx.require_conn()
     rows = conn.execute(
         text(
@@ -555,9 +555,9 @@ def check_ownerless_running(ctx: DoctorContext) -> CheckResult:
         )
         for sid, ids in by_session.items()
     ]
-    return _result(
+    return result(
         "ownerless_running",
-        _status_of(findings),
+        status_of(findings),
         f"{len(rows)} row(s) in {len(findings)} session(s)" if findings else "none",
         findings,
     )
