@@ -30,7 +30,7 @@ from flowcli.db.step_tx import LockPatience, StepTx
 from flowcli.engine.bounded import bounded_dumps
 from flowcli.engine.claims import claim_state, process_owner, recover_abandoned
 from flowcli.engine.conventions import Conventions, content_summary, conventions_for
-from flowcli.engine.planner import Advance, StepPlan, advance, plan_step
+from flowcli.engine.planner import Advance, StepPlan, advance, max_steps_reached, plan_step
 from flowcli.engine.replay import current_state
 from flowcli.engine.responders import (
     Responder,
@@ -559,7 +559,7 @@ class SessionRunner:
             return True
         if row.status == "not_started" or row.current_step_id is None:
             return True
-        return (row.executed_steps_count or 0) >= snapshot.max_steps
+        return max_steps_reached(snapshot, row.executed_steps_count or 0) is not None
 
     def _housekeep(self, tx: StepTx, row: SessionRow, snapshot: FlowSnapshot) -> StepResult | None:
         """Inside a write transaction: recover, start, or stop at ``max_steps``."""
@@ -577,12 +577,8 @@ class SessionRunner:
                     "executed_steps_count": row.executed_steps_count or 0,
                 },
             )
-        executed = row.executed_steps_count or 0
-        if executed >= snapshot.max_steps:
-            reason = (
-                f"reached termination_config.max_steps ({snapshot.max_steps}) "
-                "before the flow finished"
-            )
+        reason = max_steps_reached(snapshot, row.executed_steps_count or 0)
+        if reason is not None:
             tx.update_session(row, {"status": "failed", "error_reason": reason[:500]})
             return StepResult(
                 session=row.position(),
@@ -967,13 +963,9 @@ class SessionRunner:
             log_id=_PENDING_LOG_ID,
             ran=True,
             exit_condition_met=exit_met,
+            end_condition_met=end_met,
             rounds_end_on_summary=conventions.rounds_end_on_summary,
         )
-        if end_met and not decision.finished:
-            decision.finished = True
-            decision.next_step = None
-            decision.state.loops.clear()
-            decision.reason += "; end_condition is true: finished"
         data = {
             "message_id": message_id,
             "responder": responder.describe(),
