@@ -20,6 +20,10 @@ DEFAULT_TEMPLATE = (
     "{% if loop_iteration %}, loop {{ loop_iteration }}{% endif %})"
 )
 
+# The names it reads (a test holds this equal to the sandbox's own analysis of it).
+BUILTIN_TEMPLATE_NAMES = frozenset(
+    {"speaker", "target", "task_type", "topic", "round", "step", "loop_iteration"}
+)
 # Types whose text and truth Jinja's sandbox takes straight from Python (str(), bool()).
 _PLAIN_TYPES = frozenset({str, int, float, bool, type(None)})
 # Far below the sandbox's output limit: a longer result is left to Jinja to decide.

@@ -1,7 +1,7 @@
 """Responders: what writes a step's message.
 
 ``template`` (the default) renders a sandboxed Jinja template: offline, deterministic,
-cheap enough to run inside the step's write transaction. ``openai`` calls an
+rendered before the step's write transaction opens (like every evaluation). ``openai`` calls an
 OpenAI-compatible Chat Completions endpoint over HTTP; it is never called inside a
 write transaction (the runner claims the step, calls it, then records the result).
 """
@@ -15,7 +15,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from flowcli.engine.builtin_template import DEFAULT_TEMPLATE, render_builtin
+from flowcli.engine.builtin_template import (
+    BUILTIN_TEMPLATE_NAMES,
+    DEFAULT_TEMPLATE,
+    render_builtin,
+)
 from flowcli.errors import ExpressionError, ResponderError, UsageError
 
 if TYPE_CHECKING:
@@ -59,7 +63,7 @@ class ResponderReply:
 
 class Responder(Protocol):
     name: str
-    # True when respond() does no network I/O and may run inside a write transaction.
+    # True when respond() does no network I/O: no claim is needed around it.
     is_local: bool
 
     def respond(self, request: ResponderRequest) -> ResponderReply: ...
@@ -87,6 +91,13 @@ class TemplateResponder:
 
             self._compiled = compile_template(self.template)
         return self._compiled
+
+    @property
+    def names_used(self) -> frozenset[str]:
+        """The expression names the template reads (read before it renders)."""
+        if self._builtin:
+            return BUILTIN_TEMPLATE_NAMES
+        return self._sandboxed().names_used
 
     def respond(self, request: ResponderRequest) -> ResponderReply:
         names = request.names

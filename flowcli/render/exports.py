@@ -20,7 +20,7 @@ from json.encoder import encode_basestring
 from typing import Any
 
 from flowcli.db.plain_schema import BOOLEAN_COLUMNS, DATETIME_COLUMNS
-from flowcli.render.json_values import json_default, utc_iso
+from flowcli.render.json_output import json_default, utc_iso
 
 Batches = Iterable[Sequence[Sequence[Any]]]
 _TABLE = "step_execution_logs"

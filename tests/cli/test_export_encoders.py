@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from flowcli.db.direct_reads import typed_row
 from flowcli.db.log_rows import LOG_COLUMNS
-from flowcli.render import json_default
+from flowcli.render.json_output import json_default
 from flowcli.render.exports import write_csv, write_json_array, write_jsonl
 
 TIMES = st.one_of(

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flowcli.engine.builtin_template import (
+    BUILTIN_TEMPLATE_NAMES,
     DEFAULT_TEMPLATE,
     FAST_PATH_MAX_LENGTH,
     render_builtin,
@@ -133,3 +134,8 @@ def _request(names: dict[str, Any]) -> ResponderRequest:
         context=[],
         names=names,
     )
+
+
+def test_the_names_it_reads_are_the_sandboxs_analysis() -> None:
+    assert compile_template(DEFAULT_TEMPLATE).names_used == BUILTIN_TEMPLATE_NAMES
+    assert TemplateResponder().names_used == BUILTIN_TEMPLATE_NAMES
