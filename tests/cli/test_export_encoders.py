@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from flowcli.db.direct_reads import typed_row
 from flowcli.db.log_rows import LOG_COLUMNS
-from flowcli.render.json_output import json_default
 from flowcli.render.exports import write_csv, write_json_array, write_jsonl
+from flowcli.render.json_output import json_default
 
 TIMES = st.one_of(
     st.datetimes().map(lambda d: d.isoformat(" ", "microseconds")),
