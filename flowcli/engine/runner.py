@@ -265,6 +265,11 @@ class SessionRunner:
         # that write, view row): while both are unchanged nobody wrote since (flowcli bumps
         # the version, MRC the count), so it is still the session's newest message.
         self._newest_message: tuple[tuple[int | None, int | None], tuple[Any, ...]] | None = None
+        # Every message of the session as view rows (context scope "all"), under the same
+        # rule: read once, then extended with each message this runner writes.
+        self._all_messages: tuple[tuple[int | None, int | None], list[tuple[Any, ...]]] | None = (
+            None
+        )
         # Why a claimed step's result was dropped, once its row is closed.
         self._claim_lost: FlowcliError | None = None
 
@@ -746,9 +751,23 @@ class SessionRunner:
 
     # --- condition, call, record ----------------------------------------------------------
 
+    def _every_message(self, prep: _Prepared) -> list[tuple[Any, ...]]:
+        """Every message of the session as view rows, oldest first: kept from this runner's
+        own reads and writes while the session is as its last write left it, else read."""
+        stamp = (prep.row.version, prep.row.executed_steps_count)
+        cached = self._all_messages
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, prep.tx.message_views(prep.row.id, scope="all", round_=0))
+            self._all_messages = cached
+        return list(cached[1])
+
     def _load_context(self, prep: _Prepared) -> None:
         step = prep.plan.step
-        if step.context_scope == "last_message":
+        if step.context_scope == "all":
+            rows = self._every_message(prep)
+            prep.context_ids = [r[0] for r in rows]
+            prep.context_views = [_view(r) for r in rows]
+        elif step.context_scope == "last_message":
             # Usually the message this runner wrote last: not read again.
             newest = self._newest_view(prep)
             rows = [newest] if newest is not None else []
@@ -856,6 +875,7 @@ class SessionRunner:
         self._known_order = None
         self._role_ids = None
         self._newest_message = None
+        self._all_messages = None
 
     def _newest_view(self, prep: _Prepared) -> tuple[Any, ...] | None:
         """The session's newest message as a view row: the one this runner wrote, while the
@@ -1141,23 +1161,38 @@ class SessionRunner:
             values["ended_at"] = prep.moment()
             if self.conventions.keeps_last_step:
                 values["current_step_id"] = prep.plan.step.id
+        before = (prep.row.version, prep.row.executed_steps_count)
         prep.tx.update_session(prep.row, values)
         self._remember_order(prep, state)
         if message is not None:
-            # As the message views read it back: the target only through its session role.
-            target = message["target"] if message["target_session_role_id"] is not None else None
-            self._newest_message = (
-                (prep.row.version, prep.row.executed_steps_count),
-                (
-                    message["id"],
-                    message["speaker"],
-                    target,
-                    message["content"],
-                    message["section"],
-                    message["round_index"],
-                ),
-            )
+            self._remember_message(before, (prep.row.version, order), message)
         return log_id
+
+    def _remember_message(
+        self,
+        before: tuple[int | None, int | None],
+        after: tuple[int | None, int | None],
+        message: dict[str, Any],
+    ) -> None:
+        """Keep the message just written as the session's newest (and append it to the
+        whole list, when that was read at the state this write started from)."""
+        # As the message views read it back: the target only through its session role.
+        target = message["target"] if message["target_session_role_id"] is not None else None
+        view = (
+            message["id"],
+            message["speaker"],
+            target,
+            message["content"],
+            message["section"],
+            message["round_index"],
+        )
+        every = self._all_messages
+        if every is not None and every[0] == before:
+            every[1].append(view)
+            self._all_messages = (after, every[1])
+        else:
+            self._all_messages = None
+        self._newest_message = (after, view)
 
     def _record_failure(
         self,
