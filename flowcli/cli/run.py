@@ -223,7 +223,7 @@ def auto(
 
     from flowcli.engine.breakpoints import Breakpoints
     from flowcli.engine.runner import auto as run_auto
-    from flowcli.errors import StepFailedError, UsageError
+    from flowcli.errors import FlowcliError, StepFailedError, UsageError
     from flowcli.render.json_output import print_json
     from flowcli.render.runs import AutoProgress, auto_summary
 
@@ -247,19 +247,27 @@ def auto(
     show_progress = not quiet and not step_mode and sys.stderr.isatty()
     with _StopFlag() as stop, AutoProgress(enabled=show_progress) as progress:
         asker = _StepQuestion(stop) if step_mode else None
-        summary = run_auto(
-            db,
-            sid,
-            options,
-            max_steps=max_steps,
-            until_step=until_step,
-            retries=run_options.retries,
-            backoff=run_options.backoff,
-            should_stop=lambda: stop.requested,
-            on_step=asker.report if asker is not None else progress.update,
-            breakpoints=breakpoints or None,
-            before_step=asker.ask if asker is not None else None,
-        )
+        try:
+            summary = run_auto(
+                db,
+                sid,
+                options,
+                max_steps=max_steps,
+                until_step=until_step,
+                retries=run_options.retries,
+                backoff=run_options.backoff,
+                should_stop=lambda: stop.requested,
+                on_step=asker.report if asker is not None else progress.update,
+                breakpoints=breakpoints or None,
+                before_step=asker.ask if asker is not None else None,
+            )
+        except FlowcliError as exc:
+            # Steps committed before the failure still get their summary on stdout; the
+            # error stays one line on stderr (the boundary prints it) with its exit code.
+            partial = exc.data.get("summary")
+            if json_out and partial is not None:
+                print_json(asdict(partial))
+            raise
     if json_out:
         print_json(asdict(summary))
     elif not quiet:
