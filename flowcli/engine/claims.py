@@ -15,6 +15,7 @@ import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from flowcli.engine import recording
 from flowcli.errors import SessionBusyError
 
 if TYPE_CHECKING:
@@ -102,7 +103,8 @@ def recover_abandoned(
         else INTERRUPTED_NO_CLAIM
     )
     for log_id in abandoned:
-        tx.update_log(
+        recording.close_log(
+            tx,
             log_id,
             {
                 "status": "failed",
@@ -112,6 +114,8 @@ def recover_abandoned(
             },
         )
         state.failed_attempts += 1
-    tx.update_session(
-        row, {"lease_owner": None, "lease_expires_at": None, "engine_state": state.to_json()}
+    recording.move_session(
+        tx,
+        row,
+        {"lease_owner": None, "lease_expires_at": None, "engine_state": state.to_json()},
     )

@@ -27,6 +27,7 @@ from flowcli.db.failures import translated
 from flowcli.db.json_text import loads_json
 from flowcli.db.session_store import SessionRow, utcnow
 from flowcli.db.step_tx import LockPatience, StepTx
+from flowcli.engine import recording
 from flowcli.engine.bounded import bounded_dumps
 from flowcli.engine.claims import claim_state, process_owner, recover_abandoned
 from flowcli.engine.conventions import Conventions, content_summary, conventions_for
@@ -425,7 +426,8 @@ class SessionRunner:
         if status != "running":
             # Cancelled (or paused, or ended) while the responder answered: the result is
             # dropped, and the claimed row closed now rather than left running for ever.
-            tx.update_log(
+            recording.close_log(
+                tx,
                 claim_log_id,
                 {
                     "status": "failed",
@@ -437,7 +439,7 @@ class SessionRunner:
                 only_running=True,
             )
             if row.lease_owner == self.owner:
-                tx.update_session(row, {"lease_owner": None, "lease_expires_at": None})
+                recording.move_session(tx, row, {"lease_owner": None, "lease_expires_at": None})
             self._known_order = None
             self._claim_lost = SessionStateError(
                 f"session {self.session_id} was {status} while this step waited for its "
@@ -568,7 +570,8 @@ class SessionRunner:
         recover_abandoned(tx, row, state, utcnow(), self.owner)
         if row.status == "not_started" or row.current_step_id is None:
             first = snapshot.first_step()
-            tx.update_session(
+            recording.move_session(
+                tx,
                 row,
                 {
                     "status": "running",
@@ -579,7 +582,7 @@ class SessionRunner:
             )
         reason = max_steps_reached(snapshot, row.executed_steps_count or 0)
         if reason is not None:
-            tx.update_session(row, {"status": "failed", "error_reason": reason[:500]})
+            recording.move_session(tx, row, {"status": "failed", "error_reason": reason[:500]})
             return StepResult(
                 session=row.position(),
                 step=None,
@@ -773,10 +776,11 @@ class SessionRunner:
         """Commit a ``running`` log row and a lease, so the network call runs unlocked."""
         timeout = getattr(responder, "timeout", 60.0) * (getattr(responder, "retries", 0) + 1)
         lease_until = utcnow() + timedelta(seconds=timeout + LEASE_MARGIN_SECONDS)
-        log_id = prep.tx.insert_log(
-            self._log_values(prep, {"status": "running", "result_type": None})
+        log_id = recording.insert_log(
+            prep.tx, self._log_values(prep, {"status": "running", "result_type": None})
         )
-        prep.tx.update_session(
+        recording.move_session(
+            prep.tx,
             prep.row,
             {
                 "lease_owner": self.owner,
@@ -792,7 +796,8 @@ class SessionRunner:
     def _abandon_claim(self, tx: StepTx, row: SessionRow, claim_log_id: int) -> None:
         """Our claimed row loses to a step another engine (MRC) ran meanwhile: it is
         marked failed and the claim released (the caller discards the result)."""
-        tx.update_log(
+        recording.close_log(
+            tx,
             claim_log_id,
             {
                 "status": "failed",
@@ -802,7 +807,7 @@ class SessionRunner:
                 "completed_at": utcnow(),
             },
         )
-        tx.update_session(row, {"lease_owner": None, "lease_expires_at": None})
+        recording.move_session(tx, row, {"lease_owner": None, "lease_expires_at": None})
 
     def _lease_after_step(self, *, ended: bool) -> dict[str, Any]:
         """Release the step's claim, or renew the session claim a worker holds."""
@@ -818,38 +823,23 @@ class SessionRunner:
 
     def _log_values(self, prep: _Prepared, extra: dict[str, Any]) -> dict[str, Any]:
         plan = prep.plan
-        context = {
-            "round": plan.round,
-            "step_order": plan.step.order,
-            "loop_iteration": plan.loop_iteration,
-            "attempt": plan.attempt,
-            "executed_steps": prep.row.executed_steps_count or 0,
-            "vars": prep.names["vars"],
-            "loops": prep.state.loops_json(),
-            "context": {
-                "scope": plan.step.context_scope,
-                "message_ids": prep.context_ids[-50:],
-                "count": len(prep.context_ids),
-                "truncated": len(prep.context_ids) > 50,
-            },
-        }
-        values = {
-            "session_id": prep.row.id,
-            "step_id": plan.step.id,
-            "parent_log_id": plan.parent_log_id,
-            "execution_order": prep.execution_order,
-            "round_index": plan.round,
-            "loop_iteration": plan.loop_iteration,
-            "attempt_count": plan.attempt,
-            "condition_evaluation": prep.condition_value,
-            "created_at": prep.started_at,
-            "started_at": prep.started_at,
-            "step_snapshot": plan.step.snapshot_json,
-            "context_snapshot": bounded_dumps(context),
-            "memory_usage_mb": resident_memory_mb(),
-        }
-        values.update(extra)
-        return values
+        executed = prep.row.executed_steps_count or 0
+        return recording.log_row(
+            plan,
+            session_id=prep.row.id,
+            execution_order=prep.execution_order,
+            started_at=prep.started_at,
+            context=recording.context_snapshot(
+                plan,
+                executed=executed,
+                variables=prep.names["vars"],
+                loops=prep.state.loops_json(),
+                context_ids=prep.context_ids,
+            ),
+            condition_value=prep.condition_value,
+            memory_mb=resident_memory_mb(),
+            **extra,
+        )
 
     def _finish_values(self, prep: _Prepared) -> dict[str, Any]:
         return {
@@ -1055,10 +1045,11 @@ class SessionRunner:
         data["finished"] = decision.finished
         log_values["result_data"] = bounded_dumps(data)
         if claim_log_id is None:
-            log_id = prep.tx.insert_log(log_values)
+            log_id = recording.insert_log(prep.tx, log_values)
         else:
             log_id = claim_log_id
-            prep.tx.update_log(
+            recording.close_log(
+                prep.tx,
                 log_id,
                 {
                     k: log_values[k]
@@ -1075,22 +1066,15 @@ class SessionRunner:
                 },
             )
         decision.state.replace_log_id(_PENDING_LOG_ID, log_id)
-        order = prep.execution_order
-        values: dict[str, Any] = {
-            "current_step_id": decision.next_step.id if decision.next_step else None,
-            "current_round": decision.next_round,
-            # Every logged execution counts, so MRC's next number (count + 1) is free.
-            "executed_steps_count": order,
-            "engine_state": decision.state.stamped(order).to_json(),
-            **self._lease_after_step(ended=decision.finished),
-            "error_reason": None,
-        }
-        if decision.finished:
-            values["status"] = "finished"
-            values["ended_at"] = utcnow()
-            if self.conventions.keeps_last_step:
-                values["current_step_id"] = prep.plan.step.id
-        prep.tx.update_session(prep.row, values)
+        values = recording.position_after(
+            decision,
+            prep.execution_order,
+            step=prep.plan.step,
+            keeps_last_step=self.conventions.keeps_last_step,
+            now=utcnow(),
+        )
+        values.update(self._lease_after_step(ended=decision.finished))
+        recording.move_session(prep.tx, prep.row, values)
         self._remember_order(prep)
         return log_id
 
@@ -1122,10 +1106,11 @@ class SessionRunner:
             },
         )
         if claim_log_id is None:
-            log_id = prep.tx.insert_log(values)
+            log_id = recording.insert_log(prep.tx, values)
         else:
             log_id = claim_log_id
-            prep.tx.update_log(
+            recording.close_log(
+                prep.tx,
                 log_id,
                 {
                     k: values[k]
@@ -1155,7 +1140,7 @@ class SessionRunner:
             )
             session_values["status"] = "failed"
             session_values["error_reason"] = reason[:500]
-        prep.tx.update_session(prep.row, session_values)
+        recording.move_session(prep.tx, prep.row, session_values)
         self._remember_order(prep)
         return StepResult(
             session=prep.row.position(),
