@@ -137,8 +137,13 @@ class FlowcliApp(App[None]):
         self.push_screen(SessionsScreen())
 
     def on_ready(self) -> None:
-        # After the first frame: the check imports SQLAlchemy and connects, and a worker
-        # doing that during start-up would compete with the first paint for the GIL.
+        # After the first frame: what the first screen left out to draw it sooner, then
+        # the check, which imports SQLAlchemy and connects (a worker doing that during
+        # start-up would compete with the first paint for the GIL).
+        for screen in self.screen_stack:
+            build = getattr(screen, "build_table", None)
+            if build is not None:
+                screen.call_after_refresh(build)
         self.check_database()
 
     @work(thread=True, group="startup")
