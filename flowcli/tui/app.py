@@ -21,6 +21,8 @@ from textual.binding import Binding, BindingType
 from flowcli.tui.data import DEFAULT_WINDOW
 
 if TYPE_CHECKING:
+    from textual.screen import Screen
+
     from flowcli.db.connection import Database
     from flowcli.engine.breakpoints import Breakpoints
     from flowcli.engine.responders import ResponderOptions
@@ -131,10 +133,13 @@ class FlowcliApp(App[None]):
 
     # --- start-up ---------------------------------------------------------------------
 
-    def on_mount(self) -> None:
+    def get_default_screen(self) -> Screen[Any]:
+        # The sessions list is the app's first screen itself: pushing it over Textual's
+        # empty default screen would lay out and paint one screen more before the first
+        # frame.
         from flowcli.tui.screens.sessions import SessionsScreen
 
-        self.push_screen(SessionsScreen())
+        return SessionsScreen()
 
     def on_ready(self) -> None:
         # After the first frame: what the first screen left out to draw it sooner, then

@@ -13,7 +13,7 @@ from textual.widgets import Header
 
 from flowcli.render.safe_text import clipped_line as one_line
 from flowcli.tui.views import age, status_text
-from flowcli.tui.widgets import Bar, when_shown
+from flowcli.tui.widgets import Bar, gone, when_shown
 
 if TYPE_CHECKING:
     from textual.widgets import DataTable
@@ -75,6 +75,8 @@ class SessionsScreen(Screen[None]):
         """The sessions table and the footer, once the first frame is on the screen."""
         from textual.widgets import DataTable, Footer
 
+        if gone(self):
+            return  # the app is already closing (a failed start-up check)
         table: DataTable[Any] = DataTable(id="sessions", cursor_type="row", zebra_stripes=True)
         width = self.app.size.width
         topic = max(10, width - 62)
@@ -89,6 +91,8 @@ class SessionsScreen(Screen[None]):
         ):
             table.add_column(label, key=key, width=size)
         await self.mount(table, before="#sessions-status")
+        if gone(self):
+            return
         await self.mount(Footer())
         table.focus()
         self.widgets_ready = True  # the widgets the first read fills exist now
