@@ -22,7 +22,7 @@ bytecode on disk, and the measured processes run without PYTHONDONTWRITEBYTECODE
 PYTHONPATH or PYTHONSTARTUP.
 
 It also prints which heavy modules each command imports (sqlalchemy, alembic, jinja2,
-simpleeval, httpx, pydantic, yaml), with their cumulative import time from one
+httpx, pydantic, yaml), with their cumulative import time from one
 `python -X importtime` run.
 """
 
@@ -38,7 +38,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402 - a sibling module
 
-HEAVY = ("sqlalchemy", "alembic", "jinja2", "simpleeval", "httpx", "pydantic", "yaml")
+HEAVY = ("sqlalchemy", "alembic", "jinja2", "httpx", "pydantic", "yaml")
 BASELINE = "import typer, rich"
 COMMANDS = {
     "flowcli --help": (["--help"], 1.2),

@@ -25,9 +25,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from jinja2.sandbox import ImmutableSandboxedEnvironment  # noqa: E402
 
-from flowcli.engine import expressions  # noqa: E402
 from flowcli.engine.responders import DEFAULT_TEMPLATE  # noqa: E402
 from flowcli.errors import ExpressionError  # noqa: E402
+from flowcli.sandbox import limits  # noqa: E402
+from flowcli.sandbox.expressions import compile_expression  # noqa: E402
+from flowcli.sandbox.names import MessageView  # noqa: E402
+from flowcli.sandbox.templates import compile_template  # noqa: E402
 
 CONDITION = "round >= 2 and 'agree' in last.content and loop_iteration < 3"
 NAMES: dict[str, Any] = {
@@ -38,7 +41,7 @@ NAMES: dict[str, Any] = {
     "round": 2,
     "step": 3,
     "loop_iteration": 1,
-    "last": expressions.MessageView(1, "Student", "Teacher", "I agree with that", None, 2),
+    "last": MessageView(1, "Student", "Teacher", "I agree with that", None, 2),
 }
 
 
@@ -75,9 +78,9 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=5, help="measurements (best is kept)")
     args = parser.parse_args()
 
-    template = expressions.compile_template(DEFAULT_TEMPLATE)
+    template = compile_template(DEFAULT_TEMPLATE)
     plain = ImmutableSandboxedEnvironment().from_string(DEFAULT_TEMPLATE)
-    condition = expressions.compile_expression(CONDITION)
+    condition = compile_expression(CONDITION)
     code = compile(CONDITION, "<condition>", "eval")
     rows = [
         (
@@ -104,16 +107,16 @@ def main() -> int:
     bombs = [
         (
             "2**40 leaves hashed (validation)",
-            lambda: expressions.compile_expression(f"vars.get({nested_comprehension(40)}[0])"),
+            lambda: compile_expression(f"vars.get({nested_comprehension(40)}[0])"),
         ),
-        ("2**40 leaves in a template (validation)", lambda: expressions.compile_template(chain)),
+        ("2**40 leaves in a template (validation)", lambda: compile_template(chain)),
         (
             "2**40 leaves hashed (work budget)",
-            lambda: expressions.compile_expression("vars.get(vars.t)").evaluate(values),
+            lambda: compile_expression("vars.get(vars.t)").evaluate(values),
         ),
         (
             "2**40 leaves compared (work budget)",
-            lambda: expressions.compile_expression("vars.t == vars.u").evaluate(values),
+            lambda: compile_expression("vars.t == vars.u").evaluate(values),
         ),
         (
             "1e12 loop iterations (CPU deadline)",
@@ -129,13 +132,13 @@ def main() -> int:
 
 def _deadline_bomb() -> None:
     """Count limits lifted, so only the CPU deadline can stop 10**12 iterations."""
-    saved = expressions.MAX_ITERATIONS, expressions.MAX_WORK
-    expressions.MAX_ITERATIONS, expressions.MAX_WORK = 10**13, 10**16
+    saved = limits.MAX_ITERATIONS, limits.MAX_WORK
+    limits.MAX_ITERATIONS, limits.MAX_WORK = 10**13, 10**16
     try:
         source = "len([1 for a in 'x' * 10000 for b in 'x' * 10000 for c in 'x' * 10000])"
-        expressions.compile_expression(source).evaluate({})
+        compile_expression(source).evaluate({})
     finally:
-        expressions.MAX_ITERATIONS, expressions.MAX_WORK = saved
+        limits.MAX_ITERATIONS, limits.MAX_WORK = saved
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from flowcli.db.schema import VERSION_TABLE
+from flowcli.db.revisions import VERSION_TABLE
 from flowcli.db.tables import METADATA, include_owned_name
 
 config = context.config

@@ -4,10 +4,10 @@ from typing import Annotated
 
 import typer
 
+from flowcli.cli.context import AppState
 from flowcli.cli.conventions import print_version
 from flowcli.cli.lazy import LazyCommandGroup
 from flowcli.cli.params import bounded_float
-from flowcli.cli.state import AppState
 
 # The commands themselves are listed in flowcli.cli.lazy.COMMANDS and built on demand.
 app = typer.Typer(

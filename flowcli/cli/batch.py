@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
+from flowcli.cli.context import open_db
 from flowcli.cli.options import (
     JsonOption,
     LlmBaseUrlOpt,
@@ -22,7 +23,6 @@ from flowcli.cli.options import (
     ResponderOpt,
     TemplateOpt,
 )
-from flowcli.cli.state import open_db
 
 EXIT_INTERRUPTED = 130
 

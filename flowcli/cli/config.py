@@ -17,7 +17,7 @@ app = typer.Typer(
 def show(ctx: typer.Context, json_out: JsonOption = False) -> None:
     """Print every setting's effective value and its source (flag, environment, project
     file, user file or default). The API key is masked."""
-    from flowcli.cli.state import state
+    from flowcli.cli.context import state
     from flowcli.render import print_json
     from flowcli.render.config import config_table
 

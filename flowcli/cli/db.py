@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
+from flowcli.cli.context import examinable_db, open_db
 from flowcli.cli.options import MAX_ID, YesOption
-from flowcli.cli.state import examinable_db, open_db
 
 app = typer.Typer(
     help="Create, migrate, inspect, back up and prune the database.", no_args_is_help=True
@@ -35,7 +35,8 @@ def upgrade(
 def _refuse_unadopted(db: object) -> None:
     """A database with tables but no flowcli version table (MRC's own) is adopted by the
     doctor, which backs it up first; upgrading it would fail on a table that exists."""
-    from flowcli.db.schema import database_exists, existing_tables, read_revisions
+    from flowcli.db.inspection import existing_tables, read_revisions
+    from flowcli.db.schema import database_exists
     from flowcli.errors import SchemaError
 
     if not database_exists(db):  # type: ignore[arg-type]
@@ -111,7 +112,8 @@ def downgrade(
 def current(ctx: typer.Context, json_out: JsonOption = False) -> None:
     """Print the revision the database is at."""
     from flowcli.db import migrate
-    from flowcli.db.schema import HEAD_REVISION, require_existing
+    from flowcli.db.revisions import HEAD_REVISION
+    from flowcli.db.schema import require_existing
     from flowcli.render import print_json
 
     db = open_db(ctx, require_schema=False)
@@ -202,8 +204,8 @@ def doctor(
     Exit 0 when healthy (warnings allowed), 1 when errors remain, 2 when the database
     could not be examined (unreadable, not SQLite, locked past the timeout).
     """
-    from flowcli.doctor.checks import list_checks as all_checks
     from flowcli.doctor.examine import DoctorOptions, run_doctor
+    from flowcli.doctor.examine import list_checks as all_checks
     from flowcli.errors import DoctorError
     from flowcli.render import print_json, warn
     from flowcli.render.doctor import confirm_plan, doctor_checks, doctor_report

@@ -10,7 +10,7 @@ from flowcli.cli.params import int_limit
 
 if TYPE_CHECKING:
     from flowcli.flows.spec import FlowDocument
-from flowcli.cli.state import existing_db, open_db
+from flowcli.cli.context import existing_db, open_db
 
 app = typer.Typer(help="Define flows in YAML/JSON files and store them.", no_args_is_help=True)
 
@@ -122,7 +122,7 @@ def list_(ctx: typer.Context, json_out: JsonOption = False) -> None:
 @app.command()
 def show(ctx: typer.Context, flow_id: FlowIdArg, json_out: JsonOption = False) -> None:
     """Show a flow's steps as a tree, with loops and conditions drawn."""
-    from flowcli.engine.snapshot import step_from_dict
+    from flowcli.flows.snapshot import step_from_dict
     from flowcli.flows.store import get_flow
     from flowcli.render import flow_tree, print_json, warn
 

@@ -7,9 +7,9 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
+from flowcli.cli.context import open_db
 from flowcli.cli.options import JsonOption
 from flowcli.cli.params import bounded_float, int_limit
-from flowcli.cli.state import open_db
 
 EXIT_INTERRUPTED = 130
 

@@ -4,8 +4,8 @@ from typing import Annotated
 
 import typer
 
+from flowcli.cli.context import open_db
 from flowcli.cli.options import JsonOption
-from flowcli.cli.state import open_db
 
 app = typer.Typer(help="Add, list and show roles.", no_args_is_help=True)
 

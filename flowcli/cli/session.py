@@ -5,6 +5,7 @@ from typing import Annotated, Any
 import typer
 
 from flowcli.cli.batch import BatchYesOpt, DryRunOpt, LimitOpt, WhereOpt, act_on_where, check_target
+from flowcli.cli.context import open_db
 from flowcli.cli.options import (
     MAX_ID,
     BackoffOpt,
@@ -21,7 +22,6 @@ from flowcli.cli.options import (
     YesOption,
 )
 from flowcli.cli.params import int_limit
-from flowcli.cli.state import open_db
 
 app = typer.Typer(help="Create, list, show and control sessions.", no_args_is_help=True)
 

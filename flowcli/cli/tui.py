@@ -5,6 +5,7 @@ from typing import Annotated
 
 import typer
 
+from flowcli.cli.context import state
 from flowcli.cli.options import (
     MAX_ID,
     LlmBaseUrlOpt,
@@ -15,7 +16,6 @@ from flowcli.cli.options import (
     ResponderOpt,
     TemplateOpt,
 )
-from flowcli.cli.state import state
 
 
 def tui(

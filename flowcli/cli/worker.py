@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from flowcli.cli.context import open_db
 from flowcli.cli.options import (
     BackoffOpt,
     LlmBaseUrlOpt,
@@ -19,7 +20,6 @@ from flowcli.cli.options import (
     TemplateOpt,
 )
 from flowcli.cli.params import bounded_float, int_limit
-from flowcli.cli.state import open_db
 
 EXIT_INTERRUPTED = 130
 

@@ -26,6 +26,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from flowcli.db.failures import translated
+from flowcli.db.owner import OWNER_MRC, read_owner, sqlite_owner
+from flowcli.db.revisions import VERSION_TABLE
 from flowcli.errors import DatabaseError, UsageError, describe_os_error
 
 if TYPE_CHECKING:
@@ -211,8 +214,6 @@ def looks_truncated(path: Path) -> bool:
 
 def _owned_or_new(cur: sqlite3.Cursor) -> bool:
     """True for a database without tables, or one flowcli manages and MRC does not own."""
-    from flowcli.db.owner import OWNER_MRC, sqlite_owner
-    from flowcli.db.schema import VERSION_TABLE
 
     names = {r[0] for r in cur.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     if not names:
@@ -277,15 +278,12 @@ class Database:
     def owner(self) -> str:
         """'flowcli' or 'mrc': whose conventions the rows follow (flowcli.db.owner)."""
         if self._owner is None:
-            from flowcli.db.owner import read_owner
-
             with self.read() as conn:
                 self._owner = read_owner(conn)
         return self._owner
 
     @property
     def mrc_owned(self) -> bool:
-        from flowcli.db.owner import OWNER_MRC
 
         return self.owner == OWNER_MRC
 
@@ -306,7 +304,6 @@ class Database:
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """A connection in a (deferred) read transaction, rolled back at the end."""
-        from flowcli.db.failures import translated
 
         with translated(self), self.engine.connect() as conn:
             yield conn
@@ -314,7 +311,6 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """One short write transaction: BEGIN IMMEDIATE on SQLite, committed on success."""
-        from flowcli.db.failures import translated
 
         with translated(self):
             eng = self.engine.execution_options(flowcli_write=True)

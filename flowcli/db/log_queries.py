@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, func, select
 
+from flowcli.db.json_text import loads_json
 from flowcli.db.tables import (
     STEP_LOG_COLUMNS,
     messages_table,
@@ -84,8 +85,6 @@ def step_info(step_snapshot: str | None) -> dict[str, Any]:
 
 def step_ids_with_order(conn: Connection, session_id: int, order: int) -> list[int]:
     """Ids of the steps that had ``order`` in the session's snapshot (as the session ran)."""
-    from flowcli.engine.snapshot import loads_json
-
     sessions_t = sessions_table
     raw = conn.execute(
         select(sessions_t.c.flow_snapshot).where(sessions_t.c.id == session_id)

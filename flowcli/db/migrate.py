@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flowcli.db.schema import VERSION_TABLE, read_revisions
+from flowcli.db.connection import Database, sqlite_file_state
+from flowcli.db.failures import translated
+from flowcli.db.inspection import read_revisions
+from flowcli.db.revisions import VERSION_TABLE
 from flowcli.errors import FlowcliError, SchemaError
 
 if TYPE_CHECKING:
     from alembic.config import Config
-
-    from flowcli.db.connection import Database
 
 
 def migrations_dir() -> Path:
@@ -95,8 +96,6 @@ def current_revision(db: Database) -> str | None:
 
 def _check_openable(db: Database) -> None:
     if db.is_sqlite and db.target.path is not None:
-        from flowcli.db.connection import sqlite_file_state
-
         sqlite_file_state(db.target.path)
 
 
@@ -138,7 +137,6 @@ def _run(db: Database, fn_name: str, rev: str) -> None:
 
     _check_openable(db)
     _known(rev)
-    from flowcli.db.failures import translated
 
     with translated(db), db.engine.connect() as conn:
         sqlite_fk_off = conn.dialect.name == "sqlite"

@@ -15,6 +15,10 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from flowcli.db.inspection import existing_columns, existing_tables
+from flowcli.db.mrc_schema import FLOWCLI_COLUMNS
+from flowcli.db.revisions import VERSION_TABLE
+
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
@@ -30,8 +34,6 @@ def read_meta(conn: Connection) -> dict[str, str] | None:
     """flowcli_meta as a dict, or None when the table does not exist."""
     from sqlalchemy import text
 
-    from flowcli.db.schema import existing_tables
-
     if META_TABLE not in existing_tables(conn):
         return None
     rows = conn.execute(text(f"SELECT key, value FROM {META_TABLE}")).all()
@@ -42,7 +44,6 @@ def infer_owner(conn: Connection) -> str:
     """The owner judged from the tables alone (no record, or while recording it)."""
     from sqlalchemy import inspect
 
-    from flowcli.db.schema import VERSION_TABLE, existing_tables
     from flowcli.db.tables import OWNED_TABLES
 
     tables = existing_tables(conn)
@@ -92,8 +93,6 @@ def flowcli_additions(conn: Connection) -> list[str]:
     the columns of its later revisions on MRC's tables, and the indexes it created."""
     from sqlalchemy import inspect
 
-    from flowcli.db.mrc_schema import FLOWCLI_COLUMNS
-    from flowcli.db.schema import VERSION_TABLE, existing_columns, existing_tables
     from flowcli.db.tables import METADATA, SHARED_TABLES
 
     tables = existing_tables(conn)

@@ -1,57 +1,27 @@
-"""Cheap facts about the schema that the hot path needs without importing Alembic.
+"""The schema guard: is this database at flowcli's head, with every table and column?
 
-``HEAD_REVISION`` is the newest migration; a test holds it equal to Alembic's head.
 ``require_schema`` is the guard every command that touches flowcli's tables passes:
 for a command that adds something new it creates a missing or empty database at head;
 any other command refuses one (a mistyped ``--db`` must not leave a new file behind).
 Otherwise it refuses, with one line naming the fix, a database that is unversioned,
-behind, ahead, or missing a table or column flowcli writes.
+behind, ahead, or missing a table or column flowcli writes. Alembic is imported only
+when a database is actually created (``upgrade``), never on the hot path.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from flowcli.db.connection import Database, sqlite_file_state
+from flowcli.db.inspection import existing_columns, existing_tables, read_revisions
+from flowcli.db.migrate import upgrade
+from flowcli.db.revisions import HEAD_REVISION, VERSION_TABLE
+from flowcli.db.schema_state import classify_revisions
+from flowcli.db.schema_state import missing_objects as classify_missing
 from flowcli.errors import DatabaseMissingError, SchemaError
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
-
-    from flowcli.db.connection import Database
-
-VERSION_TABLE = "flowcli_alembic_version"
-HEAD_REVISION = "0006"
-
-
-def read_revisions(conn: Connection) -> list[str] | None:
-    """The rows of flowcli's version table, or None when the table does not exist."""
-    from sqlalchemy import text
-
-    if VERSION_TABLE not in existing_tables(conn):
-        return None
-    rows = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
-    return [str(r) for r in rows]
-
-
-def existing_tables(conn: Connection) -> set[str]:
-    from sqlalchemy import text
-
-    if conn.dialect.name == "sqlite":
-        rows = conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'table'"))
-        return {r[0] for r in rows}
-    from sqlalchemy import inspect
-
-    return set(inspect(conn).get_table_names())
-
-
-def existing_columns(conn: Connection, table: str) -> set[str]:
-    from sqlalchemy import text
-
-    if conn.dialect.name == "sqlite":
-        return {r[1] for r in conn.execute(text(f'PRAGMA table_info("{table}")'))}
-    from sqlalchemy import inspect
-
-    return {c["name"] for c in inspect(conn).get_columns(table)}
 
 
 def missing_objects(conn: Connection) -> list[str]:
@@ -59,22 +29,15 @@ def missing_objects(conn: Connection) -> list[str]:
     from flowcli.db.tables import METADATA
 
     tables = existing_tables(conn)
-    missing: list[str] = []
-    for name, table in METADATA.tables.items():
-        if name not in tables:
-            missing.append(name)
-            continue
-        have = existing_columns(conn, name)
-        missing.extend(f"{name}.{col.name}" for col in table.columns if col.name not in have)
-    return missing
+    required = {name: [c.name for c in table.columns] for name, table in METADATA.tables.items()}
+    columns = {name: existing_columns(conn, name) for name in required if name in tables}
+    return [str(found) for found in classify_missing(required, columns)]
 
 
 def database_exists(db: Database) -> bool:
     """False for a SQLite file that is missing or empty (flowcli would create it)."""
     if not db.is_sqlite or db.target.path is None:
         return True
-    from flowcli.db.connection import sqlite_file_state
-
     return sqlite_file_state(db.target.path) == "sqlite"
 
 
@@ -82,8 +45,6 @@ def create_if_new(db: Database) -> bool:
     """Create a missing or empty SQLite file at head (the embedded default)."""
     if database_exists(db):
         return False
-    from flowcli.db.migrate import upgrade
-
     upgrade(db, "head")
     return True
 
@@ -98,8 +59,6 @@ def require_existing(db: Database) -> None:
     """Refuse, for a command that needs existing rows, a SQLite file missing or empty."""
     if not db.is_sqlite or db.target.path is None:
         return
-    from flowcli.db.connection import sqlite_file_state
-
     state = sqlite_file_state(db.target.path)
     if state == "missing":
         raise DatabaseMissingError(f"database {db.target.display} does not exist; {_HOW_TO_CREATE}")
@@ -126,8 +85,8 @@ def require_schema(db: Database, *, create: bool = True) -> None:
 
     fix_hint = "run `flowcli db doctor --fix`"
     with db.read() as conn:
-        revisions = read_revisions(conn)
-        if revisions is None:
+        state = classify_revisions(read_revisions(conn))
+        if state.kind == "absent":
             if not existing_tables(conn):
                 if not create:
                     raise DatabaseMissingError(
@@ -135,8 +94,6 @@ def require_schema(db: Database, *, create: bool = True) -> None:
                     )
                 # An empty database (e.g. a fresh PostgreSQL schema) is created at head.
                 conn.rollback()
-                from flowcli.db.migrate import upgrade
-
                 upgrade(db, "head")
                 db.schema_checked = True
                 return
@@ -145,7 +102,8 @@ def require_schema(db: Database, *, create: bool = True) -> None:
             tables = existing_tables(conn)
             lacking = [t for t in SHARED_TABLES if t not in tables]
             if lacking and len(lacking) < len(SHARED_TABLES):
-                # The bug report's state: the user needs to hear which table is missing.
+                # Some of the shared tables but not all (one was dropped, or never made):
+                # the user needs to hear which table is missing.
                 shown = ", ".join(lacking)
                 raise SchemaError(
                     f"database {db.target.display} lacks table{'s' if len(lacking) > 1 else ''} "
@@ -156,24 +114,22 @@ def require_schema(db: Database, *, create: bool = True) -> None:
                 f"database {db.target.display} is not managed by flowcli "
                 f"(no {VERSION_TABLE} table); {fix_hint} to adopt it"
             )
-        if len(revisions) != 1:
+        if state.kind == "several":
+            rows = state.rows or ()
             raise SchemaError(
-                f"database {db.target.display} has {len(revisions)} rows in {VERSION_TABLE}; "
+                f"database {db.target.display} has {len(rows)} rows in {VERSION_TABLE}; "
                 f"{fix_hint} to examine it"
             )
-        current = revisions[0]
-        if current != HEAD_REVISION:
-            from flowcli.db.revisions import KNOWN_REVISIONS
-
-            if current in KNOWN_REVISIONS:
-                raise SchemaError(
-                    f"database {db.target.display} is at revision {current}, behind head "
-                    f"{HEAD_REVISION}; run `flowcli db upgrade`"
-                )
+        if state.kind == "behind":
             raise SchemaError(
-                f"database {db.target.display} is at revision {current}, which this flowcli "
-                f"does not know (it is newer than this flowcli, or revisions were deleted); "
-                "upgrade flowcli or run `flowcli db doctor`"
+                f"database {db.target.display} is at revision {state.current}, behind head "
+                f"{HEAD_REVISION}; run `flowcli db upgrade`"
+            )
+        if state.kind == "unknown":
+            raise SchemaError(
+                f"database {db.target.display} is at revision {state.current}, which this "
+                f"flowcli does not know (it is newer than this flowcli, or revisions were "
+                "deleted); upgrade flowcli or run `flowcli db doctor`"
             )
         missing = missing_objects(conn)
         if missing:

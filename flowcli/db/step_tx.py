@@ -24,6 +24,16 @@ _SESSION_COLUMNS = tuple(SessionRow.__dataclass_fields__)
 _DATETIME_FIELDS = ("lease_expires_at",)
 # Every column of a log row but its id: the bug report's INSERT, in its order.
 LOG_INSERT_COLUMNS = STEP_LOG_COLUMNS
+# The log columns the replay (flowcli.engine.replay) reads, in execution order.
+REPLAY_COLUMNS = (
+    "id",
+    "step_id",
+    "execution_order",
+    "status",
+    "result_type",
+    "round_index",
+    "result_data",
+)
 MESSAGE_INSERT_COLUMNS = (
     "session_id",
     "speaker_session_role_id",
@@ -115,8 +125,6 @@ class StepTx:
                 f"WHERE session_id = {p('sid')}"
             )
         if key == "replay_rows":
-            from flowcli.engine.replay import REPLAY_COLUMNS
-
             return (
                 f"SELECT {', '.join(REPLAY_COLUMNS)} FROM step_execution_logs "
                 f"WHERE session_id = {p('sid')} ORDER BY execution_order, id"
@@ -258,8 +266,6 @@ class StepTx:
         """The session's log rows as the replay reads them (flowcli.engine.replay),
         streamed in batches on a cursor of their own: memory stays bounded however long
         the log is."""
-        from flowcli.engine.replay import REPLAY_COLUMNS
-
         cur = self.raw.cursor()
         try:
             cur.execute(self.sql("replay_rows"), {"sid": session_id})

@@ -1,98 +1,35 @@
-"""The doctor's checks: small registered objects run in order.
+"""The doctor's checks of the file, the version, the schema and the sessions' state.
 
-Each check looks at one thing and returns a CheckResult with findings. Checks are
-grouped (file, version, schema, state); when a check in a group marks the database
-unexaminable or damaged, the checks after it are skipped, not run on bad ground.
+Each check looks at one thing and returns a CheckResult with findings; each registers
+itself with flowcli.doctor.registry, which runs them in group order (file, version,
+schema, state, storage). When a check marks the database unexaminable or damaged, the
+checks after it are skipped, not run on bad ground.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import text
 
-from flowcli.db.connection import SQLITE_MAGIC, DatabaseTarget
-from flowcli.db.revisions import KNOWN_REVISIONS
-from flowcli.db.schema import HEAD_REVISION, VERSION_TABLE
+from flowcli.db.connection import SQLITE_MAGIC
+from flowcli.db.inspection import existing_tables, read_revisions
+from flowcli.db.revisions import HEAD_REVISION, KNOWN_REVISIONS, VERSION_TABLE
+from flowcli.db.schema_state import classify_revisions
 from flowcli.doctor.findings import CheckResult, Finding, Fix
-
-
-@dataclass
-class DoctorContext:
-    target: DatabaseTarget
-    full: bool = False
-    conn: Connection | None = None
-    # Set by a check when the database cannot be examined at all (exit code 2).
-    unexaminable: str | None = None
-    # Set when later checks should not run (a damaged file, an empty one).
-    stop_reason: str | None = None
-    facts: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def is_sqlite(self) -> bool:
-        return self.target.is_sqlite
-
-    def require_conn(self) -> Connection:
-        assert self.conn is not None
-        return self.conn
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    title: str
-    group: str
-    run: Callable[[DoctorContext], CheckResult]
-    sqlite_only: bool = False
-
-
-REGISTRY: list[Check] = []
-
-
-CheckFn = Callable[[DoctorContext], CheckResult]
-
-
-def check(
-    name: str, title: str, group: str, *, sqlite_only: bool = False
-) -> Callable[[CheckFn], CheckFn]:
-    def register(fn: CheckFn) -> CheckFn:
-        REGISTRY.append(Check(name, title, group, fn, sqlite_only))
-        return fn
-
-    return register
-
-
-def _result(
-    c: Check | str,
-    status: str,
-    summary: str,
-    findings: list[Finding] | None = None,
-) -> CheckResult:
-    spec = c if isinstance(c, Check) else next(x for x in REGISTRY if x.name == c)
-    return CheckResult(spec.name, spec.title, spec.group, status, summary, findings or [])
-
-
-def _status_of(findings: list[Finding]) -> str:
-    for level in ("error", "warning", "info"):
-        if any(f.severity == level for f in findings):
-            return level
-    return "ok"
-
-
-def _owner(ctx: DoctorContext) -> str:
-    """Who owns the database (flowcli.db.owner), read once per examination."""
-    if "owner" not in ctx.facts:
-        from flowcli.db.owner import read_owner
-
-        ctx.facts["owner"] = read_owner(ctx.require_conn())
-    return str(ctx.facts["owner"])
-
+from flowcli.doctor.registry import (
+    CheckFn,
+    DoctorContext,
+    check,
+    drift_of,
+    owner_of,
+    result,
+    status_of,
+)
 
 # --- the file ------------------------------------------------------------------------
 
@@ -101,10 +38,10 @@ def _owner(ctx: DoctorContext) -> str:
 def check_file_access(ctx: DoctorContext) -> CheckResult:
     path = ctx.target.path
     if path is None:
-        return _result("file_access", "ok", "in-memory database")
+        return result("file_access", "ok", "in-memory database")
     if path.is_dir():
         ctx.unexaminable = f"{path} is a directory, not a database file"
-        return _result(
+        return result(
             "file_access",
             "error",
             ctx.unexaminable,
@@ -112,7 +49,7 @@ def check_file_access(ctx: DoctorContext) -> CheckResult:
         )
     if not path.exists():
         ctx.unexaminable = f"{path} does not exist (`flowcli db upgrade` creates it at head)"
-        return _result(
+        return result(
             "file_access",
             "error",
             "missing",
@@ -120,7 +57,7 @@ def check_file_access(ctx: DoctorContext) -> CheckResult:
         )
     if not os.access(path, os.R_OK):
         ctx.unexaminable = f"cannot read {path}: permission denied"
-        return _result(
+        return result(
             "file_access",
             "error",
             "unreadable",
@@ -159,9 +96,9 @@ def check_file_access(ctx: DoctorContext) -> CheckResult:
                 data={"action": "upgrade"},
             )
         )
-    return _result(
+    return result(
         "file_access",
-        _status_of(findings),
+        status_of(findings),
         f"{size:,} bytes" + ("" if writable else ", read-only"),
         findings,
     )
@@ -171,18 +108,18 @@ def check_file_access(ctx: DoctorContext) -> CheckResult:
 def check_sqlite_header(ctx: DoctorContext) -> CheckResult:
     path = ctx.target.path
     if path is None:
-        return _result("sqlite_header", "ok", "in-memory")
+        return result("sqlite_header", "ok", "in-memory")
     with path.open("rb") as fh:
         head = fh.read(len(SQLITE_MAGIC))
     if head != SQLITE_MAGIC:
         ctx.unexaminable = f"{path} is not a SQLite database (unrecognised file header)"
-        return _result(
+        return result(
             "sqlite_header",
             "error",
             "not SQLite",
             [Finding("sqlite_header", "error", str(path), ctx.unexaminable)],
         )
-    return _result("sqlite_header", "ok", "SQLite format 3")
+    return result("sqlite_header", "ok", "SQLite format 3")
 
 
 @check("integrity", "integrity (quick_check; --full: integrity_check)", "file")
@@ -190,14 +127,14 @@ def check_integrity(ctx: DoctorContext) -> CheckResult:
     conn = ctx.require_conn()
     if not ctx.is_sqlite:
         version = conn.execute(text("SELECT version()")).scalar()
-        return _result("integrity", "ok", f"connected: {str(version).split(',')[0]}")
+        return result("integrity", "ok", f"connected: {str(version).split(',')[0]}")
     pragma = "integrity_check" if ctx.full else "quick_check"
     rows = [r[0] for r in conn.execute(text(f"PRAGMA {pragma}"))]
     if rows == ["ok"]:
-        return _result("integrity", "ok", f"{pragma}: ok")
+        return result("integrity", "ok", f"{pragma}: ok")
     ctx.stop_reason = "the file is damaged"
     shown = "; ".join(str(r) for r in rows[:3]) + (" …" if len(rows) > 3 else "")
-    return _result(
+    return result(
         "integrity",
         "error",
         f"{pragma}: {len(rows)} problem(s)",
@@ -222,7 +159,7 @@ def check_foreign_keys(ctx: DoctorContext) -> CheckResult:
     conn = ctx.require_conn()
     rows = conn.execute(text("PRAGMA foreign_key_check")).all()
     if not rows:
-        return _result("foreign_keys", "ok", "no dangling references")
+        return result("foreign_keys", "ok", "no dangling references")
     counts: dict[tuple[str, str], int] = {}
     for table, _rowid, parent, _fkid in rows:
         counts[(table, parent)] = counts.get((table, parent), 0) + 1
@@ -239,7 +176,7 @@ def check_foreign_keys(ctx: DoctorContext) -> CheckResult:
         )
         for (table, parent), n in sorted(counts.items())
     ]
-    return _result("foreign_keys", "warning", f"{len(rows)} dangling reference(s)", findings)
+    return result("foreign_keys", "warning", f"{len(rows)} dangling reference(s)", findings)
 
 
 @check("journal_mode", "journal mode", "file", sqlite_only=True)
@@ -255,7 +192,7 @@ def check_journal_mode(ctx: DoctorContext) -> CheckResult:
         summary += f", WAL file present ({wal.stat().st_size:,} bytes)"
     from flowcli.db.owner import OWNER_MRC
 
-    if mode != "wal" and _owner(ctx) == OWNER_MRC:
+    if mode != "wal" and owner_of(ctx) == OWNER_MRC:
         # MRC's file, MRC's journal mode: switching it would leave -wal/-shm files beside
         # it for MRC to meet, and flowcli runs fine on a rollback journal.
         findings.append(
@@ -280,7 +217,7 @@ def check_journal_mode(ctx: DoctorContext) -> CheckResult:
                 data={"action": "wal"},
             )
         )
-    return _result("journal_mode", _status_of(findings), summary, findings)
+    return result("journal_mode", status_of(findings), summary, findings)
 
 
 # --- flowcli's version table ------------------------------------------------------------
@@ -288,20 +225,18 @@ def check_journal_mode(ctx: DoctorContext) -> CheckResult:
 
 @check("version_table", f"flowcli's version table ({VERSION_TABLE})", "version")
 def check_version_table(ctx: DoctorContext) -> CheckResult:
-    from flowcli.db.schema import existing_tables, read_revisions
     from flowcli.db.tables import METADATA
 
     conn = ctx.require_conn()
     tables = existing_tables(conn)
     owned = tables & set(METADATA.tables)
-    revisions = read_revisions(conn)
+    state = classify_revisions(read_revisions(conn))
     ctx.facts["owned_tables"] = owned
-    info: dict[str, Any] = {"current": None, "head": HEAD_REVISION, "state": None}
+    info: dict[str, Any] = {"current": None, "head": HEAD_REVISION, "state": state.kind}
     ctx.facts["revision"] = info
-    if revisions is None:
+    if state.kind == "absent":
         if not owned:
-            info["state"] = "absent"
-            return _result(
+            return result(
                 "version_table",
                 "error",
                 "absent: no flowcli tables yet",
@@ -327,8 +262,7 @@ def check_version_table(ctx: DoctorContext) -> CheckResult:
                     )
                 ],
             )
-        info["state"] = "absent"
-        return _result(
+        return result(
             "version_table",
             "error",
             "absent: unversioned (foreign) database",
@@ -350,10 +284,10 @@ def check_version_table(ctx: DoctorContext) -> CheckResult:
                 )
             ],
         )
-    if len(revisions) != 1:
-        info["state"] = "several"
+    if state.kind == "several":
+        revisions = list(state.rows or ())
         info["current"] = revisions
-        return _result(
+        return result(
             "version_table",
             "error",
             f"{len(revisions)} rows",
@@ -373,14 +307,12 @@ def check_version_table(ctx: DoctorContext) -> CheckResult:
                 )
             ],
         )
-    current = revisions[0]
+    current = state.current
     info["current"] = current
-    if current == HEAD_REVISION:
-        info["state"] = "head"
-        return _result("version_table", "ok", f"at head ({current})")
-    if current in KNOWN_REVISIONS:
-        info["state"] = "behind"
-        return _result(
+    if state.kind == "head":
+        return result("version_table", "ok", f"at head ({current})")
+    if state.kind == "behind":
+        return result(
             "version_table",
             "error",
             f"behind: {current} < {HEAD_REVISION}",
@@ -401,9 +333,8 @@ def check_version_table(ctx: DoctorContext) -> CheckResult:
                 )
             ],
         )
-    info["state"] = "unknown"
     ctx.facts["unknown_revision"] = True
-    return _result(
+    return result(
         "version_table",
         "error",
         f"unknown revision {current}",
@@ -429,11 +360,11 @@ def check_owner(ctx: DoctorContext) -> CheckResult:
     from flowcli.db.owner import OWNER_MRC, flowcli_additions, read_meta
 
     conn = ctx.require_conn()
-    owner = _owner(ctx)
+    owner = owner_of(ctx)
     meta = read_meta(conn) or {}
     recorded = "recorded" if meta.get("owner") else "judged from its tables"
     if owner != OWNER_MRC:
-        return _result("owner", "ok", f"flowcli ({recorded})")
+        return result("owner", "ok", f"flowcli ({recorded})")
     added = flowcli_additions(conn)
     ctx.facts["flowcli_additions"] = added
     restored = _json_list(meta.get("restored"))
@@ -449,7 +380,7 @@ def check_owner(ctx: DoctorContext) -> CheckResult:
             else ""
         )
     ).strip()
-    return _result(
+    return result(
         "owner",
         "info",
         f"mrc ({recorded}{', adopted ' + adopted if adopted else ''}); "
@@ -469,25 +400,17 @@ def _json_list(raw: str | None) -> list[str]:
 # --- schema against the models ------------------------------------------------------------
 
 
-def _drift(ctx: DoctorContext) -> Any:
-    if "drift" not in ctx.facts:
-        from flowcli.doctor.schema_drift import detect_schema_drift
-
-        ctx.facts["drift"] = detect_schema_drift(ctx.require_conn(), _owner(ctx))
-    return ctx.facts["drift"]
-
-
 def _schema_check(name: str, kinds: tuple[str, ...], ok_text: str) -> CheckFn:
     def run(ctx: DoctorContext) -> CheckResult:
-        findings = [f for f in _drift(ctx).findings if f.check in kinds]
+        findings = [f for f in drift_of(ctx).findings if f.check in kinds]
         if ctx.facts.get("unknown_revision"):
             for f in findings:
                 if f.fix is not None and f.fix.risk == "safe":
                     # Repairing against models older than the database could do harm.
                     f.fix = Fix("manual", "not repaired while the revision is unknown")
         if not findings:
-            return _result(name, "ok", ok_text)
-        return _result(name, _status_of(findings), f"{len(findings)} found", findings)
+            return result(name, "ok", ok_text)
+        return result(name, status_of(findings), f"{len(findings)} found", findings)
 
     return run
 
@@ -513,7 +436,7 @@ check("extra_objects", "other tables and columns (never touched)", "schema")(
 
 
 def _state_ready(ctx: DoctorContext, *columns: str) -> str | None:
-    drift = _drift(ctx)
+    drift = drift_of(ctx)
     need = {"sessions", "step_execution_logs"}
     if not need <= drift.owned_present:
         return "needs the sessions and step_execution_logs tables"
@@ -534,7 +457,7 @@ def _now() -> datetime:
 def check_stuck_sessions(ctx: DoctorContext) -> CheckResult:
     blocked = _state_ready(ctx, "lease_owner", "lease_expires_at")
     if blocked:
-        return _result("stuck_sessions", "skipped", blocked)
+        return result("stuck_sessions", "skipped", blocked)
     conn = ctx.require_conn()
     now = _now()
     rows = conn.execute(
@@ -575,9 +498,9 @@ def check_stuck_sessions(ctx: DoctorContext) -> CheckResult:
                 data={"session_id": sid, "action": "release"},
             )
         )
-    return _result(
+    return result(
         "stuck_sessions",
-        _status_of(findings),
+        status_of(findings),
         f"{len(findings)} stuck" if findings else "none",
         findings,
     )
@@ -587,7 +510,7 @@ def check_stuck_sessions(ctx: DoctorContext) -> CheckResult:
 def check_failed_running(ctx: DoctorContext) -> CheckResult:
     blocked = _state_ready(ctx, "lease_owner")
     if blocked:
-        return _result("failed_running", "skipped", blocked)
+        return result("failed_running", "skipped", blocked)
     conn = ctx.require_conn()
     rows = conn.execute(
         text(
@@ -615,9 +538,9 @@ def check_failed_running(ctx: DoctorContext) -> CheckResult:
         )
         for sid, err in rows
     ]
-    return _result(
+    return result(
         "failed_running",
-        _status_of(findings),
+        status_of(findings),
         f"{len(findings)} found" if findings else "none",
         findings,
     )
@@ -627,7 +550,7 @@ def check_failed_running(ctx: DoctorContext) -> CheckResult:
 def check_missing_current_step(ctx: DoctorContext) -> CheckResult:
     blocked = _state_ready(ctx)
     if blocked:
-        return _result("missing_current_step", "skipped", blocked)
+        return result("missing_current_step", "skipped", blocked)
     conn = ctx.require_conn()
     findings = []
     rows = conn.execute(
@@ -664,9 +587,9 @@ def check_missing_current_step(ctx: DoctorContext) -> CheckResult:
                     },
                 )
             )
-    return _result(
+    return result(
         "missing_current_step",
-        _status_of(findings),
+        status_of(findings),
         f"{len(findings)} found" if findings else "none",
         findings,
     )
@@ -676,7 +599,7 @@ def check_missing_current_step(ctx: DoctorContext) -> CheckResult:
 def check_orphan_logs(ctx: DoctorContext) -> CheckResult:
     blocked = _state_ready(ctx)
     if blocked:
-        return _result("orphan_logs", "skipped", blocked)
+        return result("orphan_logs", "skipped", blocked)
     conn = ctx.require_conn()
     # Both questions are answered without reading every log row, so the check costs
     # the same on a million executions as on a thousand: the session ids present in
@@ -705,7 +628,7 @@ def check_orphan_logs(ctx: DoctorContext) -> CheckResult:
             or 0
         )
     no_step = 0
-    if "flow_steps" in _drift(ctx).owned_present:
+    if "flow_steps" in drift_of(ctx).owned_present:
         known = {r[0] for r in conn.execute(text("SELECT id FROM flow_steps"))}
         for sid, snapshot in conn.execute(text("SELECT id, flow_snapshot FROM sessions")):
             try:
@@ -754,9 +677,9 @@ def check_orphan_logs(ctx: DoctorContext) -> CheckResult:
                 ),
             )
         )
-    return _result(
+    return result(
         "orphan_logs",
-        _status_of(findings),
+        status_of(findings),
         "none" if not findings else f"{no_session + no_step} row(s)",
         findings,
     )
@@ -767,11 +690,11 @@ def check_cotenancy(ctx: DoctorContext) -> CheckResult:
     from flowcli.db.owner import OWNER_MRC
     from flowcli.db.tables import UNIQUE_ORDER_INDEX
 
-    if _owner(ctx) != OWNER_MRC:
-        return _result("cotenancy", "ok", "flowcli owns this database")
+    if owner_of(ctx) != OWNER_MRC:
+        return result("cotenancy", "ok", "flowcli owns this database")
     blocked = _state_ready(ctx)
     if blocked:
-        return _result("cotenancy", "skipped", blocked)
+        return result("cotenancy", "skipped", blocked)
     conn = ctx.require_conn()
     findings: list[Finding] = []
     from sqlalchemy import inspect
@@ -839,25 +762,9 @@ def check_cotenancy(ctx: DoctorContext) -> CheckResult:
                 data={"session_id": sid, "action": "terminated"},
             )
         )
-    return _result(
+    return result(
         "cotenancy",
-        _status_of(findings),
+        status_of(findings),
         f"{len(findings)} found" if findings else "MRC can continue every session",
         findings,
     )
-
-
-def list_checks() -> list[dict[str, str]]:
-    return [
-        {
-            "check": c.name,
-            "group": c.group,
-            "title": c.title,
-            "applies_to": "SQLite" if c.sqlite_only else "all",
-        }
-        for c in REGISTRY
-    ]
-
-
-# Checks kept in modules of their own register themselves on import.
-from flowcli.doctor import storage as _storage  # noqa: E402,F401

@@ -142,7 +142,7 @@ def plan_stamp(db: Database, revision: str) -> SchemaChangePlan:
 def backup_before_change(db: Database) -> str:
     """The doctor's verified backup (SQLite: backup API + integrity_check; PostgreSQL:
     pg_dump), made before a schema command that can lose data."""
-    from flowcli.doctor.repair import make_backup, pg_backup
+    from flowcli.maintenance.safety_copy import make_backup, pg_backup
 
     if db.is_sqlite and db.target.path is not None:
         return str(make_backup(db.target.path, db.busy_timeout))

@@ -20,9 +20,11 @@ from sqlalchemy import create_engine
 from sqlalchemy.pool import StaticPool
 
 from flowcli.db.connection import DatabaseTarget
-from flowcli.db.schema import HEAD_REVISION
-from flowcli.doctor.checks import REGISTRY, DoctorContext
+from flowcli.db.revisions import HEAD_REVISION
+from flowcli.doctor import checks as _checks  # noqa: F401 - importing registers them
+from flowcli.doctor import storage as _storage  # noqa: F401 - importing registers them
 from flowcli.doctor.findings import CheckResult, DoctorReport
+from flowcli.doctor.registry import DoctorContext, registered_checks
 from flowcli.errors import DatabaseError, DoctorError, UsageError
 
 
@@ -130,14 +132,15 @@ def examine(target: DatabaseTarget, options: DoctorOptions) -> tuple[DoctorRepor
     engine = None
     temp_copy: Path | None = None
     conn = None
+    order = registered_checks()
     unusable = _unusable_file(target)
     if unusable is not None:
         # Not a file SQLite could open (a /proc file, an unreadable one): one error, and
         # never "empty … just new" for a file that merely reports a size of 0.
         ctx.unexaminable = unusable
-        results.append(_failed_check(REGISTRY[0], target, unusable))
+        results.append(_failed_check(order[0], target, unusable))
     try:
-        for spec in REGISTRY[1:] if unusable is not None else REGISTRY:
+        for spec in order[1:] if unusable is not None else order:
             if spec.sqlite_only and not ctx.is_sqlite:
                 continue
             if ctx.unexaminable or ctx.stop_reason:
@@ -230,3 +233,16 @@ def run_doctor(
         shown = ", ".join(f"{u['check']} {u['object']}" for u in after.unresolved)
         raise DoctorError(f"the repair did not resolve: {shown}", report=after)
     return after
+
+
+def list_checks() -> list[dict[str, str]]:
+    """What `db doctor --list-checks` shows: every check, in the order they run."""
+    return [
+        {
+            "check": c.name,
+            "group": c.group,
+            "title": c.title,
+            "applies_to": "SQLite" if c.sqlite_only else "all",
+        }
+        for c in registered_checks()
+    ]

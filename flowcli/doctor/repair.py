@@ -8,26 +8,21 @@ so it is exactly the state the repair starts from.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import sqlite3
-import subprocess
 import tempfile
 from dataclasses import dataclass, field
-from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.pool import StaticPool
 
 from flowcli.db.connection import DatabaseTarget
-from flowcli.db.schema import HEAD_REVISION
+from flowcli.db.revisions import HEAD_REVISION
 from flowcli.doctor.findings import DoctorReport, Finding
-from flowcli.errors import DatabaseError, DatabaseUnavailableError
+from flowcli.errors import DatabaseUnavailableError
+from flowcli.maintenance.safety_copy import make_backup, pg_backup
 
 
 @dataclass
@@ -37,112 +32,12 @@ class RepairOutcome:
     targeted: list[tuple[str, str]] = field(default_factory=list)
 
 
-def backup_path_for(path: Path) -> Path:
-    stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
-    candidate = path.with_name(f"{path.name}.doctor-{stamp}.bak")
-    n = 1
-    while candidate.exists():
-        candidate = path.with_name(f"{path.name}.doctor-{stamp}-{n}.bak")
-        n += 1
-    return candidate
-
-
-def make_backup(path: Path, busy_timeout: float) -> Path:
-    """A consistent copy through SQLite's backup API, verified, then given its final name.
-
-    The copy is written as ``….doctor-STAMP.partial`` and renamed to ``….bak`` only once
-    ``integrity_check`` passes and it holds every table of the source: a doctor killed
-    while copying leaves a ``.partial`` file, never a ``.bak`` that looks verified (an
-    empty file passes integrity_check).
-    """
-    dest = backup_path_for(path)
-    partial = dest.with_name(dest.name.removesuffix(".bak") + ".partial")
-    problem: str | None = None
-    try:
-        source = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=busy_timeout)
-        try:
-            target = sqlite3.connect(partial)
-            try:
-                source.backup(target)
-            finally:
-                target.close()
-            expected = _table_names(source)
-        finally:
-            source.close()
-        problem = _backup_problem(partial, expected)
-        if problem is None:
-            _durable_rename(partial, dest)
-    except (sqlite3.Error, OSError) as exc:
-        partial.unlink(missing_ok=True)
-        raise DatabaseError(
-            f"could not back up {path} to {dest} ({exc}); nothing was changed "
-            "(free some space, or use --no-backup at your own risk)"
-        ) from None
-    if problem is not None:
-        partial.unlink(missing_ok=True)
-        raise DatabaseError(
-            f"the backup of {path} failed its check ({problem}); nothing was changed"
-        )
-    return dest
-
-
-def _table_names(conn: sqlite3.Connection) -> set[str]:
-    return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-
-
-def _backup_problem(copy: Path, expected_tables: set[str]) -> str | None:
-    check = sqlite3.connect(f"file:{quote(str(copy))}?mode=ro", uri=True)
-    try:
-        result = [r[0] for r in check.execute("PRAGMA integrity_check")]
-        if result != ["ok"]:
-            return f"integrity_check: {result[0]}"
-        missing = expected_tables - _table_names(check)
-        if missing:
-            return f"tables missing from the copy: {', '.join(sorted(missing))}"
-    finally:
-        check.close()
-    return None
-
-
-def _durable_rename(partial: Path, dest: Path) -> None:
-    """Flush the copy, rename it into place, flush the folder: all or nothing on disk."""
-    fd = os.open(partial, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(partial, dest)
-    folder = os.open(dest.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
-
-
-def pg_backup(url: str) -> Path:
-    """A pg_dump of the database in the current folder (PostgreSQL)."""
-    exe = shutil.which("pg_dump")
-    if exe is None:
-        raise DatabaseError("pg_dump is not on PATH: install it, or repair with --no-backup")
-    from sqlalchemy.engine import make_url
-
-    u = make_url(url)
-    dest = Path.cwd() / f"{u.database}.doctor-{datetime.now():%Y%m%dT%H%M%S}.sql"
-    plain = u.set(drivername="postgresql").render_as_string(hide_password=False)
-    proc = subprocess.run(
-        [exe, "--no-owner", "-f", str(dest), plain], capture_output=True, text=True, timeout=600
-    )
-    if proc.returncode != 0:
-        raise DatabaseError(f"pg_dump failed: {proc.stderr.strip()[:300]}; nothing was changed")
-    return dest
-
-
 @lru_cache(maxsize=8)
 def schema_at(revision: str) -> dict[str, frozenset[str]]:
     """flowcli's tables and columns as revision ``revision`` creates them."""
     from flowcli.db import migrate
     from flowcli.db.connection import Database, resolve_target
-    from flowcli.db.schema import existing_columns, existing_tables
+    from flowcli.db.inspection import existing_columns, existing_tables
     from flowcli.db.tables import METADATA
 
     with tempfile.TemporaryDirectory(prefix="flowcli-schema-") as tmp:
@@ -321,8 +216,8 @@ def _adopt(conn: Connection) -> list[str]:
 
 def _restore_mrc_tables(conn: Connection) -> list[str]:
     """Create the MRC tables flowcli knows that the database lacks, as MRC defines them."""
+    from flowcli.db.inspection import existing_tables
     from flowcli.db.mrc_schema import MRC_TABLE_DDL
-    from flowcli.db.schema import existing_tables
 
     if conn.dialect.name != "sqlite":
         return []
@@ -353,8 +248,8 @@ def _create_missing(conn: Connection, owner: str | None = None) -> list[str]:
 
 
 def _session_actions(conn: Connection, chosen: list[Finding]) -> list[str]:
+    from flowcli.db.engine_state import EngineState
     from flowcli.db.session_store import utcnow
-    from flowcli.engine.state import EngineState
 
     actions = []
     now = utcnow()
@@ -427,4 +322,4 @@ def _session_actions(conn: Connection, chosen: list[Finding]) -> list[str]:
     return actions
 
 
-__all__ = ["RepairOutcome", "apply_repairs", "json", "matching_revision", "schema_at"]
+__all__ = ["RepairOutcome", "apply_repairs", "matching_revision", "schema_at"]

@@ -1,5 +1,7 @@
-"""Where the doctor decides a table, column or index is missing: the real schema,
-reflected, compared against flowcli's models (not against a version stamp).
+"""The doctor's comparison of the real schema, reflected, with flowcli's models (not with
+a version stamp). Whether a table, column or index is missing is decided by
+flowcli.db.schema_state, the same classifier the schema guard uses; this module turns
+its answers, and the differences of type and nullability, into findings.
 
 ``detect_schema_drift`` returns findings with the SQL that repairs them. Only what the
 models own is compared; other tables and extra columns are reported as information
@@ -16,7 +18,8 @@ from typing import Any
 from sqlalchemy import Column, Connection, Index, Table, inspect, text
 from sqlalchemy.schema import CreateColumn, CreateIndex, CreateTable
 
-from flowcli.db.schema import VERSION_TABLE
+from flowcli.db.revisions import VERSION_TABLE
+from flowcli.db.schema_state import MissingObject, index_is_present, missing_objects
 from flowcli.db.tables import METADATA, SHARED_TABLES
 from flowcli.doctor.findings import Finding, Fix
 
@@ -157,8 +160,13 @@ def detect_schema_drift(conn: Connection, owner: str | None = None) -> Drift:
     present = set(insp.get_table_names())
     owner = owner or read_owner(conn)
     drift = Drift()
+    required = {name: [c.name for c in table.columns] for name, table in METADATA.tables.items()}
+    reflected_columns = {
+        name: {c["name"]: c for c in insp.get_columns(name)} for name in required if name in present
+    }
+    missing = set(missing_objects(required, reflected_columns))
     for name, table in METADATA.tables.items():
-        if name not in present:
+        if MissingObject(name) in missing:
             if name not in SHARED_TABLES and VERSION_TABLE not in present:
                 # flowcli's own tables come with adoption (the version_table finding).
                 continue
@@ -169,18 +177,17 @@ def detect_schema_drift(conn: Connection, owner: str | None = None) -> Drift:
                     object=name,
                     detail=f"table {name} is missing: every command that "
                     f"{'logs a step' if name == 'step_execution_logs' else 'uses it'} fails "
-                    "(this is the bug report's 'no such table')",
+                    "with 'no such table'",
                     fix=_missing_table_fix(name, table, dialect, owner),
                     data={"table": name},
                 )
             )
             continue
         drift.owned_present.add(name)
-        reflected = {c["name"]: c for c in insp.get_columns(name)}
+        reflected = reflected_columns[name]
         drift.columns[name] = set(reflected)
         for column in table.columns:
-            found = reflected.get(column.name)
-            if found is None:
+            if MissingObject(name, column.name) in missing:
                 addable = column.nullable or column.server_default is not None
                 drift.findings.append(
                     Finding(
@@ -205,7 +212,7 @@ def detect_schema_drift(conn: Connection, owner: str | None = None) -> Drift:
                     )
                 )
                 continue
-            drift.findings.extend(_compare_column(name, column, dict(found)))
+            drift.findings.extend(_compare_column(name, column, dict(reflected[column.name])))
         for column_name in sorted(set(reflected) - {c.name for c in table.columns}):
             # Drift in a table flowcli shares (MRC's extra flow_steps columns): worth a
             # warning, never an error, never touched.
@@ -308,8 +315,7 @@ def _compare_indexes(
         # Where a unique index is not flowcli's to add (MRC's database), any index on the
         # same columns serves flowcli's queries.
         unique = bool(index.unique) and unique_ok
-        satisfied = any(c == cols and (u or not unique) for c, u in have)
-        if satisfied:
+        if index_is_present(cols, unique, have):
             continue
         if unique and _has_duplicates(conn, index):
             fix = Fix(

@@ -14,8 +14,8 @@ from datetime import timedelta
 
 from sqlalchemy import Connection, text
 
-from flowcli.doctor.checks import DoctorContext, _result, _status_of, check
 from flowcli.doctor.findings import CheckResult, Finding, Fix
+from flowcli.doctor.registry import DoctorContext, check, drift_of, result, status_of
 
 # Free pages are worth giving back once they are a quarter of the file and not trivial.
 FREE_SHARE_WARN = 0.25
@@ -186,17 +186,15 @@ def gather_facts(ctx: DoctorContext) -> StorageFacts:
 
 @check("storage", "free pages and the log table's size", "storage")
 def check_storage(ctx: DoctorContext) -> CheckResult:
-    from flowcli.doctor.checks import _drift
-
-    if "step_execution_logs" not in _drift(ctx).owned_present:
-        return _result("storage", "skipped", "needs the step_execution_logs table")
+    if "step_execution_logs" not in drift_of(ctx).owned_present:
+        return result("storage", "skipped", "needs the step_execution_logs table")
     facts = gather_facts(ctx)
     ctx.facts["storage"] = facts
     findings = storage_findings(facts)
     summary = f"about {facts.log_rows or 0:,} log rows"
     if facts.free_bytes is not None:
         summary += f", {_mb(facts.free_bytes)} free"
-    return _result("storage", _status_of(findings), summary, findings)
+    return result("storage", status_of(findings), summary, findings)
 
 
 __all__ = ["StorageFacts", "check_storage", "storage_findings"]

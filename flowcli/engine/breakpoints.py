@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from flowcli.db import session_store as store
+from flowcli.db.engine_state import EngineState
 from flowcli.engine.planner import StepPlan, plan_step
-from flowcli.engine.snapshot import FlowSnapshot, Step, parse_snapshot
-from flowcli.engine.state import EngineState
 from flowcli.errors import ExpressionError, UsageError
+from flowcli.flows.snapshot import FlowSnapshot, Step, parse_snapshot
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -142,7 +142,7 @@ class Breakpoints:
     @classmethod
     def parse(cls, orders: Iterable[int] = (), when: str | None = None) -> Breakpoints:
         """Checked breakpoints: a bad order or expression is a usage error, before any step."""
-        from flowcli.engine.expressions import compile_expression
+        from flowcli.sandbox.expressions import compile_expression
 
         chosen = frozenset(orders)
         if len(chosen) > MAX_BREAK_ORDERS:
@@ -178,7 +178,7 @@ class Breakpoints:
             return BreakHit("order", f"breakpoint at step {order}")
         if self.when is None:
             return None
-        from flowcli.engine.expressions import compile_expression
+        from flowcli.sandbox.expressions import compile_expression
 
         try:
             if compile_expression(self.when).evaluate_bool(upcoming.names):

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, insert, select, update
 
 from flowcli.db import session_store as store
+from flowcli.db.engine_state import EngineState
+from flowcli.db.json_text import loads_json
 from flowcli.db.log_queries import (
     FAILURE_STATUSES,
     IN_FLIGHT_STATUSES,
@@ -25,9 +27,8 @@ from flowcli.engine.bounded import bounded, bounded_dumps
 from flowcli.engine.conventions import conventions_for
 from flowcli.engine.planner import advance, plan_step
 from flowcli.engine.replay import Replay, current_state
-from flowcli.engine.snapshot import loads_json, parse_snapshot
-from flowcli.engine.state import EngineState
 from flowcli.errors import SessionStateError, UsageError
+from flowcli.flows.snapshot import parse_snapshot
 
 if TYPE_CHECKING:
     from flowcli.db.connection import Database

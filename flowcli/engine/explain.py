@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from flowcli.db import session_store as store
-from flowcli.engine.snapshot import parse_snapshot
 from flowcli.errors import ExpressionError
+from flowcli.flows.snapshot import parse_snapshot
 
 if TYPE_CHECKING:
     from flowcli.db.connection import Database
@@ -23,8 +23,8 @@ def explain_next(db: Database, session_id: int) -> dict[str, Any]:
     from flowcli.db.step_tx import StepTx
     from flowcli.engine.breakpoints import upcoming_step
     from flowcli.engine.conventions import conventions_for
-    from flowcli.engine.expressions import compile_expression
     from flowcli.engine.replay import current_state
+    from flowcli.sandbox.expressions import compile_expression
 
     conventions = conventions_for(db.owner)
     with db.read() as conn:
@@ -70,7 +70,7 @@ def explain_next(db: Database, session_id: int) -> dict[str, Any]:
             .first()
         )
         if last is not None:
-            from flowcli.engine.snapshot import loads_json
+            from flowcli.db.json_text import loads_json
 
             data = loads_json(last["result_data"], {})
             out["previous"] = {

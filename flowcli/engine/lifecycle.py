@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, func, insert, select
 
 from flowcli.db import session_store as store
+from flowcli.db.engine_state import EngineState
+from flowcli.db.json_text import loads_json
 from flowcli.db.tables import (
     flow_templates_table,
     messages_table,
@@ -20,9 +22,8 @@ from flowcli.db.tables import (
     session_roles_table,
     step_logs_table,
 )
-from flowcli.engine.snapshot import loads_json, parse_snapshot
-from flowcli.engine.state import EngineState
 from flowcli.errors import NotFoundError, SessionStateError, UsageError
+from flowcli.flows.snapshot import parse_snapshot
 
 if TYPE_CHECKING:
     from datetime import datetime

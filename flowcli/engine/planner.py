@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flowcli.engine.snapshot import FlowSnapshot, Loop, Step
-from flowcli.engine.state import EngineState, LoopState
+from flowcli.db.engine_state import EngineState, LoopState
+from flowcli.flows.snapshot import FlowSnapshot, Loop, Step
 
 
 @dataclass

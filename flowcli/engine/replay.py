@@ -20,24 +20,15 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from flowcli.db.engine_state import EngineState
+from flowcli.db.json_text import loads_json
 from flowcli.engine.planner import advance, plan_step
-from flowcli.engine.snapshot import FlowSnapshot, loads_json
-from flowcli.engine.state import EngineState
+from flowcli.flows.snapshot import FlowSnapshot
 
 if TYPE_CHECKING:
     from flowcli.db.session_store import SessionRow
     from flowcli.db.step_tx import StepTx
 
-# The log columns a replay reads, in execution order.
-REPLAY_COLUMNS = (
-    "id",
-    "step_id",
-    "execution_order",
-    "status",
-    "result_type",
-    "round_index",
-    "result_data",
-)
 # A claim still open (or abandoned): not an outcome yet. When an expired claim is found,
 # the runner marks its row failed and counts the attempt then (recover_abandoned).
 _IN_FLIGHT = ("running", "pending")

@@ -75,7 +75,7 @@ class TemplateResponder:
     is_local: bool = True
 
     def __post_init__(self) -> None:
-        from flowcli.engine.expressions import compile_template
+        from flowcli.sandbox.templates import compile_template
 
         self._compiled = compile_template(self.template)
 

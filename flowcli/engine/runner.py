@@ -23,7 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 from flowcli.db import session_store as store
 from flowcli.db.connection import Database
+from flowcli.db.engine_state import EngineState
 from flowcli.db.failures import translated
+from flowcli.db.json_text import loads_json
 from flowcli.db.session_store import SessionRow, utcnow
 from flowcli.db.step_tx import StepTx
 from flowcli.engine.bounded import bounded_dumps
@@ -37,8 +39,6 @@ from flowcli.engine.responders import (
     ResponderRequest,
     build_responder,
 )
-from flowcli.engine.snapshot import FlowSnapshot, Step, loads_json, parse_snapshot
-from flowcli.engine.state import EngineState
 from flowcli.errors import (
     ExpressionError,
     FlowcliError,
@@ -46,6 +46,7 @@ from flowcli.errors import (
     SessionBusyError,
     SessionStateError,
 )
+from flowcli.flows.snapshot import FlowSnapshot, Step, parse_snapshot
 
 if TYPE_CHECKING:
     from flowcli.engine.breakpoints import Breakpoints, UpcomingStep
@@ -141,7 +142,7 @@ class _LazyNames(Mapping[str, Any]):
 
 
 def _view(row: tuple[Any, ...] | None) -> Any:
-    from flowcli.engine.expressions import MessageView
+    from flowcli.sandbox.names import MessageView
 
     if row is None:
         return None
@@ -494,7 +495,7 @@ class SessionRunner:
         cond = prep.plan.step.condition
         if cond is None:
             return None
-        from flowcli.engine.expressions import compile_expression
+        from flowcli.sandbox.expressions import compile_expression
 
         try:
             value = compile_expression(cond).evaluate_bool(prep.names)
@@ -815,7 +816,7 @@ class SessionRunner:
             return accept_flag(last.content if last is not None else ""), None
         expr = exit_cond.get("expr")
         if kind == "expression" and isinstance(expr, str):
-            from flowcli.engine.expressions import compile_expression
+            from flowcli.sandbox.expressions import compile_expression
 
             try:
                 return compile_expression(expr).evaluate_bool(names), None
@@ -829,7 +830,7 @@ class SessionRunner:
         cond = snapshot.end_condition
         if cond is None:
             return False, None
-        from flowcli.engine.expressions import compile_expression
+        from flowcli.sandbox.expressions import compile_expression
 
         try:
             return compile_expression(cond).evaluate_bool(names), None

@@ -1,7 +1,7 @@
 """Selecting sessions with a flow expression: the ``--where`` of ``session list|count`` and
 of the batch actions (flowcli.engine.batch).
 
-A selector is the flow expression language (flowcli.engine.expressions: the same parser,
+A selector is the flow expression language (flowcli.sandbox.expressions: the same parser,
 sandbox and limits) over each session's fields (SELECTOR_FIELDS), plus ``ago('7d')``.
 What SQL can answer exactly (a field compared with a literal, ``in`` on text or a list,
 ``and``/``or``/``not``, ``… if … else …``) becomes a WHERE clause; the rest runs in the
@@ -28,9 +28,10 @@ from sqlalchemy import func, select
 
 from flowcli.db.session_store import utcnow
 from flowcli.db.tables import sessions_table
-from flowcli.engine.expressions import MAX_EXPRESSION_LENGTH, Expression, compile_expression
 from flowcli.engine.selector_sql import SELECTOR_FIELDS, SelectorField, Translator, field_sql
 from flowcli.errors import ExpressionError
+from flowcli.sandbox.expressions import Expression, compile_expression
+from flowcli.sandbox.limits import MAX_EXPRESSION_LENGTH
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Row

@@ -21,6 +21,7 @@ from datetime import timedelta
 from typing import Any
 
 from flowcli.db.connection import Database
+from flowcli.db.engine_state import EngineState
 from flowcli.db.failures import translated
 from flowcli.db.session_store import utcnow
 from flowcli.db.step_tx import StepTx
@@ -32,7 +33,6 @@ from flowcli.engine.runner import (
     process_owner,
     recover_abandoned,
 )
-from flowcli.engine.state import EngineState
 from flowcli.errors import FlowcliError, SessionBusyError, SessionStateError
 
 Event = dict[str, Any]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowcli.engine.snapshot import step_from_dict
+from flowcli.flows.snapshot import step_from_dict
 
 
 def _quote(text: str) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -126,13 +126,13 @@ def _fail(message: str) -> PydanticCustomError:
 
 
 def _sandbox_problem(source: str, kind: Literal["expression", "template"]) -> str | None:
-    # Imported lazily: the sandbox loads Jinja, which a flow without expressions or
-    # templates should not pay for.
-    from flowcli.engine import expressions
-
-    check = (
-        expressions.validate_expression if kind == "expression" else expressions.validate_template
-    )
+    # Imported here: the template language loads Jinja, which a flow without templates
+    # should not pay for (and the expression language is needed only by flows that use it).
+    check: Callable[[str], str | None]
+    if kind == "expression":
+        from flowcli.sandbox.expressions import validate_expression as check
+    else:
+        from flowcli.sandbox.templates import validate_template as check
     try:
         return check(source)
     except FlowcliError as exc:  # a refusal by the sandbox is a finding, not a crash

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
+from flowcli.db.json_text import loads_json
 from flowcli.db.session_store import utcnow
 from flowcli.db.tables import (
     flow_steps_table,
@@ -22,7 +23,6 @@ from flowcli.db.tables import (
     sessions_table,
     step_logs_table,
 )
-from flowcli.engine.snapshot import loads_json
 from flowcli.errors import FlowcliError, NotFoundError, UsageError
 
 if TYPE_CHECKING:

@@ -326,7 +326,7 @@ def holders_message(path: Path, holders: list[tuple[int, str]]) -> str:
 
 def restore_database(db: Database, source: Path) -> RestoreResult:
     """Replace the SQLite database's contents with the backup at ``source``."""
-    from flowcli.doctor.repair import make_backup
+    from flowcli.maintenance.safety_copy import make_backup
 
     started = time.perf_counter()
     if not db.is_sqlite:

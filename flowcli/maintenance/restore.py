@@ -79,7 +79,7 @@ class _Columns:
     """The columns each table really has (archived columns must be among them)."""
 
     def __init__(self, conn: Connection) -> None:
-        from flowcli.db.schema import existing_columns
+        from flowcli.db.inspection import existing_columns
 
         self.have = {t: existing_columns(conn, t) for t in (*RESTORED_TABLES, "flow_steps")}
 
@@ -184,7 +184,7 @@ def _ensure_steps(conn: Connection, session: dict[str, Any], logs: list[dict[str
     missing = [s for s in step_ids if s not in have]
     if not missing:
         return 0
-    from flowcli.engine.snapshot import loads_json
+    from flowcli.db.json_text import loads_json
 
     snapshot = loads_json(session.get("flow_snapshot"), {})
     known = {
@@ -223,7 +223,7 @@ def _ensure_steps(conn: Connection, session: dict[str, Any], logs: list[dict[str
 
 
 def _remap_engine_state(raw: Any, log_map: dict[int, int]) -> Any:
-    from flowcli.engine.state import EngineState
+    from flowcli.db.engine_state import EngineState
 
     if not raw:
         return raw

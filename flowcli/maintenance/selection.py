@@ -227,7 +227,7 @@ def _value_bytes(conn: Connection, table: str, columns: list[str]) -> str:
 
 def estimate_bytes(conn: Connection, sessions: list[SelectedSession], *, logs_only: bool) -> int:
     """About how many bytes the selected rows' values take (what a prune would free)."""
-    from flowcli.db.schema import existing_columns
+    from flowcli.db.inspection import existing_columns
 
     tables = ["step_execution_logs"] if logs_only else [*CHILD_TABLES, "sessions"]
     ids = [s.id for s in sessions]

@@ -244,7 +244,7 @@ def flow_table(flows: list[dict[str, Any]]) -> None:
 def flow_tree(flow: dict[str, Any]) -> None:
     from rich.tree import Tree
 
-    from flowcli.engine.snapshot import step_from_dict
+    from flowcli.flows.snapshot import step_from_dict
 
     term = flow.get("termination_config") or {}
     title = f"[bold]{_esc(flow['name'])}[/bold] (flow {flow['id']}, {_esc(flow['type'])}"

@@ -19,6 +19,7 @@ from textual.app import App
 from textual.binding import Binding, BindingType
 
 from flowcli.tui.data import DEFAULT_WINDOW
+from flowcli.tui.failures import describe_failure
 
 if TYPE_CHECKING:
     from textual.screen import Screen
@@ -35,22 +36,6 @@ DEFAULT_INTERVAL = 1.0
 
 def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
-
-
-def describe_failure(exc: BaseException) -> str:
-    """One line for an error in a worker: flowcli's own message, a database error named
-    as itself, or the unexpected exception's type and text."""
-    import sqlite3
-
-    from flowcli.errors import FlowcliError
-
-    if isinstance(exc, FlowcliError):
-        return exc.message
-    if isinstance(exc, sqlite3.Error) or type(exc).__module__.startswith(("sqlalchemy", "psycopg")):
-        from flowcli.db.failures import describe_db_error
-
-        return describe_db_error(exc).message
-    return f"unexpected {type(exc).__name__}: {exc}"
 
 
 @dataclass

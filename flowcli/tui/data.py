@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from flowcli.db.connection import Database
-    from flowcli.engine.snapshot import FlowSnapshot
+    from flowcli.flows.snapshot import FlowSnapshot
 
 # The newest executions and messages a session view holds; older ones are not shown.
 DEFAULT_WINDOW = 1000
@@ -79,7 +79,7 @@ class SessionUpdate:
 
 @lru_cache(maxsize=16)
 def _snapshot(raw: str | None) -> FlowSnapshot:
-    from flowcli.engine.snapshot import parse_snapshot
+    from flowcli.flows.snapshot import parse_snapshot
 
     return parse_snapshot(raw)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from flowcli.db.schema import HEAD_REVISION
+from flowcli.db.revisions import HEAD_REVISION
 from tests.conftest import Cli, flowcli_subprocess_cmd, subprocess_env
 
 

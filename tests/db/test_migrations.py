@@ -13,8 +13,7 @@ from alembic.script import ScriptDirectory
 from flowcli.db import migrate
 from flowcli.db.connection import Database, resolve_target
 from flowcli.db.models import STEP_LOG_COLUMNS, Base, StepExecutionLog, include_owned_name
-from flowcli.db.revisions import KNOWN_REVISIONS
-from flowcli.db.schema import HEAD_REVISION, VERSION_TABLE
+from flowcli.db.revisions import HEAD_REVISION, KNOWN_REVISIONS, VERSION_TABLE
 
 SEED_INSERT = (
     "INSERT INTO step_execution_logs (session_id, step_id, parent_log_id, execution_order, "

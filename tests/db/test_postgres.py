@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from flowcli.db import migrate
 from flowcli.db.connection import Database, resolve_target
-from flowcli.db.schema import HEAD_REVISION
+from flowcli.db.revisions import HEAD_REVISION
 from flowcli.db.tables import METADATA, include_owned_name
 from tests.conftest import Cli
 from tests.engine.test_semantics import LOOP_FLOW

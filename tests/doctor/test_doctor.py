@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from flowcli.db.schema import HEAD_REVISION
+from flowcli.db.revisions import HEAD_REVISION
 from tests.conftest import Cli, flowcli_subprocess_cmd, subprocess_env
 from tests.engine.test_semantics import LOOP_FLOW
 from tests.helpers import logs, new_session, session_row, step_orders

@@ -2,7 +2,7 @@
 within seconds, and oversized content leaves the log's snapshots bounded.
 
 Parsers and the expression language have their own property tests (tests/flows,
-tests/engine/test_expressions.py); these go through the commands a user types.
+tests/sandbox/test_expressions.py); these go through the commands a user types.
 """
 
 from __future__ import annotations

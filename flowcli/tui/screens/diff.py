@@ -71,8 +71,8 @@ class DiffScreen(Screen[None]):
 
     @work(thread=True, group="diff")
     def _read(self) -> None:
-        from flowcli.tui.app import describe_failure
         from flowcli.tui.data import read_diff
+        from flowcli.tui.failures import describe_failure
 
         app: Any = self.app
         try:

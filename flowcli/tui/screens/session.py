@@ -188,8 +188,8 @@ class SessionScreen(Screen[None]):
     def _load(
         self, after_order: int | None, after_message: int | None, known: tuple[Any, ...] | None
     ) -> None:
-        from flowcli.tui.app import describe_failure
         from flowcli.tui.data import read_session
+        from flowcli.tui.failures import describe_failure
 
         try:
             update = read_session(
@@ -339,8 +339,8 @@ class SessionScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="detail")
     def _read_detail(self, log_id: int) -> None:
-        from flowcli.tui.app import describe_failure
         from flowcli.tui.data import read_log_detail
+        from flowcli.tui.failures import describe_failure
 
         try:
             data = read_log_detail(self.flowcli.read_db, log_id)

@@ -112,8 +112,8 @@ class SessionsScreen(Screen[None]):
 
     @work(thread=True, group="sessions-load")
     def _load(self, status: str | None, flow_id: int | None) -> None:
-        from flowcli.tui.app import describe_failure
         from flowcli.tui.data import read_sessions
+        from flowcli.tui.failures import describe_failure
 
         try:
             data = read_sessions(

@@ -7,6 +7,9 @@ have failed at the current position. It is a cache of what the log rows say: ``a
 stamps the ``executed_steps_count`` it reflects, and when the session row says
 otherwise (MRC ran steps since, or the cache is absent) it is rebuilt from the log
 (flowcli.engine.replay).
+
+The format of the column lives in the database layer, below the engine, because the
+doctor (releasing an abandoned claim) and restore (remapping log ids) rewrite it too.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""Options every command shares (``--db``, ``--busy-timeout``, ``--debug``) and the
-one Database object built from them."""
+"""What one invocation of flowcli carries: the options every command shares (``--db``,
+``--busy-timeout``, ``--debug``), the config files read, and the one Database built from
+them (typer's context object)."""
 
 from __future__ import annotations
 

@@ -13,14 +13,10 @@ from typing import Any
 
 import pytest
 
-import flowcli.engine.expressions as sandbox
-from flowcli.engine.expressions import (
-    compile_expression,
-    compile_template,
-    validate_expression,
-    validate_template,
-)
 from flowcli.errors import ExpressionError
+from flowcli.sandbox import limits
+from flowcli.sandbox.expressions import compile_expression, validate_expression
+from flowcli.sandbox.templates import SandboxEnvironment, compile_template, validate_template
 from tests.helpers import cpu_seconds
 
 LOOSE_BOUND = 30.0  # CPU seconds; the walks below would take hours
@@ -165,10 +161,10 @@ def test_templates_that_repeat_names_a_little_are_fine() -> None:
 @pytest.fixture
 def tiny_deadline(monkeypatch: pytest.MonkeyPatch) -> float:
     """A 0.2 s CPU deadline, with the count limits lifted so only the clock can stop work."""
-    monkeypatch.setattr(sandbox, "MAX_CPU_SECONDS", 0.2)
-    monkeypatch.setattr(sandbox, "MAX_ITERATIONS", 10**12)
-    monkeypatch.setattr(sandbox, "MAX_WORK", 10**15)
-    monkeypatch.setattr(sandbox, "MAX_WALK", 10**15)
+    monkeypatch.setattr(limits, "MAX_CPU_SECONDS", 0.2)
+    monkeypatch.setattr(limits, "MAX_ITERATIONS", 10**12)
+    monkeypatch.setattr(limits, "MAX_WORK", 10**15)
+    monkeypatch.setattr(limits, "MAX_WALK", 10**15)
     return 0.2
 
 
@@ -201,7 +197,7 @@ def test_the_sandbox_uses_only_public_jinja_hooks() -> None:
 
     private = [
         name
-        for name in vars(sandbox._SandboxEnvironment)
+        for name in vars(SandboxEnvironment)
         if name.startswith("_")
         and not name.startswith("__")
         and hasattr(ImmutableSandboxedEnvironment, name)

@@ -9,20 +9,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flowcli.engine.expressions import (
+from flowcli.errors import ExpressionError
+from flowcli.sandbox.expressions import (
     ALLOWED_FUNCTIONS,
     EXPRESSION_NAMES,
-    MAX_OUTPUT_LENGTH,
-    TEMPLATE_NAMES,
     Expression,
     MessageView,
-    Template,
     compile_expression,
-    compile_template,
     validate_expression,
-    validate_template,
 )
-from flowcli.errors import ExpressionError
+from flowcli.sandbox.limits import MAX_OUTPUT_LENGTH
+from flowcli.sandbox.templates import TEMPLATE_NAMES, Template, compile_template, validate_template
 from tests.helpers import cpu_seconds
 
 FIRST = MessageView(id=1, speaker="alice", target="bob", content="Shall we?", section=None, round=0)

@@ -13,19 +13,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from flowcli.db.json_text import loads_json
 from flowcli.errors import SessionStateError
-
-
-def loads_json(value: Any, default: Any) -> Any:
-    """JSON stored in a Text column, or already decoded; ``default`` when empty."""
-    if value is None or value == "":
-        return default
-    if isinstance(value, dict | list):
-        return value
-    try:
-        return json.loads(value)
-    except (TypeError, ValueError):
-        return default
 
 
 def _as_int(value: Any) -> int | None:
