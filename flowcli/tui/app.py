@@ -18,7 +18,7 @@ from textual import work
 from textual.app import App
 from textual.binding import Binding, BindingType
 
-from flowcli.tui.data import DEFAULT_WINDOW
+from flowcli.tui import DEFAULT_WINDOW
 from flowcli.tui.failures import describe_failure
 
 if TYPE_CHECKING:
