@@ -1,6 +1,6 @@
 """The one error tree of flowcli.
 
-Core code raises these; the CLI's single error boundary (flowcli.cli.app) turns
+Core code raises these; the CLI's single error boundary (flowcli.cli.boundary) turns
 them into one ``Error: …`` line on stderr and the error's exit code.
 """
 
@@ -8,11 +8,17 @@ from __future__ import annotations
 
 from typing import Any
 
+# Every exit code flowcli uses, in one table.
+EXIT_OK = 0
+EXIT_FAILURE = 1  # an expected failure: a FlowcliError, or errors the doctor left
+EXIT_USAGE = 2  # a wrong command line, or a database that could not be examined
+EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM: 128 + SIGINT, as shells report it
+
 
 class FlowcliError(Exception):
     """Base of every expected failure. ``exit_code`` is what the CLI exits with."""
 
-    exit_code = 1
+    exit_code = EXIT_FAILURE
 
     def __init__(self, message: str, **data: Any) -> None:
         super().__init__(message)
@@ -26,7 +32,7 @@ class FlowcliError(Exception):
 class UsageError(FlowcliError):
     """The command line itself is wrong (bad option value, conflicting flags)."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
 
 
 class NotFoundError(FlowcliError):
@@ -40,7 +46,7 @@ class DatabaseError(FlowcliError):
 class DatabaseUnavailableError(DatabaseError):
     """The database could not even be examined (used by the doctor's exit code 2)."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
 
 
 class DatabaseMissingError(DatabaseError):
@@ -114,7 +120,7 @@ class ConfigError(FlowcliError):
     """A configuration file (or a value from the environment) is wrong: names the file
     and the key."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
 
 
 class ArchiveError(FlowcliError):

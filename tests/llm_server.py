@@ -26,6 +26,8 @@ class Behaviour:
     delay: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
     shape: str = "raw"  # for kind="echo": one of ECHO_SHAPES
+    # Answer only once the test sets it (a condition to wait on, not a delay to guess).
+    gate: threading.Event | None = None
 
 
 def _escape_every_character(text: str) -> str:
@@ -117,6 +119,8 @@ class FakeLLM:
                     {"path": self.path, "body": body, "headers": dict(self.headers.items())}
                 )
                 b = fake._next()
+                if b.gate is not None:
+                    b.gate.wait(timeout=300)
                 if b.delay and b.kind != "drip":
                     time.sleep(b.delay)
                 if b.kind == "close":

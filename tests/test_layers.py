@@ -137,12 +137,6 @@ KNOWN_CYCLES: dict[str, set[frozenset[str]]] = {
     # breakpoints reads runner's private _LazyNames/_view: the runner split (issue 13,
     # engine half) gives them a module of their own.
     "engine": {frozenset({"flowcli.engine.breakpoints", "flowcli.engine.runner"})},
-    # run's private option helpers, shared by batch: one options bundle (cli/options.py).
-    "cli": {frozenset({"flowcli.cli.batch", "flowcli.cli.run"})},
-    # the log queries and the summary they read: splitting log_queries by concern.
-    "db": {frozenset({"flowcli.db.log_queries", "flowcli.db.log_summary"})},
-    # the package's face holds views that tables.py uses: views in modules of their own.
-    "render": {frozenset({"flowcli.render", "flowcli.render.tables"})},
 }
 
 

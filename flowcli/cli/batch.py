@@ -15,16 +15,10 @@ import typer
 from flowcli.cli.context import open_db
 from flowcli.cli.options import (
     JsonOption,
-    LlmBaseUrlOpt,
-    LlmKeyOpt,
-    LlmModelOpt,
-    LlmRetriesOpt,
-    LlmTimeoutOpt,
-    ResponderOpt,
-    TemplateOpt,
+    RunOptions,
+    with_run_options,
 )
-
-EXIT_INTERRUPTED = 130
+from flowcli.errors import EXIT_INTERRUPTED
 
 app = typer.Typer(
     help="Batches of session actions (`--where`): list them, show one, resume one.",
@@ -87,7 +81,7 @@ def _stop_on_signal() -> Iterator[threading.Event]:
         if stop.is_set() and signum == signal.SIGINT:
             raise KeyboardInterrupt
         stop.set()
-        from flowcli.render import info
+        from flowcli.render.messages import info
 
         info("stopping after the session in hand (Ctrl-C again to abort it)…")
 
@@ -111,8 +105,8 @@ def _run_and_report(
 
     from flowcli.engine.batch_run import run_batch
     from flowcli.errors import FlowcliError
-    from flowcli.render import print_json
     from flowcli.render.batch import BatchProgress, report_summary
+    from flowcli.render.json_output import print_json
 
     show = not quiet and not json_out and sys.stderr.isatty()
     with _stop_on_signal() as stop, BatchProgress(show, total, label) as progress:
@@ -122,7 +116,7 @@ def _run_and_report(
     elif not quiet:
         report_summary(report)
     if report.stopped:
-        from flowcli.render import info
+        from flowcli.render.messages import info
 
         info(f"batch {batch_id} stopped; `flowcli batch resume {batch_id}` continues it")
         raise typer.Exit(EXIT_INTERRUPTED)
@@ -153,8 +147,9 @@ def act_on_where(
     from flowcli.engine.batch import BatchSettings, create_batch, preview
     from flowcli.engine.batch_run import dry_run as run_dry
     from flowcli.errors import UsageError
-    from flowcli.render import info, print_json
     from flowcli.render.batch import VERBS, dry_run_table, preview_view
+    from flowcli.render.json_output import print_json
+    from flowcli.render.messages import info
 
     db = open_db(ctx)
     plan = preview(db, action, where, limit=limit)
@@ -209,8 +204,8 @@ def list_(
 ) -> None:
     """List batches, newest first, with their progress."""
     from flowcli.engine.batch import list_batches
-    from flowcli.render import print_json
     from flowcli.render.batch import batch_table
+    from flowcli.render.json_output import print_json
 
     batches = list_batches(open_db(ctx), limit=limit or None)
     if json_out:
@@ -231,8 +226,8 @@ def show(
 ) -> None:
     """Show a batch: its selector, action, progress and each session's outcome."""
     from flowcli.engine.batch import show_batch
-    from flowcli.render import print_json
     from flowcli.render.batch import batch_panel
+    from flowcli.render.json_output import print_json
 
     shown = None if json_out or items == 0 else items
     data = show_batch(open_db(ctx), batch_id, items=shown)
@@ -243,16 +238,11 @@ def show(
 
 
 @app.command()
+@with_run_options(retries=False)
 def resume(
     ctx: typer.Context,
     batch_id: BatchIdArg,
-    responder: ResponderOpt = None,
-    template: TemplateOpt = None,
-    llm_base_url: LlmBaseUrlOpt = None,
-    llm_model: LlmModelOpt = None,
-    llm_api_key: LlmKeyOpt = None,
-    llm_timeout: LlmTimeoutOpt = None,
-    llm_retries: LlmRetriesOpt = None,
+    run_options: RunOptions = RunOptions(),
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
     json_out: JsonOption = False,
 ) -> None:
@@ -261,9 +251,9 @@ def resume(
     Retry and auto batches run steps with the responder options they were started with
     (an API key is never stored: give it again, or set FLOWCLI_LLM_API_KEY).
     """
-    from flowcli.cli.run import _options
     from flowcli.engine.batch import show_batch
-    from flowcli.render import info, print_json
+    from flowcli.render.json_output import print_json
+    from flowcli.render.messages import info
 
     db = open_db(ctx)
     data = show_batch(db, batch_id, items=0)
@@ -274,9 +264,7 @@ def resume(
         elif not quiet:
             info(f"batch {batch_id} is done: every session was handled; nothing to resume")
         return
-    options = _options(
-        responder, template, llm_base_url, llm_model, llm_api_key, llm_timeout, llm_retries
-    )
+    options = run_options.responder_options()
     if not quiet:
         info(f"batch {batch_id}: {data['action']} on the {left:,} session(s) not yet handled")
     label = f"batch {batch_id} {data['action']}"

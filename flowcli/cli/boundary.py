@@ -15,9 +15,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from flowcli.errors import FlowcliError
-
-EXIT_INTERRUPTED = 130
+from flowcli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, FlowcliError
 
 
 def _debug_enabled(ctx: typer.Context) -> bool:
@@ -26,7 +24,7 @@ def _debug_enabled(ctx: typer.Context) -> bool:
 
 
 def print_error(message: str) -> None:
-    from flowcli.render import err_console
+    from flowcli.render.messages import err_console
 
     # One line, no markup interpretation of user text.
     err_console().print(f"[bold red]Error:[/bold red] {_escape(message)}", soft_wrap=True)
@@ -57,7 +55,7 @@ def confirm_or_require_yes(question: str, *, yes: bool, action: str) -> None:
 
     before_prompt()
     if not typer.confirm(question, default=False, err=True):
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILURE)
 
 
 class FlowcliGroup(TyperGroup):
@@ -73,7 +71,7 @@ class FlowcliGroup(TyperGroup):
                 finish()  # the pager shows the rest; wait for the reader to quit it
         except BrokenPipeError:
             silence_stdout()
-            raise typer.Exit(0) from None
+            raise typer.Exit(EXIT_OK) from None
         except (typer.Exit, typer.Abort, typer.TyperException):
             raise
         except FlowcliError as exc:
@@ -94,7 +92,7 @@ class FlowcliGroup(TyperGroup):
             print_error(
                 f"unexpected {type(exc).__name__}: {exc} (re-run with --debug for the traceback)"
             )
-            raise typer.Exit(1) from None
+            raise typer.Exit(EXIT_FAILURE) from None
 
 
 _DRIVERS = {"psycopg2", "pymysql", "MySQLdb", "asyncpg", "pg8000", "cx_Oracle", "oracledb"}

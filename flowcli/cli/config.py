@@ -18,8 +18,8 @@ def show(ctx: typer.Context, json_out: JsonOption = False) -> None:
     """Print every setting's effective value and its source (flag, environment, project
     file, user file or default). The API key is masked."""
     from flowcli.cli.context import state
-    from flowcli.render import print_json
     from flowcli.render.config import config_table
+    from flowcli.render.json_output import print_json
 
     config = state(ctx).config
     if config is None:
@@ -66,7 +66,7 @@ def init(
     """Write a commented starter config file (refuses to replace one without --force)."""
     from flowcli.config import PROJECT_FILE, user_file, write_starter
     from flowcli.errors import UsageError
-    from flowcli.render import info
+    from flowcli.render.messages import info
 
     if path is not None and user:
         raise UsageError("give a PATH or --user, not both")

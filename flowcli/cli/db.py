@@ -9,6 +9,7 @@ import typer
 
 from flowcli.cli.context import examinable_db, open_db
 from flowcli.cli.options import MAX_ID, YesOption
+from flowcli.errors import EXIT_FAILURE, EXIT_USAGE
 
 app = typer.Typer(
     help="Create, migrate, inspect, back up and prune the database.", no_args_is_help=True
@@ -24,7 +25,7 @@ def upgrade(
 ) -> None:
     """Upgrade the database to REVISION (default: head), creating it if needed."""
     from flowcli.db import migrate
-    from flowcli.render import info
+    from flowcli.render.messages import info
 
     db = open_db(ctx, require_schema=False)
     _refuse_unadopted(db)
@@ -62,7 +63,7 @@ def _confirm_schema_change(plan: object, yes: bool) -> None:
     """Show what the change removes; ask on a terminal, else insist on --yes."""
     from flowcli.cli.boundary import confirm_or_require_yes
     from flowcli.doctor.destructive import SchemaChangePlan
-    from flowcli.render import info
+    from flowcli.render.messages import info
 
     assert isinstance(plan, SchemaChangePlan)
     if yes or not plan.needs_confirmation:
@@ -93,7 +94,7 @@ def downgrade(
     database MRC owns only flowcli's additions go: MRC's tables and rows stay.
     """
     from flowcli.doctor.destructive import downgrade_safely, plan_downgrade
-    from flowcli.render import info, warn
+    from flowcli.render.messages import info, warn
 
     db = open_db(ctx, require_schema=False)
     plan = plan_downgrade(db, revision)
@@ -114,7 +115,7 @@ def current(ctx: typer.Context, json_out: JsonOption = False) -> None:
     from flowcli.db import migrate
     from flowcli.db.revisions import HEAD_REVISION
     from flowcli.db.schema import require_existing
-    from flowcli.render import print_json
+    from flowcli.render.json_output import print_json
 
     db = open_db(ctx, require_schema=False)
     require_existing(db)
@@ -138,7 +139,8 @@ def history(ctx: typer.Context, json_out: JsonOption = False) -> None:
     from dataclasses import asdict
 
     from flowcli.db import migrate
-    from flowcli.render import print_json, revision_table
+    from flowcli.render.json_output import print_json
+    from flowcli.render.migrations import revision_table
 
     db = open_db(ctx, require_schema=False)
     from flowcli.db.schema import database_exists
@@ -163,7 +165,7 @@ def stamp(
     """
     from flowcli.db import migrate
     from flowcli.doctor.destructive import plan_stamp, stamp_safely
-    from flowcli.render import info
+    from flowcli.render.messages import info
 
     db = open_db(ctx, require_schema=False)
     plan = plan_stamp(db, revision)
@@ -207,8 +209,9 @@ def doctor(
     from flowcli.doctor.examine import DoctorOptions, run_doctor
     from flowcli.doctor.examine import list_checks as all_checks
     from flowcli.errors import DoctorError
-    from flowcli.render import print_json, warn
     from flowcli.render.doctor import confirm_plan, doctor_checks, doctor_report
+    from flowcli.render.json_output import print_json
+    from flowcli.render.messages import warn
 
     if list_checks:
         checks = all_checks()
@@ -264,13 +267,13 @@ def doctor(
     else:
         doctor_report(report, plan_sql=dry_run, with_sessions=fix_sessions)
         if dry_run and report.fixable(with_sessions=fix_sessions):
-            from flowcli.render import info
+            from flowcli.render.messages import info
 
             info("--dry-run: nothing was changed")
     if not report.examinable:
-        raise typer.Exit(2)
+        raise typer.Exit(EXIT_USAGE)
     if not report.ok:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILURE)
 
 
 # --- keeping a database healthy for years: prune, archives, backup, restore, space ------
@@ -364,8 +367,9 @@ def prune(
     from flowcli.maintenance.prune import plan_prune, resolve_archive_path, run_prune
     from flowcli.maintenance.retention import parse_duration, retention_policy
     from flowcli.maintenance.selection import PruneCriteria
-    from flowcli.render import info, print_json, warn
+    from flowcli.render.json_output import print_json
     from flowcli.render.maintenance import PruneProgressDisplay, prune_plan, prune_report
+    from flowcli.render.messages import info, warn
 
     if archive is not None and no_archive:
         raise UsageError("choose --archive PATH or --no-archive, not both")
@@ -447,7 +451,7 @@ def restore_archive(
 ) -> None:
     """Verify an archive, then put its sessions back (new ids where theirs are taken)."""
     from flowcli.maintenance.restore import restore_archive as run_restore
-    from flowcli.render import print_json
+    from flowcli.render.json_output import print_json
     from flowcli.render.maintenance import restore_archive_report
 
     report = run_restore(open_db(ctx), path, dry_run=dry_run)
@@ -457,7 +461,7 @@ def restore_archive(
     else:
         restore_archive_report(data)
     if report.failed:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILURE)
 
 
 @app.command()
@@ -468,8 +472,9 @@ def backup(
 ) -> None:
     """An online, consistent copy (SQLite backup API; pg_dump), integrity-checked."""
     from flowcli.maintenance.backup import backup_database
-    from flowcli.render import info, print_json
+    from flowcli.render.json_output import print_json
     from flowcli.render.maintenance import human_bytes
+    from flowcli.render.messages import info
 
     result = backup_database(open_db(ctx, require_schema=False), path)
     if json_out:
@@ -489,7 +494,8 @@ def restore(
     """Replace the database with a backup (refused while a process holds it; the current
     file is kept first)."""
     from flowcli.maintenance.backup import check_pg_dump, check_restore_source, restore_database
-    from flowcli.render import info, print_json
+    from flowcli.render.json_output import print_json
+    from flowcli.render.messages import info
 
     db = open_db(ctx, require_schema=False)
     if db.is_sqlite:
@@ -523,8 +529,9 @@ def vacuum(
 ) -> None:
     """Give the space of deleted rows back to the disk (SQLite VACUUM; PostgreSQL VACUUM)."""
     from flowcli.maintenance.space import vacuum as run_vacuum
-    from flowcli.render import info, print_json
+    from flowcli.render.json_output import print_json
     from flowcli.render.maintenance import human_bytes
+    from flowcli.render.messages import info
 
     result = run_vacuum(open_db(ctx), full=full)
     if json_out:
@@ -542,7 +549,7 @@ def vacuum(
 def size(ctx: typer.Context, json_out: JsonOption = False) -> None:
     """Bytes and rows per table, free space, and bytes per session and per step."""
     from flowcli.maintenance.space import database_size
-    from flowcli.render import print_json
+    from flowcli.render.json_output import print_json
     from flowcli.render.maintenance import size_report
 
     data = database_size(open_db(ctx))

@@ -11,6 +11,7 @@ from flowcli.cli.params import int_limit
 if TYPE_CHECKING:
     from flowcli.flows.spec import FlowDocument
 from flowcli.cli.context import existing_db, open_db
+from flowcli.errors import EXIT_FAILURE
 
 app = typer.Typer(help="Define flows in YAML/JSON files and store them.", no_args_is_help=True)
 
@@ -43,7 +44,8 @@ def _load_or_report(ctx: typer.Context, file: Path, json_out: bool) -> "FlowDocu
         from flowcli.cli.boundary import print_error
 
         if json_out:
-            from flowcli.render import plural, print_json
+            from flowcli.render.formatting import plural
+            from flowcli.render.json_output import print_json
 
             print_json({"valid": False, "file": str(file), "problems": exc.problems})
             # stdout holds the document; stderr still ends in the one line every failure has.
@@ -51,7 +53,7 @@ def _load_or_report(ctx: typer.Context, file: Path, json_out: bool) -> "FlowDocu
         else:
             for problem in exc.problems:
                 print_error(problem)
-        raise typer.Exit(1) from None
+        raise typer.Exit(EXIT_FAILURE) from None
 
 
 @app.command("import")
@@ -69,7 +71,8 @@ def import_(
 ) -> None:
     """Validate FILE and store it as a flow; prints the new flow's id."""
     from flowcli.flows.store import import_flow
-    from flowcli.render import info, print_json
+    from flowcli.render.json_output import print_json
+    from flowcli.render.messages import info
 
     doc = _load_or_report(ctx, file, json_out)
     result = import_flow(open_db(ctx, create=True), doc, replace=replace)
@@ -77,7 +80,7 @@ def import_(
         print_json(result)
         return
     typer.echo(result.id)
-    from flowcli.render import plural
+    from flowcli.render.formatting import plural
 
     how = "replaced" if result.replaced else "imported"
     info(
@@ -89,7 +92,8 @@ def import_(
 @app.command()
 def validate(ctx: typer.Context, file: FileArg, json_out: JsonOption = False) -> None:
     """Check FILE strictly; exit 0 when valid, 1 with every problem listed when not."""
-    from flowcli.render import plural, print_json
+    from flowcli.render.formatting import plural
+    from flowcli.render.json_output import print_json
     from flowcli.render.safe_text import one_line
 
     doc = _load_or_report(ctx, file, json_out)
@@ -110,7 +114,8 @@ def validate(ctx: typer.Context, file: FileArg, json_out: JsonOption = False) ->
 def list_(ctx: typer.Context, json_out: JsonOption = False) -> None:
     """List stored flows."""
     from flowcli.flows.store import list_flows
-    from flowcli.render import flow_table, print_json
+    from flowcli.render.flows import flow_table
+    from flowcli.render.json_output import print_json
 
     flows = list_flows(open_db(ctx))
     if json_out:
@@ -124,7 +129,9 @@ def show(ctx: typer.Context, flow_id: FlowIdArg, json_out: JsonOption = False) -
     """Show a flow's steps as a tree, with loops and conditions drawn."""
     from flowcli.flows.snapshot import step_from_dict
     from flowcli.flows.store import get_flow
-    from flowcli.render import flow_tree, print_json, warn
+    from flowcli.render.flows import flow_tree
+    from flowcli.render.json_output import print_json
+    from flowcli.render.messages import warn
 
     flow = get_flow(open_db(ctx), flow_id)
     warnings = [
@@ -150,7 +157,7 @@ def export(
     """Export a flow as a file that validates and imports again."""
     from flowcli.flows.spec import dump_flow_yaml
     from flowcli.flows.store import export_flow
-    from flowcli.render import to_json
+    from flowcli.render.json_output import to_json
 
     data = export_flow(open_db(ctx), flow_id)
     text = to_json(data) + "\n" if json_out else dump_flow_yaml(data)

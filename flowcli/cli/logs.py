@@ -8,10 +8,9 @@ import typer
 from typer.core import TyperGroup
 
 from flowcli.cli.context import open_db
-from flowcli.cli.options import JsonOption
+from flowcli.cli.options import JsonOption, session_id_given
 from flowcli.cli.params import bounded_float, int_limit
-
-EXIT_INTERRUPTED = 130
+from flowcli.errors import EXIT_INTERRUPTED
 
 DEFAULT_SUBCOMMAND = "list"
 
@@ -114,13 +113,13 @@ def list_(
     """Show a session's step executions as a table (or export them)."""
     from flowcli.db.log_queries import LOG_STATUSES, SUMMARY_COLUMNS, LogFilter, iter_logs
     from flowcli.errors import UsageError
-    from flowcli.render import logs_table, stream_csv, stream_json_array, stream_jsonl
+    from flowcli.render.log_table import logs_table, stream_csv, stream_json_array, stream_jsonl
 
-    if session_id_arg is not None and session is not None and session_id_arg != session:
-        raise UsageError("give the session id once (positionally or with --session)")
-    sid = session if session is not None else session_id_arg
-    if sid is None:
-        raise UsageError("which session? `flowcli logs 51` or `flowcli logs --session 51`")
+    sid = session_id_given(
+        session_id_arg,
+        session,
+        which="which session? `flowcli logs 51` or `flowcli logs --session 51`",
+    )
     if sum([json_out, jsonl, csv_out, tree]) > 1:
         raise UsageError("choose one of --json, --jsonl, --csv and --tree")
     if follow and (json_out or tree):
@@ -176,9 +175,10 @@ def _follow(db: Any, sid: int, flt: Any, interval: float, *, jsonl: bool, csv_ou
     """Print rows as ``follow_logs`` yields them; Ctrl-C ends quietly with exit 130."""
     import sys
 
-    from flowcli.db.log_queries import follow_logs
-    from flowcli.render import info, stream_csv
+    from flowcli.db.log_follow import follow_logs
+    from flowcli.render.log_table import stream_csv
     from flowcli.render.logs import FollowedRows, follow_jsonl
+    from flowcli.render.messages import info
 
     rows = follow_logs(db, sid, flt, interval=interval)
     try:
@@ -218,22 +218,22 @@ SessionArg = Annotated[
 def show(ctx: typer.Context, log_id: LogIdArg, json_out: JsonOption = False) -> None:
     """One execution in full: every column, its JSON, and its context's diff against the
     session's previous execution."""
-    from flowcli.db.log_queries import log_detail
-    from flowcli.render import print_json
-    from flowcli.render.logs import log_detail as render_detail
+    from flowcli.db.log_queries import load_log_detail
+    from flowcli.render.json_output import print_json
+    from flowcli.render.logs import log_detail_view
 
-    data = log_detail(open_db(ctx), log_id)
+    data = load_log_detail(open_db(ctx), log_id)
     if json_out:
         print_json(data)
     else:
-        render_detail(data)
+        log_detail_view(data)
 
 
 @app.command()
 def stats(ctx: typer.Context, session_id: SessionArg, json_out: JsonOption = False) -> None:
     """Per step: runs, skips, failures, duration p50/p95/max and peak memory."""
-    from flowcli.db.log_queries import step_stats
-    from flowcli.render import print_json
+    from flowcli.db.log_stats import step_stats
+    from flowcli.render.json_output import print_json
     from flowcli.render.logs import stats_table
 
     data = step_stats(open_db(ctx), session_id)
@@ -256,8 +256,8 @@ def timeline(
 ) -> None:
     """A bar per execution along the session's time span (failures marked ✗)."""
     from flowcli.db.log_queries import LogFilter
-    from flowcli.db.log_queries import timeline as timeline_rows
-    from flowcli.render import print_json
+    from flowcli.db.log_stats import timeline as timeline_rows
+    from flowcli.render.json_output import print_json
     from flowcli.render.logs import timeline_view
 
     data = timeline_rows(open_db(ctx), session_id, LogFilter(round_index=round_, last=last))

@@ -1,7 +1,11 @@
-"""Option types shared by several command modules."""
+"""Option types and bundles shared by several command modules."""
 
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any, TypeVar, cast
 
 import typer
 
@@ -90,6 +94,19 @@ BackoffOpt = Annotated[
 ]
 
 
+def session_id_given(positional: int | None, option: int | None, *, which: str) -> int:
+    """The session a command names by its positional id or by ``--session`` (both may be
+    given if they agree). ``which``: the question asked when neither is given."""
+    from flowcli.errors import UsageError
+
+    if positional is not None and option is not None and positional != option:
+        raise UsageError("give the session id once (positionally or with --session)")
+    sid = option if option is not None else positional
+    if sid is None:
+        raise UsageError(which)
+    return sid
+
+
 def parse_since(value: str | None) -> datetime | None:
     """``--since``: ISO 8601; a time with a zone is converted to naive UTC (as stored)."""
     if value is None:
@@ -107,3 +124,104 @@ def parse_since(value: str | None) -> datetime | None:
 
         parsed = parsed.astimezone(UTC).replace(tzinfo=None)
     return parsed
+
+
+# --- the responder options, one bundle ------------------------------------------------------
+# Every command that runs steps takes the same responder options (and most of them the two
+# retry options). A command declares one parameter, ``run_options: RunOptions``;
+# with_run_options puts the options in its signature at that place (so --help lists them
+# there) and hands the command their values as one RunOptions.
+
+_RESPONDER_PARAMETERS: tuple[tuple[str, Any, Any], ...] = (
+    ("responder", ResponderOpt, None),
+    ("template", TemplateOpt, None),
+    ("llm_base_url", LlmBaseUrlOpt, None),
+    ("llm_model", LlmModelOpt, None),
+    ("llm_api_key", LlmKeyOpt, None),
+    ("llm_timeout", LlmTimeoutOpt, None),
+    ("llm_retries", LlmRetriesOpt, None),
+)
+_RETRY_PARAMETERS: tuple[tuple[str, Any, Any], ...] = (
+    ("retries", RetriesOpt, 2),
+    ("retry_backoff", BackoffOpt, 0.5),
+)
+_BUNDLE_PARAMETER = "run_options"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What a command's responder (and retry) options say. A command without --retries
+    and --retry-backoff gets their defaults, and ``retry_backoff`` None (the responder's
+    own default)."""
+
+    responder: str | None = None
+    template: str | None = None
+    llm_base_url: str | None = None
+    llm_model: str | None = None
+    llm_api_key: str | None = field(default=None, repr=False)
+    llm_timeout: float | None = None
+    llm_retries: int | None = None
+    retries: int = 2
+    retry_backoff: float | None = None
+
+    @property
+    def backoff(self) -> float:
+        """--retry-backoff (0.5 when the command has no such option)."""
+        return 0.5 if self.retry_backoff is None else self.retry_backoff
+
+    def responder_options(self) -> Any:
+        """The engine's ResponderOptions; a --responder it does not know is a usage error.
+
+        Built when the command asks, not when it is called, so a command checks its other
+        arguments (and may need no responder at all, as with --dry-run) first.
+        """
+        from flowcli.engine.responders import RESPONDER_KINDS, ResponderOptions
+        from flowcli.errors import UsageError
+
+        if self.responder is not None and self.responder not in RESPONDER_KINDS:
+            raise UsageError(
+                f"--responder must be one of {', '.join(RESPONDER_KINDS)}, not {self.responder!r}"
+            )
+        return ResponderOptions(
+            kind=self.responder,
+            template=self.template,
+            base_url=self.llm_base_url,
+            model=self.llm_model,
+            api_key=self.llm_api_key,
+            timeout=self.llm_timeout,
+            llm_retries=self.llm_retries,
+            backoff=self.retry_backoff,
+        )
+
+
+CommandFn = TypeVar("CommandFn", bound=Callable[..., Any])
+
+
+def with_run_options(*, retries: bool) -> Callable[[CommandFn], CommandFn]:
+    """Give a command the responder options, and with ``retries`` also --retries and
+    --retry-backoff, where its ``run_options`` parameter stands."""
+    added = (*(_RETRY_PARAMETERS if retries else ()), *_RESPONDER_PARAMETERS)
+
+    def decorate(command: CommandFn) -> CommandFn:
+        signature = inspect.signature(command, eval_str=True)
+        parameters: list[inspect.Parameter] = []
+        for parameter in signature.parameters.values():
+            if parameter.name != _BUNDLE_PARAMETER:
+                parameters.append(parameter)
+                continue
+            parameters += [
+                inspect.Parameter(name, parameter.kind, default=default, annotation=annotation)
+                for name, annotation, default in added
+            ]
+        names = [name for name, _annotation, _default in added]
+
+        @functools.wraps(command)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            values = {name: kwargs.pop(name) for name in names}
+            return command(*args, **kwargs, run_options=RunOptions(**values))
+
+        wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
+        return cast(CommandFn, wrapper)
+
+    return decorate

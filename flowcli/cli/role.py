@@ -24,7 +24,7 @@ def add(
 ) -> None:
     """Add a role (or, with --update, change its prompt)."""
     from flowcli.flows.store import add_role
-    from flowcli.render import print_json
+    from flowcli.render.json_output import print_json
 
     role = add_role(open_db(ctx, create=True), name, prompt, update_existing=update)
     if json_out:
@@ -37,7 +37,8 @@ def add(
 def list_(ctx: typer.Context, json_out: JsonOption = False) -> None:
     """List roles."""
     from flowcli.flows.store import list_roles
-    from flowcli.render import print_json, role_table
+    from flowcli.render.flows import role_table
+    from flowcli.render.json_output import print_json
 
     roles = list_roles(open_db(ctx))
     if json_out:
@@ -54,7 +55,8 @@ def show(
 ) -> None:
     """Show one role and its prompt."""
     from flowcli.flows.store import get_role
-    from flowcli.render import print_json, role_panel
+    from flowcli.render.flows import role_panel
+    from flowcli.render.json_output import print_json
 
     role = get_role(open_db(ctx), name)
     if json_out:

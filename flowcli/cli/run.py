@@ -9,71 +9,29 @@ import typer
 from flowcli.cli.batch import BatchYesOpt, DryRunOpt, LimitOpt, WhereOpt
 from flowcli.cli.context import open_db
 from flowcli.cli.options import (
-    BackoffOpt,
     JsonOption,
-    LlmBaseUrlOpt,
-    LlmKeyOpt,
-    LlmModelOpt,
-    LlmRetriesOpt,
-    LlmTimeoutOpt,
-    ResponderOpt,
-    RetriesOpt,
+    RunOptions,
     SessionIdArg,
-    TemplateOpt,
+    session_id_given,
+    with_run_options,
 )
 from flowcli.cli.params import int_limit
-
-EXIT_INTERRUPTED = 130
-
-
-def _options(
-    responder: str | None,
-    template: str | None,
-    base_url: str | None,
-    model: str | None,
-    api_key: str | None,
-    timeout: float | None,
-    llm_retries: int | None,
-    backoff: float | None = None,
-) -> Any:
-    from flowcli.engine.responders import RESPONDER_KINDS, ResponderOptions
-    from flowcli.errors import UsageError
-
-    if responder is not None and responder not in RESPONDER_KINDS:
-        raise UsageError(
-            f"--responder must be one of {', '.join(RESPONDER_KINDS)}, not {responder!r}"
-        )
-    return ResponderOptions(
-        kind=responder,
-        template=template,
-        base_url=base_url,
-        model=model,
-        api_key=api_key,
-        timeout=timeout,
-        llm_retries=llm_retries,
-        backoff=backoff,
-    )
+from flowcli.errors import EXIT_INTERRUPTED
 
 
+@with_run_options(retries=True)
 def run_next(
     ctx: typer.Context,
     session_id: SessionIdArg,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show which step would run and why; write nothing.")
     ] = False,
-    retries: RetriesOpt = 2,
-    retry_backoff: BackoffOpt = 0.5,
-    responder: ResponderOpt = None,
-    template: TemplateOpt = None,
-    llm_base_url: LlmBaseUrlOpt = None,
-    llm_model: LlmModelOpt = None,
-    llm_api_key: LlmKeyOpt = None,
-    llm_timeout: LlmTimeoutOpt = None,
-    llm_retries: LlmRetriesOpt = None,
+    run_options: RunOptions = RunOptions(),
     json_out: JsonOption = False,
 ) -> None:
     """Execute the next step of a session (starting it if it has not started)."""
-    from flowcli.render import explain_panel, print_json
+    from flowcli.render.json_output import print_json
+    from flowcli.render.runs import explain_panel
 
     db = open_db(ctx)
     if dry_run:
@@ -87,17 +45,13 @@ def run_next(
         return
     from flowcli.engine.runner import run_next_step
 
-    options = _options(
-        responder,
-        template,
-        llm_base_url,
-        llm_model,
-        llm_api_key,
-        llm_timeout,
-        llm_retries,
-        retry_backoff,
+    result = run_next_step(
+        db,
+        session_id,
+        run_options.responder_options(),
+        retries=run_options.retries,
+        backoff=run_options.backoff,
     )
-    result = run_next_step(db, session_id, options, retries=retries, backoff=retry_backoff)
     show_step_result(
         db,
         result,
@@ -113,7 +67,8 @@ def show_step_result(
     """Print what one step did (panel or JSON); a failed step then exits non-zero."""
     from flowcli.engine.runner import step_report
     from flowcli.errors import StepFailedError
-    from flowcli.render import print_json, step_panel
+    from flowcli.render.json_output import print_json
+    from flowcli.render.runs import step_panel
 
     payload = step_report(db, result)
     if json_out:
@@ -142,7 +97,7 @@ class _StopFlag:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        from flowcli.render import info
+        from flowcli.render.messages import info
 
         info("stopping after the current step (Ctrl-C again to abort it)…")
 
@@ -161,7 +116,7 @@ class _StepQuestion:
     def ask(self, upcoming: Any) -> bool:
         if not self.ask_each:
             return True
-        from flowcli.render import err_console
+        from flowcli.render.messages import err_console
         from flowcli.render.safe_text import clipped as printable
 
         answer = typer.prompt(
@@ -180,7 +135,7 @@ class _StepQuestion:
         return True
 
     def report(self, result: Any) -> None:
-        from flowcli.render import info
+        from flowcli.render.messages import info
 
         step = result.step
         what = f"step {step.order} {step.speaker} ({step.task_type})" if step else "step"
@@ -191,6 +146,7 @@ class _StepQuestion:
             info(f"{what}: {log.get('status', 'done')} (log {log.get('id')})")
 
 
+@with_run_options(retries=True)
 def auto(
     ctx: typer.Context,
     session_id_arg: Annotated[
@@ -221,15 +177,7 @@ def auto(
             max=int_limit("count"),
         ),
     ] = None,
-    retries: RetriesOpt = 2,
-    retry_backoff: BackoffOpt = 0.5,
-    responder: ResponderOpt = None,
-    template: TemplateOpt = None,
-    llm_base_url: LlmBaseUrlOpt = None,
-    llm_model: LlmModelOpt = None,
-    llm_api_key: LlmKeyOpt = None,
-    llm_timeout: LlmTimeoutOpt = None,
-    llm_retries: LlmRetriesOpt = None,
+    run_options: RunOptions = RunOptions(),
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
     json_out: JsonOption = False,
     where: WhereOpt = None,
@@ -275,31 +223,23 @@ def auto(
 
     from flowcli.engine.breakpoints import Breakpoints
     from flowcli.engine.runner import auto as run_auto
-    from flowcli.errors import StepFailedError, UsageError
-    from flowcli.render import AutoProgress, auto_summary, print_json
+    from flowcli.errors import FlowcliError, StepFailedError, UsageError
+    from flowcli.render.json_output import print_json
+    from flowcli.render.runs import AutoProgress, auto_summary
 
     if where is not None:
         _auto_where(ctx, where, locals())
         return
-    if session_id_arg is not None and session is not None and session_id_arg != session:
-        raise UsageError("give the session id once (positionally or with --session)")
-    sid = session if session is not None else session_id_arg
-    if sid is None:
-        raise UsageError("which session? give its id: `flowcli auto 51` or `--session 51`")
+    sid = session_id_given(
+        session_id_arg,
+        session,
+        which="which session? give its id: `flowcli auto 51` or `--session 51`",
+    )
     if step_mode and not (sys.stdin.isatty() and sys.stderr.isatty()):
         raise UsageError("--step asks before each step: it needs a terminal on stdin and stderr")
     breakpoints = Breakpoints.parse(break_at or (), break_when)
     db = open_db(ctx)
-    options = _options(
-        responder,
-        template,
-        llm_base_url,
-        llm_model,
-        llm_api_key,
-        llm_timeout,
-        llm_retries,
-        retry_backoff,
-    )
+    options = run_options.responder_options()
     from flowcli.render.output import settings
 
     quiet = quiet or settings().quiet
@@ -307,19 +247,27 @@ def auto(
     show_progress = not quiet and not step_mode and sys.stderr.isatty()
     with _StopFlag() as stop, AutoProgress(enabled=show_progress) as progress:
         asker = _StepQuestion(stop) if step_mode else None
-        summary = run_auto(
-            db,
-            sid,
-            options,
-            max_steps=max_steps,
-            until_step=until_step,
-            retries=retries,
-            backoff=retry_backoff,
-            should_stop=lambda: stop.requested,
-            on_step=asker.report if asker is not None else progress.update,
-            breakpoints=breakpoints or None,
-            before_step=asker.ask if asker is not None else None,
-        )
+        try:
+            summary = run_auto(
+                db,
+                sid,
+                options,
+                max_steps=max_steps,
+                until_step=until_step,
+                retries=run_options.retries,
+                backoff=run_options.backoff,
+                should_stop=lambda: stop.requested,
+                on_step=asker.report if asker is not None else progress.update,
+                breakpoints=breakpoints or None,
+                before_step=asker.ask if asker is not None else None,
+            )
+        except FlowcliError as exc:
+            # Steps committed before the failure still get their summary on stdout; the
+            # error stays one line on stderr (the boundary prints it) with its exit code.
+            partial = exc.data.get("summary")
+            if json_out and partial is not None:
+                print_json(asdict(partial))
+            raise
     if json_out:
         print_json(asdict(summary))
     elif not quiet:
@@ -350,16 +298,8 @@ def _auto_where(ctx: typer.Context, where: str, given: dict[str, Any]) -> None:
             raise UsageError(f"{option} applies to one session, not to --where batches")
     if given["step_mode"]:
         raise UsageError("--step applies to one session, not to --where batches")
-    options = _options(
-        given["responder"],
-        given["template"],
-        given["llm_base_url"],
-        given["llm_model"],
-        given["llm_api_key"],
-        given["llm_timeout"],
-        given["llm_retries"],
-        given["retry_backoff"],
-    )
+    run_options: RunOptions = given["run_options"]
+    options = run_options.responder_options()
     act_on_where(
         ctx,
         "auto",
@@ -370,8 +310,8 @@ def _auto_where(ctx: typer.Context, where: str, given: dict[str, Any]) -> None:
         json_out=given["json_out"],
         quiet=given["quiet"],
         concurrency=given["concurrency"],
-        retries=given["retries"],
-        backoff=given["retry_backoff"],
+        retries=run_options.retries,
+        backoff=run_options.backoff,
         options=options,
     )
 
@@ -379,7 +319,8 @@ def _auto_where(ctx: typer.Context, where: str, given: dict[str, Any]) -> None:
 def explain(ctx: typer.Context, session_id: SessionIdArg, json_out: JsonOption = False) -> None:
     """Say why the next step is next: condition, loop counters, round, limits. Writes nothing."""
     from flowcli.engine.explain import explain_next
-    from flowcli.render import explain_panel, print_json
+    from flowcli.render.json_output import print_json
+    from flowcli.render.runs import explain_panel
 
     data = explain_next(open_db(ctx), session_id)
     if json_out:
@@ -397,7 +338,10 @@ def demo(
 
     from flowcli.db.log_queries import iter_logs
     from flowcli.engine.demo import run_demo
-    from flowcli.render import info, logs_table, plural, print_json
+    from flowcli.render.formatting import plural
+    from flowcli.render.json_output import print_json
+    from flowcli.render.log_table import logs_table
+    from flowcli.render.messages import info
 
     db = open_db(ctx, create=True)
     result = run_demo(db)

@@ -8,18 +8,11 @@ from flowcli.cli.batch import BatchYesOpt, DryRunOpt, LimitOpt, WhereOpt, act_on
 from flowcli.cli.context import open_db
 from flowcli.cli.options import (
     MAX_ID,
-    BackoffOpt,
     JsonOption,
-    LlmBaseUrlOpt,
-    LlmKeyOpt,
-    LlmModelOpt,
-    LlmRetriesOpt,
-    LlmTimeoutOpt,
-    ResponderOpt,
-    RetriesOpt,
+    RunOptions,
     SessionIdArg,
-    TemplateOpt,
     YesOption,
+    with_run_options,
 )
 from flowcli.cli.params import int_limit
 
@@ -60,7 +53,7 @@ def create(
 ) -> None:
     """Create a session of a flow; prints its id. It starts on its first step."""
     from flowcli.engine.lifecycle import create_session, parse_assignments, parse_vars
-    from flowcli.render import print_json
+    from flowcli.render.json_output import print_json
 
     role_map = dict(parse_assignments(role or [], "--role"))
     variables = parse_vars(var or [])
@@ -106,7 +99,8 @@ def list_(
 ) -> None:
     """List sessions, newest first."""
     from flowcli.cli.options import parse_since
-    from flowcli.render import print_json, session_table
+    from flowcli.render.json_output import print_json
+    from flowcli.render.sessions import session_table
 
     filters: dict[str, Any] = {
         "flow_id": flow,
@@ -144,7 +138,7 @@ def count(
 ) -> None:
     """Count the sessions a --where expression selects (SQL answers what it can)."""
     from flowcli.engine.selector import count_sessions
-    from flowcli.render import print_json
+    from flowcli.render.json_output import print_json
 
     data = count_sessions(open_db(ctx), where if where is not None else "True")
     if json_out:
@@ -157,7 +151,8 @@ def count(
 def show(ctx: typer.Context, session_id: SessionIdArg, json_out: JsonOption = False) -> None:
     """Show a session: status, position, counters, roles and steps."""
     from flowcli.engine.lifecycle import show_session
-    from flowcli.render import print_json, session_panel
+    from flowcli.render.json_output import print_json
+    from flowcli.render.sessions import session_panel
 
     data = show_session(open_db(ctx), session_id)
     if json_out:
@@ -177,7 +172,8 @@ def _transition(
     dry_run: bool = False,
 ) -> None:
     from flowcli.engine.lifecycle import transition
-    from flowcli.render import info, print_json
+    from flowcli.render.json_output import print_json
+    from flowcli.render.messages import info
 
     if check_target(session_id, where, **{"--limit": limit, "--dry-run": dry_run}):
         assert where is not None
@@ -241,7 +237,9 @@ def delete(
     """Delete a session with its logs, messages and session roles."""
     from flowcli.cli.boundary import confirm_or_require_yes
     from flowcli.engine.lifecycle import delete_session, show_session
-    from flowcli.render import info, plural, print_json
+    from flowcli.render.formatting import plural
+    from flowcli.render.json_output import print_json
+    from flowcli.render.messages import info
 
     db = open_db(ctx)
     data = show_session(db, session_id)
@@ -266,7 +264,7 @@ def delete(
 def transcript(ctx: typer.Context, session_id: SessionIdArg, json_out: JsonOption = False) -> None:
     """The dialogue as speaker panels grouped by round (Markdown rendered)."""
     from flowcli.engine.transcript import session_transcript
-    from flowcli.render import print_json
+    from flowcli.render.json_output import print_json
     from flowcli.render.logs import transcript_view
 
     messages = session_transcript(open_db(ctx), session_id)
@@ -301,7 +299,8 @@ def fork(
     """Create a new session in the state right after an execution; prints its id."""
     from flowcli.engine.debugging import fork_session
     from flowcli.engine.lifecycle import parse_assignments, parse_var_value
-    from flowcli.render import info, print_json
+    from flowcli.render.json_output import print_json
+    from flowcli.render.messages import info
 
     changes = {k: parse_var_value(v) for k, v in parse_assignments(set_ or [], "--set")}
     data = fork_session(open_db(ctx), session_id, at, changes)
@@ -318,6 +317,7 @@ def fork(
 
 
 @app.command()
+@with_run_options(retries=True)
 def retry(
     ctx: typer.Context,
     session_id: OptionalSessionIdArg = None,
@@ -325,32 +325,15 @@ def retry(
     limit: LimitOpt = None,
     yes: BatchYesOpt = False,
     dry_run: DryRunOpt = False,
-    retries: RetriesOpt = 2,
-    retry_backoff: BackoffOpt = 0.5,
-    responder: ResponderOpt = None,
-    template: TemplateOpt = None,
-    llm_base_url: LlmBaseUrlOpt = None,
-    llm_model: LlmModelOpt = None,
-    llm_api_key: LlmKeyOpt = None,
-    llm_timeout: LlmTimeoutOpt = None,
-    llm_retries: LlmRetriesOpt = None,
+    run_options: RunOptions = RunOptions(),
     json_out: JsonOption = False,
 ) -> None:
     """Run a failed session's failed step again (resume, then one step)."""
-    from flowcli.cli.run import _options, show_step_result
+    from flowcli.cli.run import show_step_result
     from flowcli.engine.debugging import retry_failed_step
 
     batch = check_target(session_id, where, **{"--limit": limit, "--dry-run": dry_run})
-    options = _options(
-        responder,
-        template,
-        llm_base_url,
-        llm_model,
-        llm_api_key,
-        llm_timeout,
-        llm_retries,
-        retry_backoff,
-    )
+    options = run_options.responder_options()
     if batch:
         assert where is not None
         act_on_where(
@@ -361,14 +344,16 @@ def retry(
             yes=yes,
             dry_run=dry_run,
             json_out=json_out,
-            retries=retries,
-            backoff=retry_backoff,
+            retries=run_options.retries,
+            backoff=run_options.backoff,
             options=options,
         )
         return
     assert session_id is not None
     db = open_db(ctx)
-    result = retry_failed_step(db, session_id, options, retries=retries, backoff=retry_backoff)
+    result = retry_failed_step(
+        db, session_id, options, retries=run_options.retries, backoff=run_options.backoff
+    )
     show_step_result(
         db,
         result,
@@ -393,7 +378,7 @@ def skip(
 ) -> None:
     """Mark the current (or failed) step skipped and move on, as a false condition would."""
     from flowcli.engine.debugging import skip_step
-    from flowcli.render import print_json
+    from flowcli.render.json_output import print_json
     from flowcli.render.logs import skip_panel
 
     if check_target(session_id, where, **{"--limit": limit, "--dry-run": dry_run}):
@@ -432,7 +417,7 @@ def diff(
 ) -> None:
     """Compare two sessions' executions side by side, aligned by round, step and loop."""
     from flowcli.engine.debugging import diff_sessions
-    from flowcli.render import print_json
+    from flowcli.render.json_output import print_json
     from flowcli.render.logs import diff_table
 
     data = diff_sessions(open_db(ctx), session_a, session_b)

@@ -8,16 +8,12 @@ import typer
 from flowcli.cli.context import state
 from flowcli.cli.options import (
     MAX_ID,
-    LlmBaseUrlOpt,
-    LlmKeyOpt,
-    LlmModelOpt,
-    LlmRetriesOpt,
-    LlmTimeoutOpt,
-    ResponderOpt,
-    TemplateOpt,
+    RunOptions,
+    with_run_options,
 )
 
 
+@with_run_options(retries=False)
 def tui(
     ctx: typer.Context,
     session_id: Annotated[
@@ -35,26 +31,17 @@ def tui(
             "--interval", help="Seconds between refreshes of the live views.", min=0.05, max=60
         ),
     ] = 1.0,
-    responder: ResponderOpt = None,
-    template: TemplateOpt = None,
-    llm_base_url: LlmBaseUrlOpt = None,
-    llm_model: LlmModelOpt = None,
-    llm_api_key: LlmKeyOpt = None,
-    llm_timeout: LlmTimeoutOpt = None,
-    llm_retries: LlmRetriesOpt = None,
+    run_options: RunOptions = RunOptions(),
 ) -> None:
     """A live, keyboard-first session debugger: logs, transcript, explain, breakpoints,
     step, run, fork and diff (needs `pip install 'flowcli[tui]'`; `?` lists the keys)."""
-    from flowcli.cli.run import _options
     from flowcli.errors import UsageError
     from flowcli.tui import require_textual
 
     require_textual()
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise UsageError("flowcli tui is a full-screen app and needs a terminal")
-    options = _options(
-        responder, template, llm_base_url, llm_model, llm_api_key, llm_timeout, llm_retries
-    )
+    options = run_options.responder_options()
     from flowcli.tui.app import FlowcliApp
 
     # The schema guard runs inside the app, after its first frame (FlowcliApp.check_database).

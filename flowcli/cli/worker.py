@@ -9,21 +9,14 @@ import typer
 
 from flowcli.cli.context import open_db
 from flowcli.cli.options import (
-    BackoffOpt,
-    LlmBaseUrlOpt,
-    LlmKeyOpt,
-    LlmModelOpt,
-    LlmRetriesOpt,
-    LlmTimeoutOpt,
-    ResponderOpt,
-    RetriesOpt,
-    TemplateOpt,
+    RunOptions,
+    with_run_options,
 )
 from flowcli.cli.params import bounded_float, int_limit
+from flowcli.errors import EXIT_FAILURE, EXIT_INTERRUPTED
 
-EXIT_INTERRUPTED = 130
 
-
+@with_run_options(retries=True)
 def worker(
     ctx: typer.Context,
     concurrency: Annotated[
@@ -80,15 +73,7 @@ def worker(
             max=int_limit("batch"),
         ),
     ] = 50,
-    retries: RetriesOpt = 2,
-    retry_backoff: BackoffOpt = 0.5,
-    responder: ResponderOpt = None,
-    template: TemplateOpt = None,
-    llm_base_url: LlmBaseUrlOpt = None,
-    llm_model: LlmModelOpt = None,
-    llm_api_key: LlmKeyOpt = None,
-    llm_timeout: LlmTimeoutOpt = None,
-    llm_retries: LlmRetriesOpt = None,
+    run_options: RunOptions = RunOptions(),
     json_out: Annotated[
         bool, typer.Option("--json", help="Events as JSON lines on stdout (and the summary).")
     ] = False,
@@ -101,9 +86,8 @@ def worker(
     """
     from dataclasses import asdict
 
-    from flowcli.cli.run import _options
     from flowcli.engine.worker import WorkerOptions, run_worker
-    from flowcli.render import print_jsonl
+    from flowcli.render.json_output import print_jsonl
     from flowcli.render.worker import worker_event, worker_summary
 
     db = open_db(ctx, create=True)
@@ -114,18 +98,9 @@ def worker(
         max_idle=max_idle,
         lease=lease,
         batch=batch,
-        retries=retries,
-        backoff=retry_backoff,
-        responder=_options(
-            responder,
-            template,
-            llm_base_url,
-            llm_model,
-            llm_api_key,
-            llm_timeout,
-            llm_retries,
-            retry_backoff,
-        ),
+        retries=run_options.retries,
+        backoff=run_options.backoff,
+        responder=run_options.responder_options(),
     )
     stop = threading.Event()
     interrupted: list[int] = []
@@ -156,6 +131,6 @@ def worker(
         worker_summary(data)
     sys.stdout.flush()
     if summary.errors:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILURE)
     if interrupted and interrupted[0] == signal.SIGINT:
         raise typer.Exit(EXIT_INTERRUPTED)

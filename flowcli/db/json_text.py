@@ -21,3 +21,26 @@ def loads_json(value: Any, default: Any) -> Any:
         return json.loads(value)
     except (TypeError, ValueError):
         return default
+
+
+def json_dict(raw: Any) -> dict[str, Any]:
+    """A JSON object column decoded; {} for anything else (absent, not JSON, a list)."""
+    if isinstance(raw, dict):
+        return raw
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except (TypeError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def parse_json_column(raw: Any) -> Any:
+    """A JSON Text column decoded; text that is not JSON is returned as it is."""
+    if raw is None or not isinstance(raw, str):
+        return raw
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw

@@ -12,20 +12,14 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from flowcli.db.log_math import percentile
+from flowcli.db.log_queries import FAILURE_STATUSES, step_info
+
 SUMMARY_VERSION = 1
-FAILURE_STATUSES = ("failed", "timeout")
-
-
-def _percentile(sorted_values: list[int], q: float) -> int | None:
-    from flowcli.db.log_queries import percentile
-
-    return percentile(sorted_values, q)
 
 
 def summarise_logs(logs: Iterable[dict[str, Any]], now: datetime) -> dict[str, Any]:
     """The summary of these log rows (whole rows, as stored)."""
-    from flowcli.db.log_queries import step_info
-
     steps: dict[str, dict[str, Any]] = {}
     durations: dict[str, list[int]] = {}
     orders: list[int] = []
@@ -71,8 +65,8 @@ def summarise_logs(logs: Iterable[dict[str, Any]], now: datetime) -> dict[str, A
         steps[key].update(
             duration_count=len(values),
             duration_total_ms=sum(values),
-            p50_ms=_percentile(values, 0.50),
-            p95_ms=_percentile(values, 0.95),
+            p50_ms=percentile(values, 0.50),
+            p95_ms=percentile(values, 0.95),
             max_ms=values[-1] if values else None,
         )
     return {

@@ -9,7 +9,9 @@ they are written once as SQL text for the two paramstyles flowcli meets (sqlite3
 
 from __future__ import annotations
 
+import random
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -74,12 +76,51 @@ def _parse_time(value: Any) -> datetime | None:
         return None
 
 
+# How long one try at the write lock waits inside SQLite before our own retry sleeps.
+_TRY_WAIT_MS = 2
+
+
+def _is_locked(exc: sqlite3.OperationalError) -> bool:
+    return getattr(exc, "sqlite_errorname", "") == "SQLITE_BUSY" or "locked" in str(exc)
+
+
+class LockPatience:
+    """Waiting for the write lock (or for a quiet moment) within a time budget.
+
+    Each ``wait()`` sleeps a little longer than the last, with jitter, so processes that
+    collided do not collide again in step; it returns False once the budget is spent.
+    Short sleeps matter: each holder keeps the lock for milliseconds, and a waiter that
+    sleeps 100 ms (SQLite's own longest nap) keeps missing the moments it is free.
+    """
+
+    FIRST_SLEEP = 0.001
+    LONGEST_SLEEP = 0.025
+
+    def __init__(self, budget: float) -> None:
+        self.deadline = time.monotonic() + max(budget, 0.0)
+        self._sleep = self.FIRST_SLEEP
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def wait(self) -> bool:
+        left = self.remaining()
+        if left <= 0:
+            return False
+        time.sleep(min(left, random.uniform(0.5, 1.5) * self._sleep))
+        self._sleep = min(self._sleep * 2, self.LONGEST_SLEEP)
+        return True
+
+
 class StepTx:
     """SQL for one step, on a DBAPI connection owned by the caller."""
 
-    def __init__(self, dbapi_conn: Any, dialect: str) -> None:
+    def __init__(self, dbapi_conn: Any, dialect: str, busy_timeout: float | None = None) -> None:
         self.raw = dbapi_conn
         self.dialect = dialect
+        # With a budget, the write lock is waited for here (LockPatience), not only by
+        # SQLite's own busy handler; None leaves the waiting to SQLite alone.
+        self.busy_timeout = busy_timeout
         self.sqlite = dialect == "sqlite"
         self.cur = dbapi_conn.cursor()
         self._sql: dict[Any, str] = {}
@@ -103,10 +144,21 @@ class StepTx:
 
     def _build(self, key: str) -> str:
         p = self.p
-        if key == "load_session":
+        if key in ("load_session", "peek_session"):
             cols = ", ".join(_SESSION_COLUMNS)
-            lock = "" if self.sqlite else " FOR UPDATE"
+            lock = "" if self.sqlite or key == "peek_session" else " FOR UPDATE"
             return f"SELECT {cols} FROM sessions WHERE id = {p('id')}{lock}"
+        if key == "next_message_id":
+            if self.sqlite:
+                # No AUTOINCREMENT on messages (flowcli's or MRC's): SQLite gives max + 1.
+                return "SELECT coalesce(max(id), 0) + 1 FROM messages"
+            return "SELECT nextval(pg_get_serial_sequence('messages', 'id'))"
+        if key == "insert_message_with_id":
+            with_id = ("id", *MESSAGE_INSERT_COLUMNS)
+            return (
+                f"INSERT INTO messages ({', '.join(with_id)}) VALUES "
+                f"({', '.join(p(c) for c in with_id)}) RETURNING id"
+            )
         if key == "insert_log":
             return (
                 f"INSERT INTO step_execution_logs ({', '.join(LOG_INSERT_COLUMNS)}) VALUES "
@@ -172,7 +224,7 @@ class StepTx:
     def transaction(self) -> Iterator[StepTx]:
         """BEGIN IMMEDIATE on SQLite (the write lock up front); commit or roll back."""
         if self.sqlite:
-            self.cur.execute("BEGIN IMMEDIATE")
+            self._begin_immediate()
         try:
             yield self
         except BaseException:
@@ -180,10 +232,45 @@ class StepTx:
             raise
         self.raw.commit()
 
+    def _begin_immediate(self) -> None:
+        """Take the write lock, retrying with short jittered sleeps within the busy timeout.
+
+        SQLite's busy handler naps up to 100 ms between tries: with several processes each
+        holding the lock for milliseconds, such a waiter keeps missing the moments it is
+        free and gives up at the timeout although the lock was free most of the time. So
+        each try here waits only briefly inside SQLite, and the retries are ours. The full
+        timeout is restored for the transaction itself (a COMMIT in rollback-journal mode
+        waits for readers through the busy handler).
+        """
+        if self.busy_timeout is None:
+            self.cur.execute("BEGIN IMMEDIATE")
+            return
+        self.cur.execute(f"PRAGMA busy_timeout = {_TRY_WAIT_MS}")
+        try:
+            patience = LockPatience(self.busy_timeout)
+            while True:
+                try:
+                    self.cur.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if not _is_locked(exc) or not patience.wait():
+                        raise
+        finally:
+            self.cur.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+
     # --- sessions ----------------------------------------------------------------------
 
-    def load_session(self, session_id: int) -> SessionRow:
-        self.cur.execute(self.sql("load_session"), {"id": session_id})
+    def end_read(self) -> None:
+        """End whatever the reads before a write opened: psycopg begins a transaction on
+        the first SELECT, and an evaluation must not run inside one (sqlite3 here runs
+        each SELECT on its own, so there is nothing to end)."""
+        if not self.sqlite:
+            self.raw.rollback()
+
+    def load_session(self, session_id: int, *, lock: bool = True) -> SessionRow:
+        """The session row; ``lock=False`` reads it without FOR UPDATE (PostgreSQL), for
+        the read that a step's decision is computed from before its write opens."""
+        self.cur.execute(self.sql("load_session" if lock else "peek_session"), {"id": session_id})
         row = self.cur.fetchone()
         if row is None:
             raise NotFoundError(f"session {session_id} does not exist")
@@ -278,12 +365,17 @@ class StepTx:
     def insert_log(self, values: dict[str, Any]) -> int:
         return self._insert("insert_log", {c: values.get(c) for c in LOG_INSERT_COLUMNS})
 
-    def update_log(self, log_id: int, values: dict[str, Any]) -> None:
+    def update_log(
+        self, log_id: int, values: dict[str, Any], *, only_running: bool = False
+    ) -> None:
+        """Update one log row; ``only_running``: only while it is still ``running`` (a
+        row someone else closed meanwhile keeps what they wrote)."""
         sets = ", ".join(f"{k} = {self.p('v_' + k)}" for k in values)
         params = {f"v_{k}": v for k, v in values.items()}
         params["w_id"] = log_id
+        still = " AND status = 'running'" if only_running else ""
         self.cur.execute(
-            f"UPDATE step_execution_logs SET {sets} WHERE id = {self.p('w_id')}", params
+            f"UPDATE step_execution_logs SET {sets} WHERE id = {self.p('w_id')}{still}", params
         )
 
     def running_log_ids(self, session_id: int) -> list[int]:
@@ -291,7 +383,22 @@ class StepTx:
         return [int(r[0]) for r in self.cur.fetchall()]
 
     def insert_message(self, values: dict[str, Any]) -> int:
-        return self._insert("insert_message", {c: values.get(c) for c in MESSAGE_INSERT_COLUMNS})
+        """Insert a message; ``values["id"]``, when given, is an id reserved on PostgreSQL by
+        ``next_message_id`` (on SQLite the id is assigned and the caller compares it)."""
+        params = {c: values.get(c) for c in MESSAGE_INSERT_COLUMNS}
+        if values.get("id") is not None and not self.sqlite:
+            params["id"] = values["id"]
+            self.cur.execute(self.sql("insert_message_with_id"), params)
+            return int(self.cur.fetchone()[0])
+        return self._insert("insert_message", params)
+
+    def next_message_id(self) -> int | None:
+        """The id the next message will get: on SQLite a prediction (max + 1, checked after
+        the insert), on PostgreSQL an id reserved from the sequence (None when the column
+        has no sequence of its own)."""
+        self.cur.execute(self.sql("next_message_id"))
+        value = self.cur.fetchone()[0]
+        return int(value) if value is not None else None
 
     def delete_message(self, message_id: int) -> None:
         self.cur.execute(f"DELETE FROM messages WHERE id = {self.p('id')}", {"id": message_id})

@@ -1,9 +1,9 @@
 """flowcli's schema as SQLAlchemy Core tables: the one definition everything maps to.
 
 Table and column names and types are MRC's (docs/schema.md) so that flowcli opens an
-MRC database as it is; what flowcli adds is additive only (nullable columns). The ORM
-classes in flowcli.db.models map onto these tables; the hot paths and read commands
-use the tables directly, which keeps the ORM (and its import time) off them.
+MRC database as it is; what flowcli adds is additive only (nullable columns). Every
+query uses these tables directly (no ORM, which keeps its import time off every
+command); Alembic compares its migrations with METADATA, and a test holds them equal.
 """
 
 from __future__ import annotations

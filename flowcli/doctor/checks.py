@@ -447,6 +447,12 @@ def _state_ready(ctx: DoctorContext, *columns: str) -> str | None:
     return None
 
 
+def claim_live(owner: str | None, expires: datetime | None, now: datetime) -> bool:
+    from flowcli.engine.claims import claim_live as live
+
+    return live(owner, expires, now)
+
+
 def _now() -> datetime:
     from flowcli.db.session_store import utcnow
 
@@ -474,9 +480,14 @@ def check_stuck_sessions(ctx: DoctorContext) -> CheckResult:
     for sid, owner, expires, running in rows:
         if isinstance(expires, str):
             expires = datetime.fromisoformat(expires)
-        if owner is not None and expires is not None and expires > now:
+        if claim_live(owner, expires, now):
             continue  # a live claim: someone is running a step right now
-        what = f"{running} running log row(s)" if running else "an expired claim"
+        gone = expires is not None and expires > now  # unexpired, but its process is gone
+        what = (
+            f"{running} running log row(s)"
+            if running
+            else ("a claim whose process is gone" if gone else "an expired claim")
+        )
         findings.append(
             Finding(
                 "stuck_sessions",
@@ -502,6 +513,52 @@ def check_stuck_sessions(ctx: DoctorContext) -> CheckResult:
         "stuck_sessions",
         status_of(findings),
         f"{len(findings)} stuck" if findings else "none",
+        findings,
+    )
+
+
+@check("ownerless_running", "running log rows no process holds", "state")
+def check_ownerless_running(ctx: DoctorContext) -> CheckResult:
+    """A ``running`` log row in a session with no claim: MRC left it (MRC claims nothing),
+    or ``session cancel`` dropped the claim of a step in flight and its process stopped.
+    Nothing will ever finish it; stuck_sessions covers the rows under a dead claim."""
+    blocked = _state_ready(ctx, "lease_owner")
+    if blocked:
+        return result("ownerless_running", "skipped", blocked)
+    conn = ctx.require_conn()
+    rows = conn.execute(
+        text(
+            "SELECT l.session_id, l.id FROM step_execution_logs l "
+            "JOIN sessions s ON s.id = l.session_id "
+            "WHERE l.status = 'running' AND s.lease_owner IS NULL "
+            "ORDER BY l.session_id, l.id"
+        )
+    ).all()
+    by_session: dict[int, list[int]] = {}
+    for sid, log_id in rows:
+        by_session.setdefault(int(sid), []).append(int(log_id))
+    findings = [
+        Finding(
+            "ownerless_running",
+            "warning",
+            f"session {sid}",
+            f"session {sid}: log row(s) {', '.join(map(str, ids))} are running but no process "
+            "holds them (no claim: left by another engine, or by a step whose session was "
+            "cancelled); the next run closes them, --fix-sessions closes them now",
+            fix=Fix(
+                "safe",
+                "mark the running log rows failed (interrupted); the step runs again",
+                ["UPDATE step_execution_logs SET status = 'failed' … WHERE status = 'running'"],
+                applies_with="sessions",
+            ),
+            data={"session_id": sid, "action": "release", "log_ids": ids},
+        )
+        for sid, ids in by_session.items()
+    ]
+    return result(
+        "ownerless_running",
+        status_of(findings),
+        f"{len(rows)} row(s) in {len(findings)} session(s)" if findings else "none",
         findings,
     )
 

@@ -11,8 +11,6 @@ flowcli.engine.batch_run's.
 from __future__ import annotations
 
 import json
-import os
-import socket
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -22,6 +20,7 @@ from sqlalchemy import func, insert, select
 
 from flowcli.db import session_store as store
 from flowcli.db.tables import batch_items_table, batches_table, flow_templates_table
+from flowcli.engine.claims import owner_alive
 from flowcli.engine.selector import compile_selector
 from flowcli.errors import NotFoundError, UsageError
 
@@ -198,27 +197,6 @@ class BatchReport:
     @property
     def open(self) -> int:
         return sum(self.outcomes.get(o, 0) for o in OPEN_OUTCOMES)
-
-
-def owner_alive(owner: str | None) -> bool | None:
-    """Whether the process named by an owner id (host:pid:…) runs; None if not knowable
-    from here (another host)."""
-    if not owner:
-        return False
-    host, _, rest = owner.partition(":")
-    pid_text = rest.split(":", 1)[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return None
-    pid = int(pid_text)
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def load_batch(conn: Connection, batch_id: int, *, for_update: bool = False) -> dict[str, Any]:

@@ -1,8 +1,11 @@
 """Where the next step is chosen: conditions, loops, rounds and termination.
 
 Pure decisions over a session's snapshot, position and EngineState; no database and
-no I/O. ``plan_step`` says what runs now and with which counters; ``advance`` says
-where the session goes after it. docs/engine.md states these rules in prose.
+no I/O. ``max_steps_reached`` says whether the session may take another step at all,
+``plan_step`` what runs now and with which counters, ``advance`` where the session goes
+after it (loops, rounds, ``next_step_id``, the end of the flow and ``end_condition``).
+The values of conditions are evaluated by the runner and handed in: a decision here
+never runs an expression. docs/engine.md states these rules in prose.
 """
 
 from __future__ import annotations
@@ -38,6 +41,16 @@ class Advance:
     reason: str = ""
 
 
+def max_steps_reached(snapshot: FlowSnapshot, executed: int) -> str | None:
+    """Why the session may not take another step (``termination_config.max_steps``
+    executions are logged), or None."""
+    if executed >= snapshot.max_steps:
+        return (
+            f"reached termination_config.max_steps ({snapshot.max_steps}) before the flow finished"
+        )
+    return None
+
+
 def plan_step(snapshot: FlowSnapshot, step: Step, round_: int, state: EngineState) -> StepPlan:
     loop = snapshot.innermost_loop(step.order)
     iteration = 0
@@ -69,10 +82,15 @@ def advance(
     log_id: int,
     ran: bool,
     exit_condition_met: bool | None = None,
+    end_condition_met: bool = False,
     observed_jump: bool | None = None,
     rounds_end_on_summary: bool = False,
 ) -> Advance:
     """Decide the next position. ``ran`` is False for a skipped step (no loop decision).
+
+    ``exit_condition_met`` is the loop's exit condition's value after the step ran;
+    ``end_condition_met`` the flow's ``end_condition``'s: when true the session finishes
+    here, wherever the flow would have gone next.
 
     ``observed_jump`` replays a loop decision already taken (by flowcli or by MRC, read
     from where the session went next) instead of deciding it. ``rounds_end_on_summary``
@@ -147,7 +165,7 @@ def advance(
             if body is None or body.loop is None or not body.loop.contains(target.order):
                 new_state.loops.pop(at_order, None)
 
-    return Advance(
+    decision = Advance(
         next_step=None if finished else target,
         next_round=next_round,
         finished=finished,
@@ -156,3 +174,9 @@ def advance(
         loop_check_result=loop_check,
         reason=reason,
     )
+    if end_condition_met and not decision.finished:
+        decision.finished = True
+        decision.next_step = None
+        decision.state.loops.clear()
+        decision.reason += "; end_condition is true: finished"
+    return decision

@@ -1,7 +1,7 @@
 """Responders: what writes a step's message.
 
 ``template`` (the default) renders a sandboxed Jinja template: offline, deterministic,
-cheap enough to run inside the step's write transaction. ``openai`` calls an
+rendered before the step's write transaction opens (like every evaluation). ``openai`` calls an
 OpenAI-compatible Chat Completions endpoint over HTTP; it is never called inside a
 write transaction (the runner claims the step, calls it, then records the result).
 """
@@ -60,7 +60,7 @@ class ResponderReply:
 
 class Responder(Protocol):
     name: str
-    # True when respond() does no network I/O and may run inside a write transaction.
+    # True when respond() does no network I/O: no claim is needed around it.
     is_local: bool
 
     def respond(self, request: ResponderRequest) -> ResponderReply: ...
@@ -78,6 +78,11 @@ class TemplateResponder:
         from flowcli.sandbox.templates import compile_template
 
         self._compiled = compile_template(self.template)
+
+    @property
+    def names_used(self) -> frozenset[str]:
+        """The expression names the template reads (read before it renders)."""
+        return self._compiled.names_used
 
     def respond(self, request: ResponderRequest) -> ResponderReply:
         names = request.names

@@ -1,21 +1,20 @@
 """Running a session: one step (``run_next_step``) or to the end (``auto``).
 
-Each attempt at a step is one short write transaction that writes the log row, the
-message, any session roles it needs and the session's new position together. A
-local responder (the template) runs inside that transaction; a network responder
-never does: the step is claimed first (a ``running`` log row and a lease on the
-session, committed), the responder is called with no transaction open, and the result
-is recorded in a second transaction that checks the claim is still ours (the session
-version acts as a fencing token). docs/engine.md describes the design.
+Each attempt reads first, then evaluates (condition, template, exit and end
+conditions) with no transaction open, then writes the log row, the message, any
+session roles it needs and the session's new position in one short transaction that
+checks the session is still where it was read (the session version is the fencing
+token). A network responder is called between a claim (a ``running`` log row and a
+lease, committed) and the record, which checks the claim is still ours.
+docs/engine.md describes the design.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import socket
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -27,10 +26,11 @@ from flowcli.db.engine_state import EngineState
 from flowcli.db.failures import translated
 from flowcli.db.json_text import loads_json
 from flowcli.db.session_store import SessionRow, utcnow
-from flowcli.db.step_tx import StepTx
+from flowcli.db.step_tx import LockPatience, StepTx
 from flowcli.engine.bounded import bounded_dumps
+from flowcli.engine.claims import claim_state, process_owner, recover_abandoned
 from flowcli.engine.conventions import Conventions, content_summary, conventions_for
-from flowcli.engine.planner import Advance, StepPlan, advance, plan_step
+from flowcli.engine.planner import Advance, StepPlan, advance, max_steps_reached, plan_step
 from flowcli.engine.replay import current_state
 from flowcli.engine.responders import (
     Responder,
@@ -56,11 +56,6 @@ TERMINAL_STATUSES = (*store.ENDED_STATUSES, "failed")
 DEFAULT_RETRIES = 2
 # Lease on a claimed step = responder timeout plus this margin.
 LEASE_MARGIN_SECONDS = 30.0
-
-
-def process_owner() -> str:
-    """A claim owner id unique to this process (host, pid, random suffix)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 _STATM_FD: int | None = None
@@ -127,6 +122,11 @@ class _LazyNames(Mapping[str, Any]):
     def __len__(self) -> int:
         return len({*self._values, *self._loaders})
 
+    def preload(self, keys: set[str]) -> None:
+        """Read now the loaded names among ``keys`` (so an evaluation reads nothing)."""
+        for key in keys & self._loaders.keys():
+            self[key]
+
     def with_new_message(self, view: Any, executed: int) -> _LazyNames:
         values = dict(self._values)
         values["executed_steps"] = executed
@@ -160,6 +160,42 @@ def _view(row: tuple[Any, ...] | None) -> Any:
 # Stands in for the log id in the loop state until the row is inserted (advance() is
 # decided first so the log row is written once, complete).
 _PENDING_LOG_ID = -1
+# Stands in for the new message's id when no condition reads it.
+_PENDING_MESSAGE_ID = -1
+# How often the exit and end conditions are evaluated again because another session's
+# message took the id they were evaluated with (each retry is rare; several, rarer).
+_MESSAGE_ID_TRIES = 20
+
+
+class _Stale(Exception):
+    """Internal: the session moved between an attempt's read and its write; read again."""
+
+
+class _MessageIdTaken(Exception):
+    """Internal: the new message did not get the id its conditions were evaluated with."""
+
+
+def _stamp(row: SessionRow) -> tuple[Any, ...]:
+    """What must be unchanged for a decision read from ``row`` to hold when it is written.
+    The version alone would do on flowcli's own writes; MRC leaves it as it is."""
+    return (
+        row.version,
+        row.executed_steps_count,
+        row.current_step_id,
+        row.current_round,
+        row.status,
+        row.lease_owner,
+    )
+
+
+@dataclass
+class _Verdict:
+    """What the exit and end conditions said about the new message, before it is written."""
+
+    exit_met: bool | None
+    end_met: bool
+    error: str | None
+    message_id: int | None  # the id they saw; None when they do not read messages
 
 
 @dataclass
@@ -177,52 +213,6 @@ class _Prepared:
     condition_value: bool | None = None
     context_ids: list[int] = field(default_factory=list)
     context_views: list[Any] = field(default_factory=list)
-
-
-def recover_abandoned(
-    tx: StepTx, row: SessionRow, state: EngineState, now: datetime, owner: str | None
-) -> None:
-    """Refuse a live claim of another process; release an expired one.
-
-    An expired claim's ``running`` log rows become failed attempts ("interrupted"), so
-    the step runs again with its attempt count increased.
-    """
-    lease_live = (
-        row.lease_owner is not None
-        and row.lease_expires_at is not None
-        and row.lease_expires_at > now
-    )
-    if lease_live and row.lease_owner != owner:
-        raise SessionBusyError(
-            f"session {row.id} is busy: another process ({row.lease_owner}) is running "
-            f"a step until {row.lease_expires_at:%Y-%m-%d %H:%M:%S} UTC; try again later"
-        )
-    if row.lease_owner is None:
-        # A running log row is only ever written together with a claim, so without a
-        # claim there is nothing to recover (and no need to look).
-        return
-    if lease_live:
-        # Our own live claim (a worker holding the session between steps).
-        return
-    abandoned = tx.running_log_ids(row.id)
-    for log_id in abandoned:
-        tx.update_log(
-            log_id,
-            {
-                "status": "failed",
-                "result_type": "error",
-                "error_message": (
-                    "interrupted: the process running this step "
-                    f"({row.lease_owner or 'unknown'}) stopped before finishing it; "
-                    "the step runs again"
-                ),
-                "completed_at": now,
-            },
-        )
-        state.failed_attempts += 1
-    tx.update_session(
-        row, {"lease_owner": None, "lease_expires_at": None, "engine_state": state.to_json()}
-    )
 
 
 class SessionRunner:
@@ -258,6 +248,8 @@ class SessionRunner:
         # A worker holds its claim on the session between steps: each write renews it.
         self.hold_lease: float | None = None
         self._vars_cache: tuple[str | None, dict[str, Any]] | None = None
+        # Why a claimed step's result was dropped, once its row is closed.
+        self._claim_lost: FlowcliError | None = None
 
     # --- connection -------------------------------------------------------------------
 
@@ -265,7 +257,11 @@ class SessionRunner:
         if self._tx is None:
             with translated(self.db):
                 self._raw = self.db.engine.raw_connection()
-                self._tx = StepTx(self._raw.driver_connection, self.db.engine.dialect.name)
+                self._tx = StepTx(
+                    self._raw.driver_connection,
+                    self.db.engine.dialect.name,
+                    busy_timeout=self.db.busy_timeout,
+                )
         return self._tx
 
     def close(self) -> None:
@@ -310,59 +306,166 @@ class SessionRunner:
         return result
 
     def attempt(self, *, retries_left: int = 0) -> StepResult:
-        """One attempt at the next step, logged whatever its outcome."""
-        # Read before the write transaction opens: it takes a connection of its own.
+        """One attempt at the next step, logged whatever its outcome.
+
+        Read, then evaluate (condition, template, exit and end conditions) with no
+        transaction open, then write in one short transaction that first checks the
+        session is still where it was read: if another process moved it meanwhile, the
+        attempt reads and evaluates again (within the busy timeout), so a step runs once.
+        """
+        # Read before anything else: it takes a connection of its own.
         _ = self.conventions
         tx = self._step_tx()
-        with translated(self.db):
+        patience = LockPatience(self.db.busy_timeout)
+        while True:
             try:
-                with tx.transaction():
-                    row = tx.load_session(self.session_id)
-                    snapshot = self._snapshot(row)
-                    responder = self._responder_for(snapshot)
-                    prep_or_result = self._prepare(tx, row, snapshot)
-                    if isinstance(prep_or_result, StepResult):
-                        return prep_or_result
-                    prep = prep_or_result
-                    outcome = self._decide_condition(prep, retries_left)
-                    if outcome is not None:
-                        return outcome
-                    if responder.is_local:
-                        reply, error = self._call(responder, prep)
-                        return self._record(prep, responder, reply, error, retries_left, None)
-                    claim_log_id = self._claim(prep, responder)
-                    claimed_version = prep.row.version
+                with translated(self.db):
+                    result = self._attempt_once(tx, retries_left)
+            except _Stale:
+                self._known_order = None
+                self._role_ids = None
+                if not patience.wait():
+                    raise SessionBusyError(
+                        f"session {self.session_id} was changed by another process meanwhile "
+                        f"(again and again for {self.db.busy_timeout:g} s); nothing was "
+                        "written: try again, or raise --busy-timeout"
+                    ) from None
+                continue
             except BaseException:
                 self._known_order = None
                 self._role_ids = None
                 raise
-            # No transaction is open here: the network call may take as long as it needs.
+            if result is not None:
+                return result
+
+    def _attempt_once(self, tx: StepTx, retries_left: int) -> StepResult | None:
+        """Read, evaluate, write; None when housekeeping wrote and the session must be read
+        again. Raises _Stale when the session moved between the read and the write."""
+        read = self._read(tx)
+        if not isinstance(read, _Prepared):
+            return read
+        prep = read
+        responder = self._responder_for(prep.snapshot)
+        # --- evaluation: no transaction is open from here until the write ---
+        condition_error = self._evaluate_condition(prep)
+        if condition_error is not None:
+            with tx.transaction():
+                self._fence(tx, prep)
+                return self._record_failure(
+                    prep,
+                    None,
+                    condition_error,
+                    retryable=False,
+                    retries_left=retries_left,
+                    retry_after=None,
+                    claim_log_id=None,
+                )
+        if prep.condition_value is False:
+            with tx.transaction():
+                self._fence(tx, prep)
+                return self._record_skip(prep)
+        if responder.is_local:
             reply, error = self._call(responder, prep)
+            return self._finish(tx, prep, responder, reply, error, retries_left)
+        with tx.transaction():
+            self._fence(tx, prep)
+            claim_log_id = self._claim(prep, responder)
+        # The network call may take as long as it needs: only the claim is held.
+        reply, error = self._call(responder, prep)
+        return self._finish(
+            tx, prep, responder, reply, error, retries_left, (claim_log_id, prep.row.version)
+        )
+
+    def _finish(
+        self,
+        tx: StepTx,
+        prep: _Prepared,
+        responder: Responder,
+        reply: ResponderReply | None,
+        error: ResponderError | None,
+        retries_left: int,
+        claim: tuple[int, int | None] | None = None,
+    ) -> StepResult:
+        """Evaluate the exit and end conditions over the new message, then record the
+        step. The conditions see the id the message will get; should another session's
+        message take that id first, they are evaluated again for the next one."""
+        claim_log_id = claim[0] if claim is not None else None
+        for _ in range(_MESSAGE_ID_TRIES):
+            verdict = None
+            if error is None and reply is not None:
+                verdict = self._evaluate_after(prep, reply)
             try:
                 with tx.transaction():
-                    row = tx.load_session(self.session_id)
-                    if row.lease_owner != self.owner or row.version != claimed_version:
-                        raise SessionBusyError(
-                            f"session {self.session_id}: this process lost its claim on the "
-                            "step (its lease expired and another process took over); its "
-                            "result was discarded"
-                        )
-                    if (row.executed_steps_count or 0) == prep.execution_order:
-                        prep.row = row
+                    if claim is None:
+                        self._fence(tx, prep)
+                    elif not self._claim_holds(tx, prep, claim):
+                        lost = True
+                    else:
+                        lost = False
+                    if claim is None or not lost:
                         return self._record(
-                            prep, responder, reply, error, retries_left, claim_log_id
+                            prep, responder, reply, error, retries_left, claim_log_id, verdict
                         )
-                    # MRC ignores flowcli's claims: it ran a step meanwhile.
-                    self._abandon_claim(tx, row, claim_log_id)
-            except BaseException:
-                self._known_order = None
-                self._role_ids = None
-                raise
-            self._known_order = None
-            raise SessionBusyError(
-                f"session {self.session_id}: another engine (MRC) ran a step while this "
-                "process waited for its responder; its result was discarded"
+            except _MessageIdTaken:
+                continue
+            # The claimed row was closed above (committed): say why the result was dropped.
+            assert self._claim_lost is not None
+            raise self._claim_lost
+        raise SessionBusyError(
+            f"session {self.session_id}: new messages kept arriving while this step's "
+            "conditions were evaluated; nothing was written: try again"
+        )
+
+    def _claim_holds(self, tx: StepTx, prep: _Prepared, claim: tuple[int, int | None]) -> bool:
+        """Inside the record transaction: is the claim on the step still ours? When not,
+        the claimed row is closed as discarded (and ``_claim_lost`` says why truthfully)."""
+        claim_log_id, claimed_version = claim
+        row = tx.load_session(self.session_id)
+        status = row.status or "not_started"
+        if status != "running":
+            # Cancelled (or paused, or ended) while the responder answered: the result is
+            # dropped, and the claimed row closed now rather than left running for ever.
+            tx.update_log(
+                claim_log_id,
+                {
+                    "status": "failed",
+                    "result_type": "error",
+                    "error_message": f"discarded: the session was {status} while this "
+                    "step waited for its responder",
+                    "completed_at": utcnow(),
+                },
+                only_running=True,
             )
+            if row.lease_owner == self.owner:
+                tx.update_session(row, {"lease_owner": None, "lease_expires_at": None})
+            self._known_order = None
+            self._claim_lost = SessionStateError(
+                f"session {self.session_id} was {status} while this step waited for its "
+                "responder; the step's result was discarded"
+            )
+            return False
+        if row.lease_owner != self.owner or row.version != claimed_version:
+            if row.lease_owner is None:
+                why = "its claim was dropped meanwhile (by a doctor repair or a status change)"
+            elif row.lease_owner != self.owner:
+                why = f"its lease expired and another process ({row.lease_owner}) took over"
+            else:
+                why = "the session was changed by another process meanwhile"
+            raise SessionBusyError(
+                f"session {self.session_id}: this process lost its claim on the step "
+                f"({why}); its result was discarded"
+            )
+        if (row.executed_steps_count or 0) == prep.execution_order:
+            prep.row = row
+            return True
+        # MRC ignores flowcli's claims: it ran a step meanwhile.
+        self._abandon_claim(tx, row, claim_log_id)
+        self._known_order = None
+        self._claim_lost = SessionBusyError(
+            f"session {self.session_id}: another engine (MRC) ran a step while this "
+            "process waited for its responder; its result was discarded"
+        )
+        return False
 
     # --- preparation ----------------------------------------------------------------
 
@@ -415,13 +518,54 @@ class SessionRunner:
             return count + 1
         return tx.next_execution_order(row.id, count)
 
-    def _prepare(
-        self, tx: StepTx, row: SessionRow, snapshot: FlowSnapshot
-    ) -> _Prepared | StepResult:
+    def _read(self, tx: StepTx) -> _Prepared | StepResult | None:
+        """Everything the step's decision is computed from, read without the write lock.
+
+        Housekeeping that needs no evaluation (recovering an abandoned claim, starting the
+        session, failing it at ``max_steps``) is written here in a short transaction of
+        its own; then None asks the caller to read again.
+        """
+        try:
+            row = tx.load_session(self.session_id, lock=False)
+            snapshot = self._snapshot(row)
+            responder = self._responder_for(snapshot)
+            check_runnable(row)
+            now = utcnow()
+            if self._needs_housekeeping(tx, row, snapshot, now):
+                tx.end_read()
+                with tx.transaction():
+                    return self._housekeep(tx, tx.load_session(self.session_id), snapshot)
+            prep = self._prepare(tx, row, snapshot, now)
+            self._load_context(prep)
+            prep.names.preload(self._names_needed(prep, responder))
+            return prep
+        finally:
+            tx.end_read()
+
+    def _needs_housekeeping(
+        self, tx: StepTx, row: SessionRow, snapshot: FlowSnapshot, now: datetime
+    ) -> bool:
+        held = claim_state(row, now, self.owner)
+        if held == "abandoned":
+            return True
+        if (
+            held == "none"
+            and self._known_order != (row.version, row.executed_steps_count or 0)
+            and tx.running_log_ids(row.id)
+        ):
+            # A running row with no claim (MRC's, or a step whose session was cancelled
+            # and whose process then stopped): nothing will finish it. Not looked for
+            # after our own last write, since then no one else has written.
+            return True
+        if row.status == "not_started" or row.current_step_id is None:
+            return True
+        return max_steps_reached(snapshot, row.executed_steps_count or 0) is not None
+
+    def _housekeep(self, tx: StepTx, row: SessionRow, snapshot: FlowSnapshot) -> StepResult | None:
+        """Inside a write transaction: recover, start, or stop at ``max_steps``."""
         check_runnable(row)
-        now = utcnow()
         state = self._state(tx, row, snapshot)
-        recover_abandoned(tx, row, state, now, self.owner)
+        recover_abandoned(tx, row, state, utcnow(), self.owner)
         if row.status == "not_started" or row.current_step_id is None:
             first = snapshot.first_step()
             tx.update_session(
@@ -433,12 +577,8 @@ class SessionRunner:
                     "executed_steps_count": row.executed_steps_count or 0,
                 },
             )
-        executed = row.executed_steps_count or 0
-        if executed >= snapshot.max_steps:
-            reason = (
-                f"reached termination_config.max_steps ({snapshot.max_steps}) "
-                "before the flow finished"
-            )
+        reason = max_steps_reached(snapshot, row.executed_steps_count or 0)
+        if reason is not None:
             tx.update_session(row, {"status": "failed", "error_reason": reason[:500]})
             return StepResult(
                 session=row.position(),
@@ -449,6 +589,13 @@ class SessionRunner:
                 error=reason,
                 session_failed=True,
             )
+        return None
+
+    def _prepare(
+        self, tx: StepTx, row: SessionRow, snapshot: FlowSnapshot, now: datetime
+    ) -> _Prepared:
+        state = self._state(tx, row, snapshot)
+        executed = row.executed_steps_count or 0
         step = snapshot.step(row.current_step_id)
         plan = plan_step(snapshot, step, row.current_round or 1, state)
         roles_snapshot = loads_json(row.roles_snapshot, {})
@@ -489,30 +636,95 @@ class SessionRunner:
         )
         return prep
 
-    # --- condition, call, record ----------------------------------------------------------
+    def _fence(self, tx: StepTx, prep: _Prepared) -> None:
+        """Inside the write transaction: the session must be where the decision was read
+        (the version is the fencing token; on MRC's databases, whose writes leave it
+        unchanged, the count and position are compared too)."""
+        row = tx.load_session(self.session_id)
+        if _stamp(row) != _stamp(prep.row):
+            raise _Stale
+        prep.row = row
 
-    def _decide_condition(self, prep: _Prepared, retries_left: int) -> StepResult | None:
+    def _names_needed(self, prep: _Prepared, responder: Responder) -> set[str]:
+        """The names the step's expressions and template read, so the ones read from the
+        database are read now, before the evaluation (not during it)."""
+        from flowcli.sandbox.expressions import compile_expression
+
+        needed: set[str] = set(getattr(responder, "names_used", ()))
+        exit_cond = prep.plan.step.exit_condition or {}
+        exit_expr = exit_cond.get("expr") if exit_cond.get("type") == "expression" else None
+        if exit_cond.get("type") == "llm_accept_flag":
+            needed.add("last")
+        for source in (prep.plan.step.condition, exit_expr, prep.snapshot.end_condition):
+            if isinstance(source, str):
+                with contextlib.suppress(ExpressionError):  # reported when evaluated
+                    needed |= compile_expression(source).names_used
+        return needed
+
+    # --- evaluation (no transaction open) --------------------------------------------
+
+    def _evaluate_condition(self, prep: _Prepared) -> str | None:
+        """Evaluate the step's condition into ``prep.condition_value``; the error, if any."""
         cond = prep.plan.step.condition
         if cond is None:
             return None
         from flowcli.sandbox.expressions import compile_expression
 
         try:
-            value = compile_expression(cond).evaluate_bool(prep.names)
+            prep.condition_value = compile_expression(cond).evaluate_bool(prep.names)
         except ExpressionError as exc:
-            return self._record_failure(
-                prep,
-                None,
-                f"condition {cond!r}: {exc}",
-                retryable=False,
-                retries_left=retries_left,
-                retry_after=None,
-                claim_log_id=None,
-            )
-        prep.condition_value = value
-        if value:
-            return None
-        return self._record_skip(prep)
+            return f"condition {cond!r}: {exc}"
+        return None
+
+    def _evaluate_after(self, prep: _Prepared, reply: ResponderReply) -> _Verdict:
+        """The exit and end conditions over the names as the new message leaves them."""
+        step = prep.plan.step
+        message_id: int | None = None
+        if self._after_reads_messages(prep):
+            message_id = prep.tx.next_message_id()
+            prep.tx.end_read()
+        after = prep.names.with_new_message(
+            _view(
+                (
+                    _PENDING_MESSAGE_ID if message_id is None else message_id,
+                    step.speaker,
+                    step.target,
+                    reply.content,
+                    self.conventions.section(step.task_type),
+                    prep.plan.round,
+                )
+            ),
+            # This execution is logged with its own number: the count it leaves.
+            prep.execution_order,
+        )
+        exit_met, loop_error = self._exit_condition(step, after)
+        end_met, end_error = (False, None)
+        if loop_error is None:
+            end_met, end_error = self._end_condition(prep.snapshot, after)
+        return _Verdict(
+            exit_met=exit_met,
+            end_met=end_met,
+            error=loop_error or end_error,
+            message_id=message_id,
+        )
+
+    def _after_reads_messages(self, prep: _Prepared) -> bool:
+        from flowcli.sandbox.expressions import compile_expression
+
+        exit_cond = prep.plan.step.exit_condition or {}
+        sources = [prep.snapshot.end_condition]
+        if prep.plan.step.loop is not None and exit_cond.get("type") == "expression":
+            sources.append(exit_cond.get("expr"))
+        for source in sources:
+            if isinstance(source, str):
+                try:
+                    if compile_expression(source).names_used & {"last", "messages"}:
+                        return True
+                except ExpressionError:
+                    pass
+        return False
+
+    # --- condition, call, record ----------------------------------------------------------
 
     def _load_context(self, prep: _Prepared) -> None:
         step = prep.plan.step
@@ -559,7 +771,6 @@ class SessionRunner:
 
     def _claim(self, prep: _Prepared, responder: Responder) -> int:
         """Commit a ``running`` log row and a lease, so the network call runs unlocked."""
-        self._load_context(prep)
         timeout = getattr(responder, "timeout", 60.0) * (getattr(responder, "retries", 0) + 1)
         lease_until = utcnow() + timedelta(seconds=timeout + LEASE_MARGIN_SECONDS)
         log_id = prep.tx.insert_log(
@@ -684,8 +895,10 @@ class SessionRunner:
         error: ResponderError | None,
         retries_left: int,
         claim_log_id: int | None,
+        verdict: _Verdict | None,
     ) -> StepResult:
-        if error is not None or reply is None:
+        """Inside the write transaction: the message, the log row, the new position."""
+        if error is not None or reply is None or verdict is None:
             assert error is not None
             return self._record_failure(
                 prep,
@@ -696,8 +909,16 @@ class SessionRunner:
                 retry_after=error.retry_after,
                 claim_log_id=claim_log_id,
             )
-        if claim_log_id is None:
-            self._load_context(prep)
+        if verdict.error is not None:
+            return self._record_failure(
+                prep,
+                responder,
+                verdict.error,
+                retryable=False,
+                retries_left=0,
+                retry_after=None,
+                claim_log_id=claim_log_id,
+            )
         step = prep.plan.step
         conventions = self.conventions
         roles = self._session_roles(prep)
@@ -725,42 +946,16 @@ class SessionRunner:
             "section": conventions.section(step.task_type),
             "created_at": utcnow(),
         }
-        message_id = prep.tx.insert_message(message_values)
+        message_id = prep.tx.insert_message({"id": verdict.message_id, **message_values})
+        if verdict.message_id is not None and message_id != verdict.message_id:
+            raise _MessageIdTaken
         message = {
             "id": message_id,
             **message_values,
             "speaker": step.speaker,
             "target": step.target,
         }
-        after = prep.names.with_new_message(
-            _view(
-                (
-                    message_id,
-                    step.speaker,
-                    step.target,
-                    reply.content,
-                    message_values["section"],
-                    prep.plan.round,
-                )
-            ),
-            # This execution is logged with its own number: the count it leaves.
-            prep.execution_order,
-        )
-        exit_met, loop_error = self._exit_condition(step, after)
-        end_met, end_error = (False, None)
-        if loop_error is None:
-            end_met, end_error = self._end_condition(prep.snapshot, after)
-        if loop_error is not None or end_error is not None:
-            prep.tx.delete_message(message_id)
-            return self._record_failure(
-                prep,
-                responder,
-                str(loop_error or end_error),
-                retryable=False,
-                retries_left=0,
-                retry_after=None,
-                claim_log_id=claim_log_id,
-            )
+        exit_met, end_met = verdict.exit_met, verdict.end_met
         decision = advance(
             prep.snapshot,
             prep.plan,
@@ -768,13 +963,9 @@ class SessionRunner:
             log_id=_PENDING_LOG_ID,
             ran=True,
             exit_condition_met=exit_met,
+            end_condition_met=end_met,
             rounds_end_on_summary=conventions.rounds_end_on_summary,
         )
-        if end_met and not decision.finished:
-            decision.finished = True
-            decision.next_step = None
-            decision.state.loops.clear()
-            decision.reason += "; end_condition is true: finished"
         data = {
             "message_id": message_id,
             "responder": responder.describe(),
@@ -1115,63 +1306,78 @@ def auto(
         if on_step is not None:
             on_step(result)
 
-    with SessionRunner(db, session_id, options) as runner:
-        while True:
-            status = position.get("status") or "not_started"
-            if status in TERMINAL_STATUSES:
-                reason = status
-                break
-            if status == "paused":
-                reason = "paused"
-                break
-            if should_stop():
-                reason = "interrupted"
-                break
-            if max_steps is not None and steps_run >= max_steps:
-                reason = "max_steps"
-                break
-            if until_step is not None:
-                next_id = position.get("current_step_id")
-                next_step = snapshot.by_id.get(next_id) if next_id else snapshot.first_step()
-                if next_step is not None and next_step.order == until_step:
-                    reason = "until_step"
+    try:
+        with SessionRunner(db, session_id, options) as runner:
+            while True:
+                status = position.get("status") or "not_started"
+                if status in TERMINAL_STATUSES:
+                    reason = status
                     break
-            if breakpoints or before_step is not None:
-                from flowcli.engine.breakpoints import check_before_step
+                if status == "paused":
+                    reason = "paused"
+                    break
+                if should_stop():
+                    reason = "interrupted"
+                    break
+                if max_steps is not None and steps_run >= max_steps:
+                    reason = "max_steps"
+                    break
+                if until_step is not None:
+                    next_id = position.get("current_step_id")
+                    next_step = snapshot.by_id.get(next_id) if next_id else snapshot.first_step()
+                    if next_step is not None and next_step.order == until_step:
+                        reason = "until_step"
+                        break
+                if breakpoints or before_step is not None:
+                    from flowcli.engine.breakpoints import check_before_step
 
-                check = check_before_step(
-                    db, session_id, None if resume_from_break and first else breakpoints
-                )
-                if check.hit is not None and check.upcoming is not None:
-                    reason = "breakpoint"
-                    stopped_before = check.upcoming.describe()
-                    hit = {"kind": check.hit.kind, "reason": check.hit.reason}
-                    break
-                if (
-                    before_step is not None
-                    and check.upcoming is not None
-                    and not before_step(check.upcoming)
-                ):
-                    reason = "declined"
-                    stopped_before = check.upcoming.describe()
-                    break
-            first = False
-            try:
-                result = runner.run_step(
-                    retries=retries, backoff=backoff, sleep=sleep, on_attempt=count_attempt
-                )
-            except SessionStateError as exc:
-                with db.read() as conn:
-                    position = store.load_session(conn, session_id).position()
-                if position.get("status") in (*TERMINAL_STATUSES, "paused"):
-                    continue
-                raise exc
-            position = result.session
-            if not result.failed:
-                steps_run += 1
-            elif result.session_failed:
-                error = result.error
-            snapshot = runner._snapshot_cache[1] if runner._snapshot_cache else snapshot
+                    check = check_before_step(
+                        db, session_id, None if resume_from_break and first else breakpoints
+                    )
+                    if check.hit is not None and check.upcoming is not None:
+                        reason = "breakpoint"
+                        stopped_before = check.upcoming.describe()
+                        hit = {"kind": check.hit.kind, "reason": check.hit.reason}
+                        break
+                    if (
+                        before_step is not None
+                        and check.upcoming is not None
+                        and not before_step(check.upcoming)
+                    ):
+                        reason = "declined"
+                        stopped_before = check.upcoming.describe()
+                        break
+                first = False
+                try:
+                    result = runner.run_step(
+                        retries=retries, backoff=backoff, sleep=sleep, on_attempt=count_attempt
+                    )
+                except SessionStateError as exc:
+                    with db.read() as conn:
+                        position = store.load_session(conn, session_id).position()
+                    if position.get("status") in (*TERMINAL_STATUSES, "paused"):
+                        continue
+                    raise exc
+                position = result.session
+                if not result.failed:
+                    steps_run += 1
+                elif result.session_failed:
+                    error = result.error
+                snapshot = runner._snapshot_cache[1] if runner._snapshot_cache else snapshot
+    except FlowcliError as exc:
+        # The steps before the failure are committed: the summary says so (`auto --json`
+        # prints it, then the error's one line).
+        exc.data["summary"] = AutoSummary(
+            session_id=session_id,
+            steps_run=steps_run,
+            failed_attempts=len(failures),
+            final_status=position.get("status"),
+            stop_reason="error",
+            session=position,
+            elapsed_s=round(time.perf_counter() - t0, 3),
+            error=str(exc),
+        )
+        raise
     failed_attempts = len(failures)
     return AutoSummary(
         session_id=session_id,
@@ -1189,6 +1395,9 @@ def auto(
 
 __all__ = [
     "AutoSummary",
+    "claim_state",
+    "process_owner",
+    "recover_abandoned",
     "FlowcliError",
     "SessionRunner",
     "StepResult",

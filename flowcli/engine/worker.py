@@ -90,7 +90,11 @@ class _Lane:
     def _claim_tx(self) -> StepTx:
         if self._tx is None:
             self._raw = self.db.engine.raw_connection()
-            self._tx = StepTx(self._raw.driver_connection, self.db.engine.dialect.name)
+            self._tx = StepTx(
+                self._raw.driver_connection,
+                self.db.engine.dialect.name,
+                busy_timeout=self.db.busy_timeout,
+            )
         return self._tx
 
     def close(self) -> None:

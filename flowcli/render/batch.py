@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowcli.render import _esc as _markup_escape
-from flowcli.render import _status as _styled_status
-from flowcli.render import _when, err_console, out_console
+from flowcli.render.formatting import cell_time, escaped, styled_status
+from flowcli.render.messages import err_console
+from flowcli.render.output import out_console
 
 
 def _esc(value: Any) -> str:
@@ -18,13 +18,13 @@ def _esc(value: Any) -> str:
         text = "".join(
             ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text
         )
-    return _markup_escape(text)
+    return escaped(text)
 
 
 def _status(value: Any) -> str:
     if value is not None and not str(value).isprintable():
         return _esc(value)
-    return _styled_status(value)
+    return styled_status(value)
 
 
 VERBS = {
@@ -50,7 +50,7 @@ def _sessions_table(rows: list[dict[str, Any]], title: str | None = None) -> Any
             f"{s.get('flow_template_id')} {_esc(flow)}".strip(),
             _esc((s.get("topic") or "")[:40]),
             _esc((s.get("error_reason") or "")[:40]),
-            _when(s.get("updated_at")),
+            cell_time(s.get("updated_at")),
         )
     return table
 
@@ -174,8 +174,8 @@ def batch_table(batches: list[dict[str, Any]]) -> None:
             _esc(b["state"]),
             f"{b['handled']:,}/{b['total']:,}",
             _esc(" ".join(str(b["selector"]).split())[:60]),
-            _when(b.get("created_at")),
-            _when(b.get("ended_at")),
+            cell_time(b.get("created_at")),
+            cell_time(b.get("ended_at")),
         )
     out_console().print(table)
 
@@ -202,10 +202,10 @@ def batch_panel(data: dict[str, Any], shown: int | None) -> None:
     args = {k: v for k, v in data["arguments"].items() if v not in (None, {}, "")}
     if args:
         grid.add_row("options", _esc(", ".join(f"{k}={v}" for k, v in args.items())))
-    grid.add_row("selected at", _when(data["selected_at"]) + " UTC (ago() counts from here)")
-    grid.add_row("created", _when(data["created_at"]))
+    grid.add_row("selected at", cell_time(data["selected_at"]) + " UTC (ago() counts from here)")
+    grid.add_row("created", cell_time(data["created_at"]))
     if data.get("ended_at"):
-        grid.add_row("ended", _when(data["ended_at"]))
+        grid.add_row("ended", cell_time(data["ended_at"]))
     if data.get("owner"):
         grid.add_row("run by", _esc(data["owner"]))
     out_console().print(Panel(grid, title=f"batch {data['id']}"))

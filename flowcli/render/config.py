@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowcli.render import Col, _esc, info, show_table
+from flowcli.render.formatting import escaped
+from flowcli.render.messages import info
+from flowcli.render.tables import Col, show_table
 
 
 def config_table(rows: list[dict[str, Any]], files: list[dict[str, str]]) -> None:
@@ -14,7 +16,7 @@ def config_table(rows: list[dict[str, Any]], files: list[dict[str, str]]) -> Non
         Col("source", flex=True, min_width=12),
     ]
     cells = [
-        [_esc(r["key"]), _esc("" if r["value"] is None else r["value"]), _esc(r["source"])]
+        [escaped(r["key"]), escaped("" if r["value"] is None else r["value"]), escaped(r["source"])]
         for r in rows
     ]
     show_table(columns, cells, title="flowcli settings")

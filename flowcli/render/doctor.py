@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowcli.render import Col, _esc, err_console, out_console, plural, show_table
+from flowcli.render.formatting import escaped, plural
+from flowcli.render.messages import err_console
+from flowcli.render.output import out_console
+from flowcli.render.tables import Col, show_table
 
 MARKS = {
     "ok": "[green]✓[/green]",
@@ -32,7 +35,11 @@ def _rows(report: Any) -> list[list[str]]:
         if check.findings:
             for finding in check.findings:
                 rows.append(
-                    [MARKS.get(finding.severity, "?"), _esc(check.title), _esc(finding.detail)]
+                    [
+                        MARKS.get(finding.severity, "?"),
+                        escaped(check.title),
+                        escaped(finding.detail),
+                    ]
                 )
             i += 1
             continue
@@ -50,7 +57,7 @@ def _rows(report: Any) -> list[list[str]]:
             title = f"{plural(j - i, 'check')}: {names}"
         else:
             title = check.title
-        rows.append([MARKS.get(check.status, "?"), _esc(title), _esc(check.summary)])
+        rows.append([MARKS.get(check.status, "?"), escaped(title), escaped(check.summary)])
         i = j
     return rows
 
@@ -62,7 +69,7 @@ def doctor_findings(report: Any) -> None:
         Col("check", flex=True, min_width=16, max_width=40),
         Col("found", flex=True, min_width=24),
     ]
-    show_table(columns, _rows(report), title=f"flowcli db doctor: {_esc(report.database)}")
+    show_table(columns, _rows(report), title=f"flowcli db doctor: {escaped(report.database)}")
 
 
 def repair_plan(report: Any, *, with_sessions: bool, sql: bool, console: Any = None) -> int:
@@ -86,18 +93,18 @@ def repair_plan(report: Any, *, with_sessions: bool, sql: bool, console: Any = N
         count += 1
         skipped = fix.applies_with == "sessions" and not with_sessions
         how = _HOW[fix.applies_with]
-        line = f"  {count}. {_esc(fix.description)} [dim]({how})[/dim]"
+        line = f"  {count}. {escaped(fix.description)} [dim]({how})[/dim]"
         if skipped:
             line += " [dim]— not with --fix alone[/dim]"
         console.print(line, soft_wrap=True)
         if sql:
             for statement in fix.sql:
-                console.print(f"       {_esc(statement)}", soft_wrap=True, highlight=False)
+                console.print(f"       {escaped(statement)}", soft_wrap=True, highlight=False)
     for finding in manual:
         assert finding.fix is not None
         console.print(
-            f"  [yellow]by hand[/yellow] [{_esc(finding.fix.risk)}]: "
-            f"{_esc(finding.fix.description)}",
+            f"  [yellow]by hand[/yellow] [{escaped(finding.fix.risk)}]: "
+            f"{escaped(finding.fix.description)}",
             soft_wrap=True,
         )
     return count
@@ -110,22 +117,22 @@ def doctor_report(report: Any, *, plan_sql: bool = False, with_sessions: bool = 
         repair_plan(report, with_sessions=with_sessions, sql=plan_sql)
     rev = report.revision or {}
     console.print(
-        f"revision: {_esc(rev.get('current') or 'none')} (head {_esc(rev.get('head'))}"
-        + (f", {_esc(rev.get('state'))})" if rev.get("state") else ")")
+        f"revision: {escaped(rev.get('current') or 'none')} (head {escaped(rev.get('head'))}"
+        + (f", {escaped(rev.get('state'))})" if rev.get("state") else ")")
     )
     if report.repairs:
         console.print("repairs made:")
         for action in report.repairs:
-            console.print(f"  • {_esc(action)}", soft_wrap=True)
+            console.print(f"  • {escaped(action)}", soft_wrap=True)
     if report.backup:
         console.print(
-            f"backup: {_esc(report.backup)} (restore: stop flowcli, then copy it over "
-            f"{_esc(report.database)} and delete any -wal/-shm files next to it)",
+            f"backup: {escaped(report.backup)} (restore: stop flowcli, then copy it over "
+            f"{escaped(report.database)} and delete any -wal/-shm files next to it)",
             soft_wrap=True,
         )
     line = report.summary_line()
     style = "green" if report.ok else "red"
-    console.print(f"[{style}]{_esc(line)}[/{style}]")
+    console.print(f"[{style}]{escaped(line)}[/{style}]")
 
 
 def doctor_checks(checks: list[dict[str, str]]) -> None:
@@ -136,7 +143,7 @@ def doctor_checks(checks: list[dict[str, str]]) -> None:
         Col("applies to", priority=1),
     ]
     rows = [
-        [_esc(c["check"]), _esc(c["group"]), _esc(c["title"]), _esc(c["applies_to"])]
+        [escaped(c["check"]), escaped(c["group"]), escaped(c["title"]), escaped(c["applies_to"])]
         for c in checks
     ]
     show_table(columns, rows, title="doctor checks, in the order they run")
@@ -155,4 +162,4 @@ def confirm_plan(report: Any, with_sessions: bool) -> None:
         if finding.fix.description in seen:
             continue
         seen.add(finding.fix.description)
-        err_console().print(f"  • {_esc(finding.fix.description)}")
+        err_console().print(f"  • {escaped(finding.fix.description)}")

@@ -14,21 +14,21 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from flowcli.render import (
-    Col,
-    _esc,
-    _status,
-    _when,
-    _when_zoned,
-    json_default,
-    out_console,
+from flowcli.render.formatting import (
+    STATUS_STYLES,
+    cell_time,
+    escaped,
+    milliseconds,
     panel,
     plural,
-    show_table,
+    styled_status,
     timed,
+    zoned_time,
 )
-from flowcli.render.output import layout_width
+from flowcli.render.json_output import json_default
+from flowcli.render.output import layout_width, out_console
 from flowcli.render.safe_text import visible
+from flowcli.render.tables import Col, show_table
 
 
 def _step_label(row: dict[str, Any]) -> str:
@@ -39,10 +39,6 @@ def _step_label(row: dict[str, Any]) -> str:
         return f"step_id {row.get('step_id')}"
     parts = (info.get("order", "?"), info.get("speaker") or "", info.get("task_type") or "")
     return " ".join(str(p) for p in parts).strip()
-
-
-def _ms(value: Any) -> str:
-    return "" if value is None else f"{value} ms"
 
 
 def _cut(text: Any, width: int) -> str:
@@ -57,21 +53,21 @@ def logs_tree(rows: Iterable[dict[str, Any]], title: str) -> int:
     """Executions as a tree: each loop repeat nested under its first pass."""
     from rich.tree import Tree
 
-    tree = Tree(_esc(title))
+    tree = Tree(escaped(title))
     nodes: dict[int, Any] = {}
     count = 0
     for row in rows:
         label = (
-            f"#{row['execution_order']} {_esc(_step_label(row))}  "
-            f"round {_esc(row.get('round_index'))}, loop {_esc(row.get('loop_iteration'))}, "
-            f"try {_esc(row.get('attempt_count'))}  {_status(row.get('status'))}"
+            f"#{row['execution_order']} {escaped(_step_label(row))}  "
+            f"round {escaped(row.get('round_index'))}, loop {escaped(row.get('loop_iteration'))}, "
+            f"try {escaped(row.get('attempt_count'))}  {styled_status(row.get('status'))}"
         )
         if row.get("result_type"):
-            label += f" ({_esc(row['result_type'])})"
+            label += f" ({escaped(row['result_type'])})"
         if row.get("duration_ms") is not None:
             label += f"  {row['duration_ms']} ms"
         if row.get("error_message"):
-            label += f"  [red]{_esc(_cut(row['error_message'], 60))}[/red]"
+            label += f"  [red]{escaped(_cut(row['error_message'], 60))}[/red]"
         parent = nodes.get(row.get("parent_log_id") or -1, tree)
         nodes[row["id"]] = parent.add(label)
         count += 1
@@ -127,7 +123,7 @@ class FollowedRows:
             for name, width, align, _ in self.columns
         ]
         out_console().print(
-            "[bold]" + _esc("  ".join(cells) + "  error") + "[/bold]", soft_wrap=True
+            "[bold]" + escaped("  ".join(cells) + "  error") + "[/bold]", soft_wrap=True
         )
 
     def row(self, row: dict[str, Any]) -> None:
@@ -139,8 +135,8 @@ class FollowedRows:
             "step": _step_label(row),
             "status": row.get("status") or "-",
             "result": row.get("result_type") or "",
-            "duration": _ms(row.get("duration_ms")),
-            "started": _when(row.get("started_at") or row.get("created_at")),
+            "duration": milliseconds(row.get("duration_ms")),
+            "started": cell_time(row.get("started_at") or row.get("created_at")),
         }
         if self.pipe:
             from flowcli.render.safe_text import one_line
@@ -154,18 +150,17 @@ class FollowedRows:
         for name, width, align, _ in self.columns:
             value = values[name]
             text = f"{_cut(value, width):{align}{width}}"
-            parts.append(_status_cell(text, value) if name == "status" else _esc(text))
+            parts.append(_status_cell(text, value) if name == "status" else escaped(text))
         error = _cut(row.get("error_message"), self.error_width)
-        line = "  ".join(parts) + ("  [red]" + _esc(error) + "[/red]" if error else "")
+        line = "  ".join(parts) + ("  [red]" + escaped(error) + "[/red]" if error else "")
         out_console().print(line, soft_wrap=True)
         self.count += 1
 
 
 def _status_cell(padded: str, status: Any) -> str:
-    from flowcli.render import STATUS_STYLES
 
     style = STATUS_STYLES.get(str(status), "")
-    return f"[{style}]{_esc(padded)}[/{style}]" if style else _esc(padded)
+    return f"[{style}]{escaped(padded)}[/{style}]" if style else escaped(padded)
 
 
 def follow_jsonl(row: dict[str, Any]) -> None:
@@ -194,7 +189,7 @@ def _json_view(value: Any) -> Any:
     return Text(visible(value))
 
 
-def log_detail(data: dict[str, Any]) -> None:
+def log_detail_view(data: dict[str, Any]) -> None:
     """Every column of a log, its JSON columns highlighted, and its context's diff."""
     from rich.table import Table
 
@@ -209,20 +204,20 @@ def log_detail(data: dict[str, Any]) -> None:
             continue
         value = data.get(col)
         if col == "status":
-            shown = _status(value)
+            shown = styled_status(value)
         elif isinstance(value, datetime):
-            shown = _when_zoned(value)
+            shown = zoned_time(value)
         elif col == "error_message" and value:
-            shown = f"[red]{_esc(value)}[/red]"
+            shown = f"[red]{escaped(value)}[/red]"
         else:
-            shown = _esc("" if value is None else value)
+            shown = escaped("" if value is None else value)
         grid.add_row(col, shown)
     if step:
         arrow = f" → {step['target']}" if step.get("target") else ""
         grid.add_row(
             "step",
-            f"{_esc(step.get('order'))}. {_esc(step.get('speaker'))}{_esc(arrow)} "
-            f"({_esc(step.get('task_type'))})",
+            f"{escaped(step.get('order'))}. {escaped(step.get('speaker'))}{escaped(arrow)} "
+            f"({escaped(step.get('task_type'))})",
         )
     console = out_console()
     console.print(
@@ -234,10 +229,12 @@ def log_detail(data: dict[str, Any]) -> None:
     )
     message = data.get("message")
     if message:
-        who = _esc(message.get("speaker") or "?")
+        who = escaped(message.get("speaker") or "?")
         if message.get("target"):
-            who += f" → {_esc(message['target'])}"
-        console.print(panel(_esc(message.get("content")), title=f"message {message['id']}: {who}"))
+            who += f" → {escaped(message['target'])}"
+        console.print(
+            panel(escaped(message.get("content")), title=f"message {message['id']}: {who}")
+        )
     for key in _DETAIL_JSON_KEYS:
         console.print(panel(_json_view(data.get(key)), title=key))
     context_diff_table(data.get("context_diff") or {}, data.get("previous_log_id"))
@@ -257,17 +254,17 @@ def context_diff_table(diff: dict[str, Any], previous_log_id: int | None) -> Non
     ]
 
     def show(value: Any) -> str:
-        return _esc(json.dumps(value, default=json_default, ensure_ascii=False))
+        return escaped(json.dumps(value, default=json_default, ensure_ascii=False))
 
     rows = []
     for path, value in (diff.get("added") or {}).items():
-        rows.append(["[green]+[/green]", _esc(path), "", show(value)])
+        rows.append(["[green]+[/green]", escaped(path), "", show(value)])
     for path, value in (diff.get("removed") or {}).items():
-        rows.append(["[red]-[/red]", _esc(path), show(value), ""])
+        rows.append(["[red]-[/red]", escaped(path), show(value), ""])
     for path, (old, new) in (diff.get("changed") or {}).items():
-        rows.append(["[yellow]~[/yellow]", _esc(path), show(old), show(new)])
+        rows.append(["[yellow]~[/yellow]", escaped(path), show(old), show(new)])
     if not rows:
-        out_console().print(f"context unchanged from {_esc(against)}")
+        out_console().print(f"context unchanged from {escaped(against)}")
     else:
         show_table(columns, rows, title=f"context compared with {against}")
 
@@ -289,15 +286,15 @@ def stats_table(data: dict[str, Any]) -> None:
     ]
     rows = [
         [
-            _esc(s["order"] if s["order"] is not None else f"id {s['step_id']}"),
-            _esc(s["speaker"]),
-            _esc(s["task_type"]),
+            escaped(s["order"] if s["order"] is not None else f"id {s['step_id']}"),
+            escaped(s["speaker"]),
+            escaped(s["task_type"]),
             str(s["runs"]),
             str(s["skips"]),
             f"[red]{s['failures']}[/red]" if s["failures"] else "0",
-            _ms(s["p50_ms"]),
-            _ms(s["p95_ms"]),
-            _ms(s["max_ms"]),
+            milliseconds(s["p50_ms"]),
+            milliseconds(s["p95_ms"]),
+            milliseconds(s["max_ms"]),
         ]
         for s in data["steps"]
     ]
@@ -333,7 +330,7 @@ def timeline_view(data: dict[str, Any]) -> None:
     bar_width = max(10, layout_width() - label_width - suffix_width - 2)
     console.print(
         f"session {data['session_id']}: {plural(len(rows), 'execution')} over "
-        f"{data['span_ms']:.0f} ms from {_when_zoned(data['span_start'])}",
+        f"{data['span_ms']:.0f} ms from {zoned_time(data['span_start'])}",
         soft_wrap=True,
     )
     marks = {"completed": ("█", "green"), "skipped": ("░", "yellow")}
@@ -354,11 +351,11 @@ def timeline_view(data: dict[str, Any]) -> None:
             start = min(bar_width - 1, int(r["offset"] * bar_width))
             length = max(1, round(r["length"] * bar_width))
             bar = char * min(length, bar_width - start)
-        suffix = _ms(r.get("duration_ms"))
-        line = f"{_esc(f'{label:<{label_width}}')} {' ' * start}[{style}]{bar}[/{style}]"
+        suffix = milliseconds(r.get("duration_ms"))
+        line = f"{escaped(f'{label:<{label_width}}')} {' ' * start}[{style}]{bar}[/{style}]"
         if failed:
             line += " [bold red]✗[/bold red]"
-        line += f" {_esc(suffix)}"
+        line += f" {escaped(suffix)}"
         console.print(line, soft_wrap=True)
     console.print("[dim]█ completed  ░ skipped  ✗ failed[/dim]")
 
@@ -398,14 +395,14 @@ def transcript_view(session_id: int, messages: list[dict[str, Any]]) -> None:
         if msg["round"] != current:
             current = msg["round"]
             if console.is_terminal:
-                console.print(Rule(f"round {_esc(current)}"))
+                console.print(Rule(f"round {escaped(current)}"))
             else:
-                console.print(f"── round {_esc(current)} ──")
-        title = f"[bold]{_esc(msg['speaker'] or '?')}[/bold]"
+                console.print(f"── round {escaped(current)} ──")
+        title = f"[bold]{escaped(msg['speaker'] or '?')}[/bold]"
         if msg.get("target"):
-            title += f" → {_esc(msg['target'])}"
+            title += f" → {escaped(msg['target'])}"
         if msg.get("section"):
-            title += f" · {_esc(msg['section'])}"
+            title += f" · {escaped(msg['section'])}"
         content = visible(msg["content"] or "")
         body: Any = Markdown(content) if looks_like_markdown(content) else Text(content)
         console.print(
@@ -413,7 +410,7 @@ def transcript_view(session_id: int, messages: list[dict[str, Any]]) -> None:
                 body,
                 title=title,
                 title_align="left",
-                subtitle=f"message {msg['id']}, {_when_zoned(msg.get('created_at'))}",
+                subtitle=f"message {msg['id']}, {zoned_time(msg.get('created_at'))}",
                 subtitle_align="right",
             )
         )
@@ -442,9 +439,9 @@ def diff_table(data: dict[str, Any]) -> None:
     rows = []
     for row in data["rows"]:
         cells = [
-            f"[{styles[row['marker']]}]{_esc(DIFF_MARKERS[row['marker']])}[/]",
+            f"[{styles[row['marker']]}]{escaped(DIFF_MARKERS[row['marker']])}[/]",
             str(row["round"]),
-            _esc(row["step_order"] if row["step_order"] is not None else "?"),
+            escaped(row["step_order"] if row["step_order"] is not None else "?"),
             str(row["loop_iteration"]),
         ]
         for side in ("a", "b"):
@@ -460,9 +457,9 @@ def diff_table(data: dict[str, Any]) -> None:
             cells.extend(
                 [
                     str(entry["execution_order"]),
-                    mark("status", _esc(entry["status"])),
-                    mark("result_type", _esc(entry["result_type"] or "")),
-                    mark("content", _esc(" ".join(str(entry["content"] or "").split()))),
+                    mark("status", escaped(entry["status"])),
+                    mark("result_type", escaped(entry["result_type"] or "")),
+                    mark("content", escaped(" ".join(str(entry["content"] or "").split()))),
                 ]
             )
         rows.append(cells)
@@ -492,20 +489,22 @@ def skip_panel(data: dict[str, Any]) -> None:
     grid.add_column()
     arrow = f" → {step['target']}" if step.get("target") else ""
     grid.add_row(
-        "step", f"{step['order']}. {_esc(step['speaker'])}{_esc(arrow)} ({_esc(step['task_type'])})"
+        "step",
+        f"{step['order']}. {escaped(step['speaker'])}{escaped(arrow)} "
+        f"({escaped(step['task_type'])})",
     )
     grid.add_row(
         "execution",
         f"#{log['execution_order']} (log {log['id']}) round {log['round_index']}, "
         f"loop iteration {log['loop_iteration']}, attempt {log['attempt_count']}",
     )
-    grid.add_row("status", f"{_status(log['status'])} ({_esc(log['result_type'])})")
+    grid.add_row("status", f"{styled_status(log['status'])} ({escaped(log['result_type'])})")
     if result.get("reason"):
-        grid.add_row("reason", _esc(result["reason"]))
-    grid.add_row("next", _esc(data["decision"]))
+        grid.add_row("reason", escaped(result["reason"]))
+    grid.add_row("next", escaped(data["decision"]))
     grid.add_row(
         "session",
-        f"{_status(session['status'])} (was {_esc(data['previous_status'])}), "
+        f"{styled_status(session['status'])} (was {escaped(data['previous_status'])}), "
         f"round {session['current_round']}, "
         f"{plural(session['executed_steps_count'] or 0, 'step')} executed",
     )
@@ -519,7 +518,7 @@ __all__ = [
     "context_diff_table",
     "diff_table",
     "follow_jsonl",
-    "log_detail",
+    "log_detail_view",
     "logs_tree",
     "looks_like_markdown",
     "skip_panel",

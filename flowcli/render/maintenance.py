@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowcli.render import _esc, _when, err_console, out_console
+from flowcli.render.formatting import cell_time, escaped
+from flowcli.render.messages import err_console
+from flowcli.render.output import out_console
 
 SHOWN_SESSIONS = 20
 
@@ -46,9 +48,9 @@ def prune_plan(data: dict[str, Any]) -> None:
     for s in sessions[:SHOWN_SESSIONS]:
         table.add_row(
             str(s["id"]),
-            _esc(s["flow_id"]),
-            _esc(s["status"]),
-            _when(s["ended"]),
+            escaped(s["flow_id"]),
+            escaped(s["status"]),
+            cell_time(s["ended"]),
             f"{s['rows'].get('step_execution_logs', 0):,}",
             f"{s['rows'].get('messages', 0):,}",
         )
@@ -57,7 +59,7 @@ def prune_plan(data: dict[str, Any]) -> None:
         console.print(f"… and {len(sessions) - SHOWN_SESSIONS:,} more session(s)")
     console.print(
         f"would remove {_rows_line(data['rows'])} (about {human_bytes(data['estimated_bytes'])})"
-        + (f"; archive: {_esc(data['archive'])}" if data.get("archive") else "; no archive")
+        + (f"; archive: {escaped(data['archive'])}" if data.get("archive") else "; no archive")
     )
 
 
@@ -70,10 +72,10 @@ def prune_report(data: dict[str, Any]) -> None:
     )
     if data.get("archive"):
         digest = str((data.get("manifest") or {}).get("sha256", "?"))[:16]
-        console.print(f"archive: {_esc(data['archive'])} (verified; sha256 {digest}…)")
+        console.print(f"archive: {escaped(data['archive'])} (verified; sha256 {digest}…)")
     for kept in data.get("kept", []):
         err_console().print(
-            f"[yellow]kept[/yellow] session {kept['id']}: {_esc(kept['reason'])} (it is in the "
+            f"[yellow]kept[/yellow] session {kept['id']}: {escaped(kept['reason'])} (it is in the "
             "archive too; a restore skips it while it is here)"
         )
 
@@ -121,7 +123,7 @@ def restore_archive_report(data: dict[str, Any]) -> None:
     archive = data["archive"]
     state = "complete" if archive["complete"] else "ends in an interrupted batch (not deleted)"
     console.print(
-        f"archive {_esc(archive['path'])}: {archive['sessions']:,} session(s) in "
+        f"archive {escaped(archive['path'])}: {archive['sessions']:,} session(s) in "
         f"{archive['batches']:,} verified batch(es); {state}"
     )
     if data["dry_run"]:
@@ -137,7 +139,7 @@ def restore_archive_report(data: dict[str, Any]) -> None:
             line = f"session {s['archived_id']}: NOT restored: {s['reason']}"
         if s["status"] != "skipped" and s.get("reason") and s["status"] != "not_restored":
             line += f" ({s['reason']})"
-        console.print(_esc(line))
+        console.print(escaped(line))
     console.print(
         f"{data['restored'] + data['restored_with_new_ids']:,} restored "
         f"({data['restored_with_new_ids']:,} under new ids), {data['skipped']:,} skipped, "
@@ -148,12 +150,12 @@ def restore_archive_report(data: dict[str, Any]) -> None:
 def size_report(data: dict[str, Any]) -> None:
     from rich.table import Table
 
-    table = Table(title=f"{_esc(data['database'])}: {human_bytes(data['bytes'])}")
+    table = Table(title=f"{escaped(data['database'])}: {human_bytes(data['bytes'])}")
     table.add_column("table")
     table.add_column("rows", justify="right")
     table.add_column("bytes", justify="right")
     for t in data["tables"]:
-        table.add_row(_esc(t["table"]), f"{t['rows']:,}", human_bytes(t["bytes"]))
+        table.add_row(escaped(t["table"]), f"{t['rows']:,}", human_bytes(t["bytes"]))
     console = out_console()
     console.print(table)
     if data.get("free_bytes") is not None:

@@ -1,7 +1,7 @@
 """Every table flowcli prints, in the shape that fits where it goes.
 
 A table is declared once (its columns, each with a priority) and filled from plain rows
-whose cells are Rich markup built from sanitised text (``render._esc``):
+whose cells are Rich markup built from sanitised text (``render.formatting.escaped``):
 - on a terminal, it is a Rich table fitted to the width; when the width is short, whole
   columns of low priority are left out rather than every column squeezed to ``compl…``;
 - a long table streams as aligned lines instead (past ``STREAM_AFTER`` rows, or, for a
@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from flowcli.render.messages import info
 from flowcli.render.output import out_console
 from flowcli.render.safe_text import one_line
 
@@ -109,7 +110,6 @@ def show_table(
 
 
 def _note_empty(title: str | None, empty: str) -> None:
-    from flowcli.render import info
 
     info(f"{title}: {empty}" if title else empty)
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowcli.render import _esc, err_console
+from flowcli.render.formatting import escaped
+from flowcli.render.messages import err_console
 
 
 def worker_event(event: dict[str, Any]) -> None:
@@ -31,16 +32,16 @@ def worker_event(event: dict[str, Any]) -> None:
         line = f"[{who}] left session {event['session']}: {event['reason']}"
     else:
         line = f"[{who}] {kind}: {event.get('error', '')}"
-    err_console().print(_esc(line), highlight=False)
+    err_console().print(escaped(line), highlight=False)
 
 
 def worker_summary(data: dict[str, Any]) -> None:
     err_console().print(
-        f"worker {_esc(data['owner'])}: {data['steps']} step(s), "
+        f"worker {escaped(data['owner'])}: {data['steps']} step(s), "
         f"{data['failed_attempts']} failed attempt(s), {len(data['sessions_finished'])} "
         f"session(s) finished, {len(data['sessions_failed'])} failed, {data['claims']} claim(s) "
-        f"in {data['elapsed_s']:.1f}s; stopped: {_esc(data['stop_reason'])}",
+        f"in {data['elapsed_s']:.1f}s; stopped: {escaped(data['stop_reason'])}",
         highlight=False,
     )
     for error in data.get("errors", []):
-        err_console().print(f"[red]error:[/red] {_esc(error)}")
+        err_console().print(f"[red]error:[/red] {escaped(error)}")

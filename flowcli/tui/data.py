@@ -204,9 +204,9 @@ def read_session(
 
 
 def read_log_detail(db: Database, log_id: int) -> dict[str, Any]:
-    from flowcli.db.log_queries import log_detail
+    from flowcli.db.log_queries import load_log_detail
 
-    return log_detail(db, log_id)
+    return load_log_detail(db, log_id)
 
 
 def read_diff(db: Database, session_a: int, session_b: int) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from flowcli.render import STATUS_STYLES
+from flowcli.render.formatting import STATUS_STYLES
 from flowcli.render.safe_text import clipped as printable
 from flowcli.render.safe_text import clipped_line as one_line
 

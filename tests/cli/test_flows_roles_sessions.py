@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import EXAMPLES, Cli
-from tests.engine.test_semantics import LOOP_FLOW
+from tests.flows_fixtures import LOOP_FLOW
 from tests.helpers import ROLES, import_flow, logs, new_session, session_row, write_flow
 
 BACKENDS = ("sqlite", "postgres")

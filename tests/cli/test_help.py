@@ -1,4 +1,5 @@
-"""Every command and option explains itself (STYLE rule 4)."""
+"""Every command and option explains itself: the test walks the whole app, lazy groups
+included, and fails on a command or option without help text."""
 
 from __future__ import annotations
 

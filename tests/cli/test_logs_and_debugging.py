@@ -23,8 +23,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from flowcli.db.log_queries import LOG_COLUMNS, dict_diff, flatten, percentile
-from flowcli.db.models import STEP_LOG_COLUMNS
+from flowcli.db.log_math import dict_diff, flatten, percentile
+from flowcli.db.log_queries import LOG_COLUMNS
+from flowcli.db.tables import STEP_LOG_COLUMNS
 from flowcli.render.logs import looks_like_markdown
 from tests.conftest import Cli, flowcli_subprocess_cmd, subprocess_env
 from tests.helpers import ROLES, import_flow, logs, messages, session_row, step_orders
@@ -216,9 +217,9 @@ def test_exports_stream_with_flat_memory(
     import sys
     import tracemalloc
 
-    from flowcli import render
     from flowcli.db.connection import Database, resolve_target
     from flowcli.db.log_queries import iter_logs
+    from flowcli.render import log_table
 
     flow_id = import_flow(cli, FLOW)
     small, large = (cli.json("session", "create", "--flow", str(flow_id))["id"] for _ in range(2))
@@ -240,7 +241,7 @@ def test_exports_stream_with_flat_memory(
         monkeypatch.setattr(sys, "stdout", out)
         tracemalloc.start()
         with db.read() as conn:
-            getattr(render, export)(iter_logs(conn, session_id))
+            getattr(log_table, export)(iter_logs(conn, session_id))
         peak_bytes = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
         return peak_bytes, out.chars
@@ -332,7 +333,7 @@ def test_follow_stops_at_once_for_an_ended_session_and_filters(cli: Cli) -> None
 @pytest.mark.sqlite_only  # SQLite mechanics: raw sqlite3 writes / query plans
 def test_follow_waits_for_a_claimed_step_to_end(cli: Cli) -> None:
     from flowcli.db.connection import Database, resolve_target
-    from flowcli.db.log_queries import follow_logs
+    from flowcli.db.log_follow import follow_logs
 
     sid = cli.json("session", "create", "--flow", "1", "--var", "ok=1")["id"]
     cli.ok("run-next", str(sid))

@@ -134,7 +134,7 @@ def test_the_first_screen_is_written_before_the_rest_is_read(
 ) -> None:
     from flowcli.db.connection import Database, resolve_target
     from flowcli.db.log_queries import SUMMARY_COLUMNS, iter_logs
-    from flowcli.render import logs_table
+    from flowcli.render.log_table import logs_table
     from flowcli.render.output import OutputSettings, configure, finish
 
     read = [0]

@@ -12,8 +12,8 @@ from alembic.script import ScriptDirectory
 
 from flowcli.db import migrate
 from flowcli.db.connection import Database, resolve_target
-from flowcli.db.models import STEP_LOG_COLUMNS, Base, StepExecutionLog, include_owned_name
 from flowcli.db.revisions import HEAD_REVISION, KNOWN_REVISIONS, VERSION_TABLE
+from flowcli.db.tables import METADATA, STEP_LOG_COLUMNS, include_owned_name, step_logs_table
 
 SEED_INSERT = (
     "INSERT INTO step_execution_logs (session_id, step_id, parent_log_id, execution_order, "
@@ -64,12 +64,12 @@ def test_models_match_head(tmp_path: Path) -> None:
         ctx = MigrationContext.configure(
             conn, opts={"compare_type": True, "include_name": include_owned_name}
         )
-        diff = compare_metadata(ctx, Base.metadata)
+        diff = compare_metadata(ctx, METADATA)
     assert diff == []
 
 
 def test_step_log_table_has_exactly_the_bug_report_columns() -> None:
-    cols = [c.name for c in StepExecutionLog.__table__.columns]
+    cols = [c.name for c in step_logs_table.columns]
     assert cols == ["id", *STEP_LOG_COLUMNS]
     assert len(STEP_LOG_COLUMNS) == 20
 
@@ -95,7 +95,7 @@ def test_upgrade_downgrade_upgrade_round_trip(tmp_path: Path) -> None:
     con = sqlite3.connect(path)
     tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     con.close()
-    assert tables & set(Base.metadata.tables) == set()
+    assert tables & set(METADATA.tables) == set()
     assert migrate.current_revision(db) is None
     migrate.upgrade(db)
     assert migrate.current_revision(db) == HEAD_REVISION

@@ -21,7 +21,7 @@ from flowcli.db.connection import Database, resolve_target
 from flowcli.db.revisions import HEAD_REVISION
 from flowcli.db.tables import METADATA, include_owned_name
 from tests.conftest import Cli
-from tests.engine.test_semantics import LOOP_FLOW
+from tests.flows_fixtures import LOOP_FLOW
 from tests.helpers import logs, new_session
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from flowcli.db.revisions import HEAD_REVISION
 from tests.conftest import Cli, flowcli_subprocess_cmd, subprocess_env
-from tests.engine.test_semantics import LOOP_FLOW
+from tests.flows_fixtures import LOOP_FLOW
 from tests.helpers import logs, new_session, session_row, step_orders
 
 

@@ -18,27 +18,14 @@ from flowcli.engine.breakpoints import Breakpoints
 from flowcli.engine.runner import auto
 from flowcli.errors import UsageError
 from tests.conftest import Cli, flowcli_subprocess_cmd, subprocess_env
-from tests.helpers import ROLES, logs, new_session, session_row, step_orders
+from tests.flows_fixtures import loop_flow
+from tests.helpers import logs, new_session, session_row, step_orders
 
 BACKENDS = ("sqlite", "postgres")
 
 # Step 2 loops back to step 1 twice; each message names its step, round and iteration.
-FLOW = (
-    ROLES
-    + """
-name: breaks
-responder:
-  type: template
-  template: "{{ speaker }} at step {{ step }}, iteration {{ loop_iteration }}"
-steps:
-  - {speaker_role_ref: A, target_role_ref: B, task_type: ask_question, context_scope: none}
-  - speaker_role_ref: B
-    target_role_ref: A
-    task_type: answer_question
-    context_scope: last_message
-    logic_config: {next_step_order: 1, max_loops: 2}
-  - {speaker_role_ref: C, task_type: summarize, context_scope: all}
-"""
+FLOW = loop_flow(
+    2, name="breaks", template="{{ speaker }} at step {{ step }}, iteration {{ loop_iteration }}"
 )
 ALL_ORDERS = [1, 2, 1, 2, 1, 2, 3]
 

@@ -10,27 +10,13 @@ import time
 from pathlib import Path
 
 from tests.conftest import Cli, flowcli_subprocess_cmd, subprocess_env
-from tests.helpers import ROLES, logs, messages, new_session, session_row, step_orders
+from tests.flows_fixtures import long_loop_flow
+from tests.helpers import logs, messages, new_session, session_row, step_orders
 from tests.llm_server import Behaviour
 
-LONG_LOOP = (
-    ROLES
-    + """
-name: long loop
-steps:
-  - {speaker_role_ref: A, target_role_ref: B, task_type: ask_question, context_scope: last_message}
-  - speaker_role_ref: B
-    target_role_ref: A
-    task_type: answer_question
-    context_scope: last_message
-    logic_config: {next_step_order: 1, max_loops: LOOPS}
-  - {speaker_role_ref: C, task_type: conclude, context_scope: none}
-"""
-)
 
-
-def long_loop(loops: int) -> str:
-    return LONG_LOOP.replace("LOOPS", str(loops)).replace("long loop", f"long loop {loops}")
+def long_loop(loops: int, max_steps: int | None = None) -> str:
+    return long_loop_flow(loops, name=f"long loop {loops}", max_steps=max_steps)
 
 
 BACKENDS = ("sqlite", "postgres")
@@ -112,9 +98,7 @@ def test_kill_during_auto_then_resume(cli: Cli) -> None:
     loops = 3000 if cli.backend == "sqlite" else 600
     sid = new_session(
         cli,
-        long_loop(loops).replace(
-            "name: long", "termination_config: {max_steps: 100000}\nname: long"
-        ),
+        long_loop(loops, max_steps=100000),
     )
     rng = random.Random(7)
     for _ in range(4):
@@ -138,9 +122,7 @@ def test_ctrl_c_stops_after_a_step_and_resumes(cli: Cli) -> None:
     loops = 5000 if cli.backend == "sqlite" else 800
     sid = new_session(
         cli,
-        long_loop(loops).replace(
-            "name: long", "termination_config: {max_steps: 100000}\nname: long"
-        ),
+        long_loop(loops, max_steps=100000),
     )
     proc = spawn(cli.db, "auto", str(sid), "--quiet")
     # Ctrl-C once steps are being written (not during Python's start-up, which a loaded

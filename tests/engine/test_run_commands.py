@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from flowcli.db.models import STEP_LOG_COLUMNS
+from flowcli.db.tables import STEP_LOG_COLUMNS
 from tests.conftest import Cli
-from tests.engine.test_semantics import LOOP_FLOW
+from tests.flows_fixtures import LOOP_FLOW
 from tests.helpers import ROLES, logs, messages, new_session, session_row, step_orders
 from tests.llm_server import Behaviour
 

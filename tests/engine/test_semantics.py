@@ -7,25 +7,11 @@ import json
 import pytest
 
 from tests.conftest import Cli
+from tests.flows_fixtures import LOOP_FLOW
 from tests.helpers import ROLES, logs, messages, new_session, session_row, step_orders
 
 # Every rule holds on both backends.
 BACKENDS = ("sqlite", "postgres")
-
-LOOP_FLOW = (
-    ROLES
-    + """
-name: loop
-steps:
-  - {speaker_role_ref: A, target_role_ref: B, task_type: ask_question, context_scope: none}
-  - speaker_role_ref: B
-    target_role_ref: A
-    task_type: answer_question
-    context_scope: last_message
-    logic_config: {next_step_order: 1, max_loops: 3}
-  - {speaker_role_ref: C, task_type: summarize, context_scope: all}
-"""
-)
 
 
 def test_loop_runs_body_max_loops_plus_one_times(cli: Cli) -> None:

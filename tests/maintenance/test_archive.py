@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Cli
-from tests.engine.test_semantics import LOOP_FLOW
+from tests.flows_fixtures import LOOP_FLOW
 from tests.helpers import import_flow, write_flow
 
 BACKENDS = ("sqlite", "postgres")

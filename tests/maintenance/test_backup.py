@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Cli, subprocess_env
-from tests.engine.test_semantics import LOOP_FLOW
+from tests.flows_fixtures import LOOP_FLOW
 from tests.helpers import import_flow
 from tests.maintenance.builders import clone_session, finished_session
 from tests.reliability.kill import (

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Cli
-from tests.engine.test_semantics import LOOP_FLOW
+from tests.flows_fixtures import LOOP_FLOW
 from tests.helpers import import_flow
 
 BACKENDS = ("sqlite", "postgres")

@@ -15,7 +15,7 @@ from flowcli.maintenance.retention import (
     retention_policy,
 )
 from tests.conftest import Cli
-from tests.engine.test_semantics import LOOP_FLOW
+from tests.flows_fixtures import LOOP_FLOW
 from tests.helpers import import_flow
 
 

@@ -22,36 +22,15 @@ from typing import Any
 from typer.testing import CliRunner
 
 from flowcli.cli.app import app
-
-# Step 2 jumps back to step 1 LOOPS times, then step 3 ends the session: 2 * (LOOPS + 1) + 1
-# executions, deterministic, each writing one message.
-LOOP_FLOW = """
-roles:
-  A: {prompt: "You are A."}
-  B: {prompt: "You are B."}
-  C: {prompt: "You are C."}
-name: NAME
-termination_config: {max_steps: 100000}
-steps:
-  - {speaker_role_ref: A, target_role_ref: B, task_type: ask_question, context_scope: last_message}
-  - speaker_role_ref: B
-    target_role_ref: A
-    task_type: answer_question
-    context_scope: last_message
-    logic_config: {next_step_order: 1, max_loops: LOOPS}
-  - {speaker_role_ref: C, task_type: conclude, context_scope: none}
-"""
+from tests.flows_fixtures import expected_orders, long_loop_flow
 
 CLI_ENV = {"COLUMNS": "200", "LINES": "50", "TERM": "dumb", "NO_COLOR": "1"}
 
 
 def loop_flow(loops: int, name: str | None = None) -> str:
-    return LOOP_FLOW.replace("LOOPS", str(loops)).replace("NAME", name or f"loop {loops}")
-
-
-def expected_orders(loops: int) -> list[int]:
-    """The step orders an uninterrupted run of ``loop_flow(loops)`` executes."""
-    return [1, 2] * (loops + 1) + [3]
+    """The long loop, with room for many steps: 2 * (loops + 1) + 1 executions,
+    deterministic, each writing one message (expected_orders(loops))."""
+    return long_loop_flow(loops, name=name or f"loop {loops}", max_steps=100_000)
 
 
 def flowcli(db: Path, *args: str) -> Any:

@@ -102,14 +102,13 @@ def test_kill_9_while_a_claimed_llm_step_is_in_flight(tmp_path: Path, fake_llm: 
         row = session_state(db, sid)
         if row["lease_owner"] is None:
             continue
-        # The dead process's claim blocks others until its lease expires…
-        busy = flowcli(db, "run-next", str(sid), *_llm(fake_llm))
-        assert busy.exit_code == 1 and "is busy" in busy.stderr
-        assert busy.stderr.count("\n") == 1 and busy.stderr.startswith("Error: ")
         claim = read_logs(db, sid)[-1]
         assert claim["status"] == "running"
-        # …then the next run marks the interrupted attempt failed and runs the step again.
-        _expire_lease(db, sid)
+        # The claim's process is gone (same host, no such pid), so its unexpired lease
+        # holds no one up: the next run marks the interrupted attempt failed and runs the
+        # step again at once. (A live process's claim makes others "busy": test_llm_failures.)
+        if trial % 4 == 2:
+            _expire_lease(db, sid)  # and an expired lease, whoever held it, is recovered too
         result = flowcli(db, "run-next", str(sid), *_llm(fake_llm))
         assert result.exit_code == 0, result.stderr
         rows = read_logs(db, sid)

@@ -3,15 +3,25 @@ nothing written; shorter, and the command waits and succeeds."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.reliability.kill import create_session, flowcli, import_flow, loop_flow
+from tests.llm_server import Behaviour, FakeLLM
+from tests.reliability.kill import (
+    create_session,
+    flowcli,
+    import_flow,
+    loop_flow,
+    read_logs,
+    spawn,
+)
 
 HOLD_LOCK = """
 import sqlite3, sys, time
@@ -114,3 +124,44 @@ def test_reads_do_not_wait_for_a_writer(session_db: tuple[Path, int]) -> None:
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_auto_json_that_fails_after_k_steps_prints_their_summary(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    """`auto --json` always prints its summary: a run that commits k steps and then fails
+    (here the write lock is held past --busy-timeout while step k+1 waits on the LLM)
+    prints the k steps on stdout, and the one Error line on stderr, exit 1."""
+    db = tmp_path / "partial.db"
+    sid = create_session(db, import_flow(db, loop_flow(3)))
+    k = 3
+    gate = threading.Event()
+    fake_llm.then(*[Behaviour() for _ in range(k)])
+    fake_llm.default = Behaviour(gate=gate)
+    llm = ["--responder", "openai", "--llm-base-url", fake_llm.base_url, "--llm-model", "m"]
+    proc = spawn(db, "auto", str(sid), "--json", *llm, busy_timeout=0.5, stdout=subprocess.PIPE)
+    holder = None
+    try:
+        # Step k+1 is claimed and asked once k steps are committed.
+        end = time.monotonic() + 120
+        while len(fake_llm.requests) < k + 1:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < end, "step k+1 never asked the LLM"
+            time.sleep(0.005)  # polling interval
+        holder = _hold_write_lock(db, 600)
+    finally:
+        gate.set()
+    try:
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if holder is not None:
+            holder.kill()
+            holder.communicate()
+    assert proc.returncode == 1
+    assert err.startswith("Error: ") and err.count("\n") == 1 and "locked" in err, err
+    summary = json.loads(out)
+    assert summary["steps_run"] == k
+    assert summary["stop_reason"] == "error" and "locked" in summary["error"]
+    assert summary["session_id"] == sid
+    completed = [r for r in read_logs(db, sid) if r["status"] == "completed"]
+    assert len(completed) == k

@@ -10,6 +10,7 @@ from typing import Any
 from flowcli.engine.breakpoints import Breakpoints
 from flowcli.engine.debugging import diff_sessions
 from tests.conftest import Cli
+from tests.flows_fixtures import loop_flow
 from tests.helpers import ROLES, logs, new_session, session_row, step_orders
 from tests.tui.pilot import (
     database,
@@ -23,23 +24,11 @@ from tests.tui.pilot import (
 
 BACKENDS = ("sqlite", "postgres")
 
-FLOW = (
-    ROLES
-    + """
-name: tui-loop
-responder:
-  type: template
-  template: "{{ speaker }} speaks at step {{ step }}, iteration {{ loop_iteration }}\\
-    {{ ' in a ' ~ vars.tone ~ ' tone' if 'tone' in vars else '' }}"
-steps:
-  - {speaker_role_ref: A, target_role_ref: B, task_type: ask_question, context_scope: none}
-  - speaker_role_ref: B
-    target_role_ref: A
-    task_type: answer_question
-    context_scope: last_message
-    logic_config: {next_step_order: 1, max_loops: 2}
-  - {speaker_role_ref: C, task_type: summarize, context_scope: all}
-"""
+FLOW = loop_flow(
+    2,
+    name="tui-loop",
+    template="{{ speaker }} speaks at step {{ step }}, iteration {{ loop_iteration }}"
+    "{{ ' in a ' ~ vars.tone ~ ' tone' if 'tone' in vars else '' }}",
 )
 ALL_ORDERS = [1, 2, 1, 2, 1, 2, 3]
 

@@ -12,28 +12,14 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Cli, flowcli_subprocess_cmd, subprocess_env
-from tests.helpers import ROLES, import_flow, logs, run_sql, step_orders
+from tests.flows_fixtures import long_loop_flow
+from tests.helpers import import_flow, logs, run_sql, step_orders
 
 BACKENDS = ("sqlite", "postgres")
 
-FLOW = (
-    ROLES
-    + """
-name: worker flow
-steps:
-  - {speaker_role_ref: A, target_role_ref: B, task_type: ask_question, context_scope: last_message}
-  - speaker_role_ref: B
-    target_role_ref: A
-    task_type: answer_question
-    context_scope: last_message
-    logic_config: {next_step_order: 1, max_loops: LOOPS}
-  - {speaker_role_ref: C, task_type: conclude, context_scope: none}
-"""
-)
-
 
 def make_sessions(cli: Cli, count: int, loops: int, *, start: bool = True) -> list[int]:
-    flow_id = import_flow(cli, FLOW.replace("LOOPS", str(loops)))
+    flow_id = import_flow(cli, long_loop_flow(loops, name="worker flow"))
     ids = []
     for _ in range(count):
         sid = cli.json("session", "create", "--flow", str(flow_id))["id"]
