@@ -166,7 +166,16 @@ def package_versions(python: str, names: Sequence[str]) -> dict[str, str]:
     return versions
 
 
-FLOWCLI_LIBRARIES = ("flowcli", "typer", "rich", "SQLAlchemy", "alembic", "Jinja2", "psycopg")
+FLOWCLI_LIBRARIES = (
+    "flowcli",
+    "typer",
+    "rich",
+    "SQLAlchemy",
+    "alembic",
+    "Jinja2",
+    "psycopg",
+    "textual",
+)
 
 
 # --- the flowcli being measured ----------------------------------------------------------

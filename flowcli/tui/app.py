@@ -152,8 +152,12 @@ class FlowcliApp(App[None]):
             self.call_from_thread(self.fail, exc)
             return
         self.call_from_thread(self._database_checked)
-        # Load what opening a session needs while the list is on screen, off the UI
-        # thread, so the first session opened does not wait for imports.
+
+    @work(thread=True, group="startup")
+    def preload_session_modules(self) -> None:
+        """Load what opening a session needs, off the UI thread, so the first session
+        opened does not wait for imports. Called once the sessions list is on the screen:
+        before, these imports would compete with reading and drawing it for the GIL."""
         import flowcli.engine.explain
         import flowcli.engine.transcript
         import flowcli.tui.screens.session  # noqa: F401

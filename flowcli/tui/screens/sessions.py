@@ -138,6 +138,8 @@ class SessionsScreen(Screen[None]):
             self.reload()  # the filter changed while this was read
             return
         self.error = None
+        if not self.loaded_once:
+            self.call_after_refresh(self.flowcli.preload_session_modules)
         self.loaded_once = True
         self.flows = data.flows
         now = self.flowcli.now()
