@@ -81,7 +81,7 @@ def upcoming_step(
     so use them inside the same read.
     """
     from flowcli.engine.replay import current_state
-    from flowcli.engine.runner import _LazyNames, _view
+    from flowcli.engine.step_names import LazyNames, message_view
 
     status = row.status or "not_started"
     tx = conn if isinstance(conn, StepTx) else StepTx.over(conn)
@@ -94,7 +94,7 @@ def upcoming_step(
     round_ = 1 if will_start else (row.current_round or 1)
     plan = plan_step(snapshot, step, round_, state)
     sid = row.id
-    names = _LazyNames(
+    names = LazyNames(
         {
             "round": round_,
             "step": step.order,
@@ -107,8 +107,10 @@ def upcoming_step(
             "task_type": step.task_type,
         },
         {
-            "last": lambda: _view(tx.last_message_view(sid)),
-            "messages": lambda: [_view(r) for r in tx.message_views(sid, scope="all", round_=0)],
+            "last": lambda: message_view(tx.last_message_view(sid)),
+            "messages": lambda: [
+                message_view(r) for r in tx.message_views(sid, scope="all", round_=0)
+            ],
         },
     )
     return UpcomingStep(
