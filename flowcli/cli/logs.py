@@ -111,6 +111,8 @@ def list_(
     ] = 0.5,
 ) -> None:
     """Show a session's step executions as a table (or export them)."""
+    from contextlib import closing
+
     from flowcli.db.log_rows import (
         LOG_COLUMNS,
         LOG_STATUSES,
@@ -162,16 +164,18 @@ def list_(
             from flowcli.render.exports import write_csv, write_json_array, write_jsonl
 
             write = write_json_array if json_out else write_jsonl if jsonl else write_csv
-            write(LOG_COLUMNS, iter_log_batches(tx, sid, flt))
+            # Closed here, inside the read, even when the reader goes away (a closed pipe).
+            with closing(iter_log_batches(tx, sid, flt)) as batches:
+                write(LOG_COLUMNS, batches)
             return
         # The table and the tree never show the JSON payloads: they are not read.
-        rows = iter_log_rows(tx, sid, flt, columns=SUMMARY_COLUMNS)
-        if tree:
-            from flowcli.render.logs import logs_tree
+        with closing(iter_log_rows(tx, sid, flt, columns=SUMMARY_COLUMNS)) as rows:
+            if tree:
+                from flowcli.render.logs import logs_tree
 
-            logs_tree(rows, title=f"session {sid}")
-        else:
-            logs_table(rows, title=f"session {sid}")
+                logs_tree(rows, title=f"session {sid}")
+            else:
+                logs_table(rows, title=f"session {sid}")
 
 
 def _follow(db: Any, sid: int, flt: Any, interval: float, *, jsonl: bool, csv_out: bool) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -142,7 +142,7 @@ def iter_log_batches(
     *,
     columns: Sequence[str] = LOG_COLUMNS,
     batch: int = FETCH_BATCH,
-) -> Iterator[list[tuple[Any, ...]]]:
+) -> Generator[list[tuple[Any, ...]], None, None]:
     """Log rows oldest first, in batches of tuples of ``columns`` as the driver returns
     them (the exports encode them column by column: flowcli.render.exports).
 
@@ -192,7 +192,7 @@ def iter_log_rows(
     *,
     columns: Sequence[str] = LOG_COLUMNS,
     batch: int = FETCH_BATCH,
-) -> Iterator[dict[str, Any]]:
+) -> Generator[dict[str, Any], None, None]:
     """Log rows oldest first (iter_log_batches), each a dict of ``columns`` typed as
     SQLAlchemy returned them (datetimes, booleans)."""
     names = tuple(columns)
