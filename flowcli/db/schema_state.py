@@ -2,7 +2,7 @@
 
 Pure functions over plain facts (revision strings, table names, column names, index
 column tuples), so the facts can be gathered however is cheapest: the schema guard
-(flowcli.db.schema) reads SQLite's catalogue, the doctor (flowcli.doctor.checks,
+(flowcli.db.schema) reads SQLite's catalogue, the doctor (flowcli.doctor.schema_checks,
 flowcli.doctor.schema_drift) reflects with SQLAlchemy's inspector, and a caller without
 SQLAlchemy can use plain DBAPI queries. The guard and the doctor word their messages
 differently, but decide with these same functions.

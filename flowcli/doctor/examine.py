@@ -21,8 +21,12 @@ from sqlalchemy.pool import StaticPool
 
 from flowcli.db.connection import DatabaseTarget
 from flowcli.db.revisions import HEAD_REVISION
-from flowcli.doctor import checks as _checks  # noqa: F401 - importing registers them
-from flowcli.doctor import storage as _storage  # noqa: F401 - importing registers them
+
+# Importing a module of checks registers them; registered_checks() orders them.
+from flowcli.doctor import file_checks as _file_checks  # noqa: F401
+from flowcli.doctor import schema_checks as _schema_checks  # noqa: F401
+from flowcli.doctor import session_checks as _session_checks  # noqa: F401
+from flowcli.doctor import storage as _storage  # noqa: F401
 from flowcli.doctor.findings import CheckResult, DoctorReport
 from flowcli.doctor.registry import DoctorContext, registered_checks
 from flowcli.errors import DatabaseError, DoctorError, UsageError

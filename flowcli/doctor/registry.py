@@ -2,8 +2,9 @@
 
 A check is a function taking the DoctorContext (the target, its connection, the facts
 earlier checks gathered) and returning a CheckResult; ``@check`` registers it. The
-checks live in checks.py and storage.py; examine.py imports both and runs
-``registered_checks()``, in group order whatever order the modules were imported in.
+checks live in file_checks.py, schema_checks.py, session_checks.py and storage.py;
+examine.py imports them all and runs ``registered_checks()``, in group order whatever
+order the modules were imported in.
 """
 
 from __future__ import annotations

@@ -97,9 +97,17 @@ def _length(type_: Any) -> int | None:
     return value if isinstance(value, int) else None
 
 
+def _by_name(indexes: set[Index]) -> list[Index]:
+    # Table.indexes is a set, whose order changes from one run to the next: findings and
+    # repair statements come in a stable order.
+    return sorted(indexes, key=lambda index: str(index.name))
+
+
 def compile_create_table(table: Table, dialect: Any) -> list[str]:
     statements = [str(CreateTable(table).compile(dialect=dialect)).strip()]
-    statements += [str(CreateIndex(ix).compile(dialect=dialect)).strip() for ix in table.indexes]
+    statements += [
+        str(CreateIndex(ix).compile(dialect=dialect)).strip() for ix in _by_name(table.indexes)
+    ]
     return statements
 
 
@@ -310,7 +318,7 @@ def _compare_indexes(
     if pk:
         have.append((tuple(pk), True))
     out = []
-    for index in table.indexes:
+    for index in _by_name(table.indexes):
         cols = tuple(c.name for c in index.columns)
         # Where a unique index is not flowcli's to add (MRC's database), any index on the
         # same columns serves flowcli's queries.

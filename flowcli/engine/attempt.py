@@ -19,12 +19,11 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from flowcli.db import session_store as store
 from flowcli.db.connection import Database
 from flowcli.db.engine_state import EngineState
 from flowcli.db.failures import translated
 from flowcli.db.json_text import loads_json
-from flowcli.db.session_store import SessionRow, utcnow
+from flowcli.db.session_row import SESSION_POSITION_COLUMNS, SessionRow, utcnow
 from flowcli.db.step_tx import LockPatience, StepTx
 from flowcli.engine import recording
 from flowcli.engine.claims import claim_state, process_owner, recover_abandoned
@@ -54,6 +53,7 @@ from flowcli.engine.step_names import LazyNames, message_view
 from flowcli.errors import (
     ExpressionError,
     FlowcliError,
+    NotFoundError,
     ResponderError,
     SessionBusyError,
     SessionStateError,
@@ -86,7 +86,7 @@ class SessionRunner(StepRecorder):
         self._responder: Responder | None = None
         self._role_ids: dict[str, int] | None = None
         self._role_prompts: dict[str, str | None] = {}
-        self._raw: Any = None
+        self._close_raw: Callable[[], None] | None = None
         self._tx: StepTx | None = None
         self._known_order: tuple[int | None, int] | None = None
         self._state_cache: tuple[tuple[str | None, int | None], EngineState] | None = None
@@ -94,6 +94,9 @@ class SessionRunner(StepRecorder):
         # A worker holds its claim on the session between steps: each write renews it.
         self.hold_lease: float | None = None
         self._vars_cache: tuple[str | None, dict[str, Any]] | None = None
+        self._roles_cache: tuple[str | None, dict[str, Any]] | None = None
+        self._newest_message = None
+        self._all_messages = None
         # Why a claimed step's result was dropped, once its row is closed.
         self._claim_lost: FlowcliError | None = None
 
@@ -101,21 +104,17 @@ class SessionRunner(StepRecorder):
 
     def _step_tx(self) -> StepTx:
         if self._tx is None:
-            with translated(self.db):
-                self._raw = self.db.engine.raw_connection()
-                self._tx = StepTx(
-                    self._raw.driver_connection,
-                    self.db.engine.dialect.name,
-                    busy_timeout=self.db.busy_timeout,
-                )
+            # The bare sqlite3 driver on a SQLite file (no SQLAlchemy), else SQLAlchemy's pool.
+            raw, dialect, self._close_raw = self.db.step_connection()
+            self._tx = StepTx(raw, dialect, busy_timeout=self.db.busy_timeout)
         return self._tx
 
     def close(self) -> None:
-        if self._raw is not None:
+        if self._close_raw is not None:
             try:
-                self._raw.close()
+                self._close_raw()
             finally:
-                self._raw = None
+                self._close_raw = None
                 self._tx = None
 
     def __enter__(self) -> SessionRunner:
@@ -168,8 +167,7 @@ class SessionRunner(StepRecorder):
                 with translated(self.db):
                     result = self._attempt_once(tx, retries_left)
             except Stale:
-                self._known_order = None
-                self._role_ids = None
+                self._forget_writes()
                 if not patience.wait():
                     raise SessionBusyError(
                         f"session {self.session_id} was changed by another process meanwhile "
@@ -178,8 +176,7 @@ class SessionRunner(StepRecorder):
                     ) from None
                 continue
             except BaseException:
-                self._known_order = None
-                self._role_ids = None
+                self._forget_writes()
                 raise
             if result is not None:
                 return result
@@ -236,6 +233,8 @@ class SessionRunner(StepRecorder):
         step. The conditions see the id the message will get; should another session's
         message take that id first, they are evaluated again for the next one."""
         claim_log_id = claim[0] if claim is not None else None
+        if claim is not None:
+            prep.now = utcnow()  # the answer came later than the step began
         for _ in range(MESSAGE_ID_TRIES):
             verdict = None
             if error is None and reply is not None:
@@ -285,7 +284,7 @@ class SessionRunner(StepRecorder):
             )
             if row.lease_owner == self.owner:
                 recording.move_session(tx, row, {"lease_owner": None, "lease_expires_at": None})
-            self._known_order = None
+            self._forget_writes()
             self._claim_lost = SessionStateError(
                 f"session {self.session_id} was {status} while this step waited for its "
                 "responder; the step's result was discarded"
@@ -307,7 +306,7 @@ class SessionRunner(StepRecorder):
             return True
         # MRC ignores flowcli's claims: it ran a step meanwhile.
         self._abandon_claim(tx, row, claim_log_id)
-        self._known_order = None
+        self._forget_writes()
         self._claim_lost = SessionBusyError(
             f"session {self.session_id}: another engine (MRC) ran a step while this "
             "process waited for its responder; its result was discarded"
@@ -332,6 +331,15 @@ class SessionRunner(StepRecorder):
             cached = (key, state)
             self._state_cache = cached
         return cached[1].copy()
+
+    def _roles_snapshot(self, row: SessionRow) -> dict[str, Any]:
+        """The session's roles snapshot, parsed once per distinct text."""
+        cached = self._roles_cache
+        if cached is None or cached[0] != row.roles_snapshot:
+            parsed = loads_json(row.roles_snapshot, {})
+            cached = (row.roles_snapshot, parsed if isinstance(parsed, dict) else {})
+            self._roles_cache = cached
+        return cached[1]
 
     def _vars(self, row: SessionRow) -> dict[str, Any]:
         cached = self._vars_cache
@@ -444,9 +452,7 @@ class SessionRunner(StepRecorder):
         executed = row.executed_steps_count or 0
         step = snapshot.step(row.current_step_id)
         plan = plan_step(snapshot, step, row.current_round or 1, state)
-        roles_snapshot = loads_json(row.roles_snapshot, {})
-        if not isinstance(roles_snapshot, dict):
-            roles_snapshot = {}
+        roles_snapshot = self._roles_snapshot(row)
         values = {
             "round": plan.round,
             "step": step.order,
@@ -474,7 +480,7 @@ class SessionRunner(StepRecorder):
         prep.names = LazyNames(
             values,
             {
-                "last": lambda: message_view(prep.tx.last_message_view(sid)),
+                "last": lambda: message_view(self._newest_view(prep)),
                 "messages": lambda: [
                     message_view(r) for r in prep.tx.message_views(sid, scope="all", round_=0)
                 ],
@@ -574,7 +580,16 @@ class SessionRunner(StepRecorder):
 
     def _load_context(self, prep: Prepared) -> None:
         step = prep.plan.step
-        if step.context_scope not in ("none", "__TOPIC__"):
+        if step.context_scope in ("all", "last_message"):
+            # Usually extended by (or just) what this runner wrote last: not read again.
+            if step.context_scope == "all":
+                rows = self._every_message(prep)
+            else:
+                newest = self._newest_view(prep)
+                rows = [newest] if newest is not None else []
+            prep.context_ids = [r[0] for r in rows]
+            prep.context_views = [message_view(r) for r in rows]
+        elif step.context_scope not in ("none", "__TOPIC__"):
             n = step.context_param.get("n", 5)
             rows = prep.tx.message_views(
                 prep.row.id,
@@ -708,13 +723,30 @@ def step_report(db: Database, result: StepResult) -> dict[str, Any]:
     with every column (read back as committed) and the message, or null."""
     log = None
     message = None
-    with db.read() as conn:
-        if result.log is not None:
-            log = store.fetch_log(conn, result.log["id"])
-        if result.message is not None:
-            message = store.fetch_message(conn, result.message["id"])
-            if message is not None:
-                message["speaker"] = result.message.get("speaker")
-                message["target"] = result.message.get("target")
-    session = {k: result.session.get(k) for k in store.SESSION_POSITION_COLUMNS}
+    log_id = result.log["id"] if result.log is not None else None
+    message_id = result.message["id"] if result.message is not None else None
+    if db.direct_sqlite:
+        # Read on the bare driver, typed as SQLAlchemy reads them: run-next on a SQLite file
+        # imports no SQLAlchemy.
+        from flowcli.db.direct_reads import fetch_row
+
+        with db.sqlite_read() as cur:
+            if log_id is not None:
+                log = fetch_row(cur, "step_execution_logs", log_id)
+                if log is None:
+                    raise NotFoundError(f"log {log_id} does not exist")
+            if message_id is not None:
+                message = fetch_row(cur, "messages", message_id)
+    else:
+        from flowcli.db import session_store as store
+
+        with db.read() as conn:
+            if log_id is not None:
+                log = store.fetch_log(conn, log_id)
+            if message_id is not None:
+                message = store.fetch_message(conn, message_id)
+    if message is not None and result.message is not None:
+        message["speaker"] = result.message.get("speaker")
+        message["target"] = result.message.get("target")
+    session = {k: result.session.get(k) for k in SESSION_POSITION_COLUMNS}
     return {"session": session, "log": log, "message": message}

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from flowcli.db import session_store as store
 from flowcli.db.connection import Database
+from flowcli.db.session_row import ENDED_STATUSES
 from flowcli.engine.attempt import SessionRunner, check_runnable
 from flowcli.engine.responders import (
     ResponderOptions,
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from flowcli.engine.breakpoints import Breakpoints, UpcomingStep
 
 # Statuses at which `auto` stops (a failed session can be resumed, but not driven on).
-TERMINAL_STATUSES = (*store.ENDED_STATUSES, "failed")
+TERMINAL_STATUSES = (*ENDED_STATUSES, "failed")
 
 
 @dataclass
@@ -73,6 +73,9 @@ def auto(
 
     require_schema(db)
     t0 = time.perf_counter()
+    # SQLAlchemy here, not at import: run-next imports this module through the runner.
+    from flowcli.db import session_store as store
+
     with db.read() as conn:
         row = store.load_session(conn, session_id)
     check_runnable(row)  # a finished, failed, cancelled or paused session says so up front

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, insert, select
 
 from flowcli.db import session_store as store
+from flowcli.db.leases import owner_alive
 from flowcli.db.tables import batch_items_table, batches_table, flow_templates_table
-from flowcli.engine.claims import owner_alive
 from flowcli.engine.selector import compile_selector
 from flowcli.errors import NotFoundError, UsageError
 

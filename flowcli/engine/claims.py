@@ -15,49 +15,19 @@ import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from flowcli.db.leases import claim_live
 from flowcli.engine import recording
 from flowcli.errors import SessionBusyError
 
 if TYPE_CHECKING:
+    from flowcli.db.engine_state import EngineState
     from flowcli.db.session_store import SessionRow
     from flowcli.db.step_tx import StepTx
-    from flowcli.engine.state import EngineState
 
 
 def process_owner() -> str:
     """A claim owner id unique to this process (host, pid, random suffix)."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def owner_alive(owner: str | None) -> bool | None:
-    """Whether the process named by an owner id (host:pid:…) runs; None if not knowable
-    from here (another host)."""
-    if not owner:
-        return False
-    host, _, rest = owner.partition(":")
-    pid_text = rest.split(":", 1)[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return None
-    pid = int(pid_text)
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def claim_live(owner: str | None, expires: datetime | None, now: datetime) -> bool:
-    """A claim someone may still be acting on: unexpired, and its process not known gone."""
-    return (
-        owner is not None
-        and expires is not None
-        and expires > now
-        and owner_alive(owner) is not False
-    )
 
 
 def claim_state(row: SessionRow, now: datetime, owner: str | None) -> str:

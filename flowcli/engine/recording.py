@@ -18,8 +18,8 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from flowcli.db.json_text import loads_json
-from flowcli.db.session_store import SessionRow, utcnow
-from flowcli.db.tables import STEP_LOG_COLUMNS
+from flowcli.db.plain_schema import STEP_LOG_COLUMNS
+from flowcli.db.session_row import SessionRow, utcnow
 from flowcli.engine.bounded import bounded_dumps
 from flowcli.engine.conventions import Conventions, content_summary, conventions_for
 from flowcli.engine.planner import Advance, advance
@@ -36,6 +36,7 @@ from flowcli.engine.step_data import (
 
 if TYPE_CHECKING:
     from flowcli.db.connection import Database
+    from flowcli.db.engine_state import EngineState
     from flowcli.db.step_tx import StepTx
     from flowcli.engine.planner import StepPlan
     from flowcli.flows.snapshot import Step
@@ -191,6 +192,14 @@ class StepRecorder:
     _conventions: Conventions | None
     _known_order: tuple[int | None, int] | None
     _role_ids: dict[str, int] | None
+    _state_cache: tuple[tuple[str | None, int | None], EngineState] | None
+    # The message this runner wrote last, as ((session version, executed count) after
+    # that write, view row): while both are unchanged nobody wrote since (flowcli bumps
+    # the version, MRC the count), so it is still the session's newest message. Every
+    # message (context scope "all") is kept under the same rule: read once, then extended
+    # with each message this runner writes.
+    _newest_message: tuple[tuple[int | None, int | None], tuple[Any, ...]] | None
+    _all_messages: tuple[tuple[int | None, int | None], list[tuple[Any, ...]]] | None
 
     @property
     def conventions(self) -> Conventions:
@@ -202,7 +211,7 @@ class StepRecorder:
     def _claim(self, prep: Prepared, responder: Responder) -> int:
         """Commit a ``running`` log row and a lease, so the network call runs unlocked."""
         timeout = getattr(responder, "timeout", 60.0) * (getattr(responder, "retries", 0) + 1)
-        lease_until = utcnow() + timedelta(seconds=timeout + LEASE_MARGIN_SECONDS)
+        lease_until = prep.moment() + timedelta(seconds=timeout + LEASE_MARGIN_SECONDS)
         log_id = insert_log(
             prep.tx, self._log_values(prep, {"status": "running", "result_type": None})
         )
@@ -236,17 +245,77 @@ class StepRecorder:
         )
         move_session(tx, row, {"lease_owner": None, "lease_expires_at": None})
 
-    def _lease_after_step(self, *, ended: bool) -> dict[str, Any]:
+    def _lease_after_step(self, now: datetime, *, ended: bool) -> dict[str, Any]:
         """Release the step's claim, or renew the session claim a worker holds."""
         if self.hold_lease is None or ended:
             return {"lease_owner": None, "lease_expires_at": None}
         return {
             "lease_owner": self.owner,
-            "lease_expires_at": utcnow() + timedelta(seconds=self.hold_lease),
+            "lease_expires_at": now + timedelta(seconds=self.hold_lease),
         }
 
-    def _remember_order(self, prep: Prepared) -> None:
+    def _remember_order(self, prep: Prepared, state: EngineState | None = None) -> None:
+        """Remember what this runner just wrote: the order, and the engine state it
+        stamped, so the next step neither reads the order nor parses the state again
+        while the session row is as this write left it."""
         self._known_order = (prep.row.version, prep.row.executed_steps_count or 0)
+        if state is not None:
+            self._state_cache = (
+                (prep.row.engine_state, prep.row.executed_steps_count),
+                state.copy(),
+            )
+
+    def _forget_writes(self) -> None:
+        # A rolled-back write: what was remembered of it may name a version that another
+        # process's next write will reuse.
+        self._known_order = None
+        self._role_ids = None
+        self._newest_message = None
+        self._all_messages = None
+
+    def _remember_message(
+        self,
+        before: tuple[int | None, int | None],
+        after: tuple[int | None, int | None],
+        message: dict[str, Any],
+    ) -> None:
+        """Keep the message just written as the session's newest (and append it to the
+        whole list, when that was read at the state this write started from)."""
+        # As the message views read it back: the target only through its session role.
+        target = message["target"] if message["target_session_role_id"] is not None else None
+        view = (
+            message["id"],
+            message["speaker"],
+            target,
+            message["content"],
+            message["section"],
+            message["round_index"],
+        )
+        every = self._all_messages
+        if every is not None and every[0] == before:
+            every[1].append(view)
+            self._all_messages = (after, every[1])
+        else:
+            self._all_messages = None
+        self._newest_message = (after, view)
+
+    def _newest_view(self, prep: Prepared) -> tuple[Any, ...] | None:
+        """The session's newest message as a view row: the one this runner wrote, while the
+        session is as that write left it; else read."""
+        cached = self._newest_message
+        if cached is not None and cached[0] == (prep.row.version, prep.row.executed_steps_count):
+            return cached[1]
+        return prep.tx.last_message_view(prep.row.id)
+
+    def _every_message(self, prep: Prepared) -> list[tuple[Any, ...]]:
+        """Every message of the session as view rows, oldest first: kept from this runner's
+        own reads and writes while the session is as its last write left it, else read."""
+        stamp = (prep.row.version, prep.row.executed_steps_count)
+        cached = self._all_messages
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, prep.tx.message_views(prep.row.id, scope="all", round_=0))
+            self._all_messages = cached
+        return list(cached[1])
 
     def _log_values(self, prep: Prepared, extra: dict[str, Any]) -> dict[str, Any]:
         plan = prep.plan
@@ -270,7 +339,7 @@ class StepRecorder:
 
     def _finish_values(self, prep: Prepared) -> dict[str, Any]:
         return {
-            "completed_at": utcnow(),
+            "completed_at": prep.moment(),
             "duration_ms": int((time.perf_counter() - prep.t0) * 1000),
         }
 
@@ -348,7 +417,7 @@ class StepRecorder:
             # MRC names a target only through the session's mapping, and never fails on it.
             target_sr = roles.get(step.target)
         if conventions.replies_to_newest:
-            newest = prep.tx.last_message_view(prep.row.id)
+            newest = self._newest_view(prep)
             reply_to = newest[0] if newest else None
         else:
             reply_to = prep.context_ids[-1] if prep.context_ids else None
@@ -361,7 +430,7 @@ class StepRecorder:
             "content_summary": content_summary(reply.content),
             "round_index": prep.plan.round,
             "section": conventions.section(step.task_type),
-            "created_at": utcnow(),
+            "created_at": prep.moment(),
         }
         message_id = prep.tx.insert_message({"id": verdict.message_id, **message_values})
         if verdict.message_id is not None and message_id != verdict.message_id:
@@ -465,11 +534,18 @@ class StepRecorder:
             prep.execution_order,
             step=prep.plan.step,
             keeps_last_step=self.conventions.keeps_last_step,
-            now=utcnow(),
+            now=prep.moment(),
         )
-        values.update(self._lease_after_step(ended=decision.finished))
+        values.update(self._lease_after_step(prep.moment(), ended=decision.finished))
+        values["updated_at"] = prep.moment()
+        before = (prep.row.version, prep.row.executed_steps_count)
         move_session(prep.tx, prep.row, values)
-        self._remember_order(prep)
+        # position_after stamped the decision's state: it is what was just written.
+        self._remember_order(prep, decision.state)
+        if message is not None:
+            self._remember_message(
+                before, (prep.row.version, prep.row.executed_steps_count), message
+            )
         return log_id
 
     def _record_failure(
@@ -521,11 +597,13 @@ class StepRecorder:
             )
         state = prep.state.copy()
         state.failed_attempts += 1
+        state.stamped(prep.execution_order)
         session_values: dict[str, Any] = {
             # A failed attempt is an execution logged: it counts (MRC numbers above it).
             "executed_steps_count": prep.execution_order,
-            "engine_state": state.stamped(prep.execution_order).to_json(),
-            **self._lease_after_step(ended=final),
+            "engine_state": state.to_json(),
+            **self._lease_after_step(prep.moment(), ended=final),
+            "updated_at": prep.moment(),
         }
         if final:
             reason = (
@@ -535,7 +613,7 @@ class StepRecorder:
             session_values["status"] = "failed"
             session_values["error_reason"] = reason[:500]
         move_session(prep.tx, prep.row, session_values)
-        self._remember_order(prep)
+        self._remember_order(prep, state)
         return StepResult(
             session=prep.row.position(),
             step=prep.plan.step,

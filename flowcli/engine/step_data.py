@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from flowcli.db.engine_state import EngineState
-from flowcli.db.session_store import SessionRow
+from flowcli.db.session_row import SessionRow
 from flowcli.db.step_tx import StepTx
 from flowcli.engine.planner import Advance, StepPlan
 from flowcli.engine.step_names import LazyNames
@@ -118,3 +118,10 @@ class Prepared:
     condition_value: bool | None = None
     context_ids: list[int] = field(default_factory=list)
     context_views: list[Any] = field(default_factory=list)
+    # The one timestamp of the transaction recording this attempt (completion, message,
+    # session update): the step's start for a local step, the record's moment after a
+    # network call.
+    now: datetime | None = None
+
+    def moment(self) -> datetime:
+        return self.now if self.now is not None else self.started_at

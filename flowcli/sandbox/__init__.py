@@ -12,14 +12,16 @@ limits that keep every evaluation cheap, lives here, below the flow model and th
 - ``operations``  the functions, methods and operators both languages allow, each bounded;
 - ``failures``    how a refusal or error becomes one short ExpressionError line;
 - ``expressions`` the expression language: an evaluator of our own over Python's ``ast``;
-- ``templates``   the template language: Jinja2's sandbox, narrowed.
+- ``templates``   the template language: Jinja2's sandbox, narrowed, with
+                  ``template_filters`` (the allowed filters and tests) and
+                  ``template_checks`` (the tree checked and rewritten before it compiles).
 
 Decisions. The expression evaluator is owned outright: every node type it admits is
 checked and evaluated here (simpleeval was dropped; nothing of it remains). Templates use
 Jinja2's public API only (parse, a tree rewrite of our own, compile, the documented
 sandbox hooks), and pyproject.toml pins Jinja2 to 3.1.x because the hooks rely on how
-3.1's code generator calls them. Only ``templates`` imports Jinja2, so evaluating an
-expression (a selector, a condition) never pays for loading it.
+3.1's code generator calls them. Only the template modules import Jinja2, so
+evaluating an expression (a selector, a condition) never pays for loading it.
 
 This face re-exports nothing on purpose: ``from flowcli.sandbox.expressions import ...``
 must not load Jinja2 as a side effect.

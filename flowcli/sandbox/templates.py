@@ -9,7 +9,8 @@ Only Jinja's public API builds templates: parse, a tree check and rewrite of our
 compile; at run time only the documented sandbox hooks (getattr, getitem, call,
 call_binop, is_safe_attribute) are overridden. The hooks rely on how Jinja 3.1's code
 generator calls them (e.g. the ``_loop_vars`` keyword), so pyproject.toml pins Jinja2 to
-3.1.x. This is the only module that imports Jinja2; it loads when a template is compiled.
+3.1.x. Only this module and the two it uses (template_checks, template_filters) import
+Jinja2; they load when a template is first compiled.
 """
 
 from __future__ import annotations
@@ -20,10 +21,7 @@ import types
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from jinja2 import Undefined, meta, nodes, pass_environment
-from jinja2 import filters as jinja_filters
-from jinja2 import tests as jinja_tests
-from jinja2.environment import Environment
+from jinja2 import Undefined, meta
 from jinja2.environment import Template as JinjaTemplate
 from jinja2.exceptions import TemplateSyntaxError
 from jinja2.runtime import Context, LoopContext, StrictUndefined
@@ -37,7 +35,6 @@ from flowcli.sandbox.budget import (
     Budget,
     charge,
     charge_hash,
-    charge_sort,
     check_length,
     iterate,
     measure,
@@ -50,21 +47,20 @@ from flowcli.sandbox.budget import (
 )
 from flowcli.sandbox.failures import describe, label, one_line, reraise_foreign
 from flowcli.sandbox.names import (
-    FORMAT_METHODS,
     LOOP_ATTRIBUTES,
     MESSAGE_FIELDS,
-    PRIVATE_HINT,
     TEMPLATE_NAMES,
     MessageView,
 )
 from flowcli.sandbox.operations import (
-    add_numbers,
     binop,
     call_method,
     compare,
     method_table,
-    str_replace,
+    named,
 )
+from flowcli.sandbox.template_checks import TemplateGuard, TemplateShape
+from flowcli.sandbox.template_filters import TEMPLATE_FILTERS, TEMPLATE_TESTS
 
 __all__ = ["TEMPLATE_NAMES", "Template", "compile_template", "validate_template"]
 
@@ -79,6 +75,7 @@ def _describe(exc: BaseException) -> str:
     return describe(exc)
 
 
+@named("range")
 def _template_range(*args: Any) -> range:
     if not all(isinstance(arg, int) for arg in args):
         raise TypeError("range() arguments must be integers")
@@ -148,352 +145,6 @@ _TEMPLATE_HELPERS: tuple[Callable[..., Any], ...] = (
 )
 
 
-def _text_filter(transform: Callable[[str], Any]) -> Callable[[Any], Any]:
-    """Jinja's text filters call str() on anything; bound that first."""
-    return lambda value: transform(to_text(value))
-
-
-def _filter_int(value: Any, default: int = 0, base: int = 10) -> Any:
-    if isinstance(value, str) and len(value) > limits.MAX_NUMBER_TEXT:
-        refuse(f"int of text longer than {limits.MAX_NUMBER_TEXT} characters is not allowed")
-    return jinja_filters.FILTERS["int"](value, default, base)
-
-
-def _filter_round(value: Any, precision: int = 0, method: str = "common") -> Any:
-    # jinja's ceil/floor rounding computes 10 ** precision
-    if not isinstance(precision, int) or abs(precision) > 15:
-        refuse("round precision must be an integer between -15 and 15")
-    return jinja_filters.FILTERS["round"](value, precision, method)
-
-
-@pass_environment
-def _filter_join(environment: Environment, value: Any, d: Any = "", attribute: Any = None) -> str:
-    separator = to_text(d)
-    getter = None
-    if attribute is not None:
-        getter = jinja_filters.make_attrgetter(environment, attribute)
-    parts: list[str] = []
-    total = 0
-    for item in value:
-        text = to_text(getter(item) if getter is not None else item)
-        total += len(text) + (len(separator) if parts else 0)
-        check_length(total)
-        parts.append(text)
-    result = separator.join(parts)
-    charge(len(result))
-    return result
-
-
-def _filter_replace(value: Any, old: Any, new: Any, count: Any = None) -> str:
-    result = str_replace(to_text(value), to_text(old), to_text(new), -1 if count is None else count)
-    charge(len(result))
-    return result
-
-
-def _filter_list(value: Any) -> list[Any]:
-    result = list(value)
-    charge(len(result))
-    return result
-
-
-def _sorting_filter(name: str) -> Callable[..., Any]:
-    original = jinja_filters.FILTERS[name]
-
-    @pass_environment
-    def guarded(environment: Environment, value: Any, *args: Any, **kwargs: Any) -> Any:
-        items = list(value)
-        charge_sort(items)
-        charge(len(items))
-        result = original(environment, items, *args, **kwargs)
-        return list(result) if isinstance(result, Iterator) else result
-
-    return guarded
-
-
-@pass_environment
-def _filter_sum(environment: Environment, value: Any, attribute: Any = None, start: Any = 0) -> Any:
-    items = list(value)
-    if attribute is not None:
-        getter = jinja_filters.make_attrgetter(environment, attribute)
-        items = [getter(item) for item in items]
-    return add_numbers(items, start)
-
-
-@pass_environment
-def _filter_truncate(environment: Environment, value: Any, *args: Any, **kwargs: Any) -> Any:
-    return jinja_filters.FILTERS["truncate"](environment, to_text(value), *args, **kwargs)
-
-
-def _jinja_builtins(table: Mapping[str, Any], names: str) -> dict[str, Callable[..., Any]]:
-    return {name: table[name] for name in names.split()}
-
-
-# Jinja's own filters where they cannot blow up; guarded versions of the rest of the useful
-# ones; nothing else (no center/indent/wordwrap/format/pprint/tojson/batch/attr/...).
-_TEMPLATE_FILTERS: dict[str, Callable[..., Any]] = {
-    **_jinja_builtins(
-        jinja_filters.FILTERS,
-        "abs count d default first float items last length map reject rejectattr reverse"
-        " select selectattr",
-    ),
-    "capitalize": _text_filter(str.capitalize),
-    "int": _filter_int,
-    "join": _filter_join,
-    "list": _filter_list,
-    "lower": _text_filter(str.lower),
-    "max": _sorting_filter("max"),
-    "min": _sorting_filter("min"),
-    "replace": _filter_replace,
-    "round": _filter_round,
-    "sort": _sorting_filter("sort"),
-    "string": to_text,
-    "sum": _filter_sum,
-    "title": _text_filter(jinja_filters.FILTERS["title"]),
-    "trim": lambda value, chars=None: to_text(value).strip(chars),
-    "truncate": _filter_truncate,
-    "unique": _sorting_filter("unique"),
-    "upper": _text_filter(str.upper),
-    "wordcount": _text_filter(jinja_filters.FILTERS["wordcount"]),
-}
-
-_TEMPLATE_TESTS: dict[str, Callable[..., Any]] = {
-    **_jinja_builtins(
-        jinja_tests.TESTS,
-        "boolean defined false float integer iterable mapping none number sameas sequence"
-        " string true undefined",
-    ),
-    # jinja's versions compute `value % n`, which on text is %-formatting
-    "odd": lambda value: binop("%", value, 2) == 1,
-    "even": lambda value: binop("%", value, 2) == 0,
-    "divisibleby": lambda value, num: binop("%", value, num) == 0,
-    "lower": _text_filter(str.islower),
-    "upper": _text_filter(str.isupper),
-}
-for _symbol, _aliases in {
-    "==": "== eq equalto",
-    "!=": "!= ne",
-    "<": "< lt lessthan",
-    "<=": "<= le",
-    ">": "> gt greaterthan",
-    ">=": ">= ge",
-    "in": "in",
-}.items():
-    for _alias in _aliases.split():
-        _TEMPLATE_TESTS[_alias] = functools.partial(compare, _symbol)
-
-_REFUSED_TEMPLATE_NODES = {
-    "Macro": "macros are not allowed",
-    "CallBlock": "call blocks are not allowed",
-    "Include": "include is not allowed",
-    "Import": "import is not allowed",
-    "FromImport": "import is not allowed",
-    "Extends": "extends is not allowed",
-    "Block": "blocks are not allowed",
-    "AssignBlock": "block assignments ({% set x %}...{% endset %}) are not allowed",
-    "FilterBlock": "filter blocks are not allowed",
-    "ScopedEvalContextModifier": "autoescape blocks are not allowed",
-    "EvalContextModifier": "autoescape changes are not allowed",
-}
-
-
-def _env_call(name: str, args: list[Any], lineno: int) -> nodes.Call:
-    return nodes.Call(nodes.EnvironmentAttribute(name), args, [], None, None, lineno=lineno)
-
-
-class _TemplateShape:
-    """Estimates, before anything runs, how large the values a template builds can get.
-
-    ``{% set b = [a, a] %}`` makes ``b`` twice the size of ``a`` at the cost of a few
-    characters, so forty such lines build a value of 2**40 shared items, which comparing,
-    hashing or printing would walk in full. Each name's size is estimated from its
-    definition (a list counts its items' sizes, a name the size of what it holds); a
-    template whose estimate passes limits.MAX_TEMPLATE_VALUE_SIZE is refused. Jinja scopes a
-    ``{% set %}`` inside a loop to one iteration, so loops cannot grow values further.
-    """
-
-    def check(self, tree: nodes.Template) -> None:
-        self._statements(tree.body, {})
-
-    def _statements(self, body: list[nodes.Node], sizes: dict[str, int]) -> None:
-        for node in body:
-            self._statement(node, sizes)
-
-    def _statement(self, node: nodes.Node, sizes: dict[str, int]) -> None:
-        if isinstance(node, nodes.Assign):
-            self._bind(node.target, self._size(node.node, sizes), sizes)
-        elif isinstance(node, nodes.For):
-            inner = dict(sizes)
-            self._bind(node.target, self._size(node.iter, sizes), inner)
-            if node.test is not None:
-                self._size(node.test, inner)
-            self._statements(node.body, inner)
-            self._statements(node.else_, dict(sizes))
-        elif isinstance(node, nodes.If):
-            self._size(node.test, sizes)
-            elifs: list[list[nodes.Node]] = [[branch] for branch in node.elif_]
-            branches = [node.body, *elifs, node.else_]
-            results = []
-            for branch in branches:
-                copy = dict(sizes)
-                self._statements(branch, copy)
-                results.append(copy)
-            for result in results:  # an {% if %} does not scope: keep the largest outcome
-                for name, size in result.items():
-                    sizes[name] = max(size, sizes.get(name, 0))
-        elif isinstance(node, nodes.With):
-            inner = dict(sizes)
-            for target, value in zip(node.targets, node.values, strict=True):
-                self._bind(target, self._size(value, sizes), inner)
-            self._statements(node.body, inner)
-        else:
-            for child in node.iter_child_nodes():
-                if isinstance(child, nodes.Expr):
-                    self._size(child, sizes)
-                else:
-                    self._statement(child, sizes)
-
-    @staticmethod
-    def _bind(target: nodes.Node, size: int, sizes: dict[str, int]) -> None:
-        names = [target] if isinstance(target, nodes.Name) else target.find_all(nodes.Name)
-        for name in names:
-            sizes[name.name] = size
-
-    def _size(self, node: nodes.Node, sizes: dict[str, int]) -> int:
-        size = self._estimate(node, sizes)
-        if size > limits.MAX_TEMPLATE_VALUE_SIZE:
-            refuse(
-                f"line {node.lineno}: builds values that are too large (about {size:,} "
-                f"shared items, limit {limits.MAX_TEMPLATE_VALUE_SIZE:,}); lists that repeat "
-                "a name grow exponentially when nested"
-            )
-        return size
-
-    def _estimate(self, node: nodes.Node, sizes: dict[str, int]) -> int:
-        if isinstance(node, nodes.Name):
-            return sizes.get(node.name, 1)
-        if isinstance(node, (nodes.List, nodes.Tuple)):
-            return 1 + sum(self._size(item, sizes) for item in node.items)
-        if isinstance(node, nodes.Dict):
-            return 1 + sum(
-                self._size(pair.key, sizes) + self._size(pair.value, sizes) for pair in node.items
-            )
-        if isinstance(node, (nodes.Getattr, nodes.Getitem)):
-            for child in node.iter_child_nodes():
-                self._size(child, sizes)
-            return self._size(node.node, sizes)  # a part is no larger than the whole
-        if isinstance(node, nodes.CondExpr):
-            self._size(node.test, sizes)
-            other = 1 if node.expr2 is None else self._size(node.expr2, sizes)
-            return max(self._size(node.expr1, sizes), other)
-        if isinstance(node, (nodes.And, nodes.Or)):
-            return max(self._size(node.left, sizes), self._size(node.right, sizes))
-        if isinstance(node, (nodes.Compare, nodes.Concat, nodes.Test, nodes.Not)):
-            for child in node.iter_child_nodes():
-                self._size(child, sizes)
-            return 1  # a bool or a string
-        # Filters, calls and arithmetic: at most the sum of what goes in (`x|list`, `a + b`,
-        # `d.get(k, default)`, keyword arguments too); repetition with * is bounded when it
-        # runs.
-        children = [
-            child.value if isinstance(child, nodes.Keyword) else child
-            for child in node.iter_child_nodes()
-        ]
-        return 1 + sum(
-            self._size(child, sizes) for child in children if isinstance(child, nodes.Expr)
-        )
-
-
-class _TemplateGuard:
-    """Rejects unsafe template syntax and routes loops, ``~`` and comparisons via guards.
-
-    A small tree rewriter of our own over Jinja's public node API (``iter_fields``), so
-    nothing here depends on Jinja's internal visitor or parser hooks.
-    """
-
-    def visit(self, node: nodes.Node) -> Any:
-        refused = _REFUSED_TEMPLATE_NODES.get(type(node).__name__)
-        if refused is not None:
-            refuse(f"line {node.lineno}: {refused}")
-        rewrite = getattr(self, f"visit_{type(node).__name__}", None)
-        if rewrite is None:
-            return self.generic_visit(node)
-        return rewrite(node)
-
-    def generic_visit(self, node: nodes.Node) -> nodes.Node:
-        for name, value in node.iter_fields():
-            if isinstance(value, list):
-                value[:] = [
-                    self.visit(item) if isinstance(item, nodes.Node) else item for item in value
-                ]
-            elif isinstance(value, nodes.Node):
-                setattr(node, name, self.visit(value))
-        return node
-
-    def visit_For(self, node: nodes.For) -> nodes.For:
-        if node.recursive:
-            refuse(f"line {node.lineno}: recursive loops are not allowed")
-        self.generic_visit(node)
-        per_item = [*node.body, *([node.test] if node.test is not None else [])]
-        cost = 1 + sum(1 + sum(1 for _ in child.find_all(nodes.Node)) for child in per_item)
-        node.iter = _env_call("flowcli_loop", [node.iter, nodes.Const(cost)], node.lineno)
-        return node
-
-    def visit_Concat(self, node: nodes.Concat) -> nodes.Call:
-        self.generic_visit(node)
-        return _env_call("flowcli_concat", list(node.nodes), node.lineno)
-
-    def visit_Compare(self, node: nodes.Compare) -> nodes.Call:
-        self.generic_visit(node)
-        args: list[Any] = [node.expr]
-        for operand in node.ops:
-            args += [nodes.Const(operand.op), operand.expr]
-        return _env_call("flowcli_compare", args, node.lineno)
-
-    def visit_Tuple(self, node: nodes.Tuple) -> nodes.Expr:
-        # Tuples are hashable, so nested ones could be hashed at enormous cost as dict keys;
-        # a list behaves the same everywhere else in templates.
-        self.generic_visit(node)
-        if node.ctx == "load":
-            return nodes.List(node.items, lineno=node.lineno)
-        return node
-
-    def visit_Name(self, node: nodes.Name) -> nodes.Name:
-        # `self` is Jinja's reference to the template's blocks, not a flow name
-        if node.name == "self":
-            refuse(f"line {node.lineno}: unknown name 'self'")
-        return node
-
-    def visit_Getattr(self, node: nodes.Getattr) -> nodes.Getattr:
-        self._check_attribute(node.attr, node.lineno)
-        self.generic_visit(node)
-        return node
-
-    def visit_Getitem(self, node: nodes.Getitem) -> nodes.Getitem:
-        if isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
-            self._check_attribute(node.arg.value, node.lineno)
-        self.generic_visit(node)
-        return node
-
-    def visit_Filter(self, node: nodes.Filter) -> nodes.Filter:
-        if node.name not in _TEMPLATE_FILTERS:
-            refuse(f"line {node.lineno}: filter {node.name!r} is not allowed")
-        self.generic_visit(node)
-        return node
-
-    def visit_Test(self, node: nodes.Test) -> nodes.Test:
-        if node.name not in _TEMPLATE_TESTS:
-            refuse(f"line {node.lineno}: test {node.name!r} is not allowed")
-        self.generic_visit(node)
-        return node
-
-    @staticmethod
-    def _check_attribute(name: str, lineno: int) -> None:
-        if name.startswith("_"):
-            refuse(f"line {lineno}: attribute {name!r} is not allowed ({PRIVATE_HINT})")
-        if name in FORMAT_METHODS:
-            refuse(f"line {lineno}: method {name!r} is not allowed")
-
-
 class SandboxEnvironment(ImmutableSandboxedEnvironment):
     """Jinja's immutable sandbox narrowed to our names, methods, filters and limits."""
 
@@ -508,8 +159,8 @@ class SandboxEnvironment(ImmutableSandboxedEnvironment):
             optimized=False,  # no constant folding: nothing user-written runs at compile time
             auto_reload=False,
         )
-        self.filters = dict(_TEMPLATE_FILTERS)
-        self.tests = dict(_TEMPLATE_TESTS)
+        self.filters = dict(TEMPLATE_FILTERS)
+        self.tests = dict(TEMPLATE_TESTS)
         # no lipsum/cycler/joiner/namespace/dict: range is all templates need
         self.globals = {"range": _template_range}
         self.flowcli_loop = _template_loop
@@ -660,8 +311,8 @@ def _compile_template(source: str, allowed_names: frozenset[str]) -> Template:
         environment = _environment()
         # Only Jinja's public API: parse, check and rewrite the tree, compile the tree.
         tree = environment.parse(source)
-        _TemplateShape().check(tree)
-        tree = _TemplateGuard().visit(tree)
+        TemplateShape().check(tree)
+        tree = TemplateGuard().visit(tree)
         tree.set_environment(environment)
         undeclared = meta.find_undeclared_variables(tree)
         unknown = sorted(undeclared - allowed_names - set(environment.globals))
