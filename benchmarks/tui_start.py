@@ -17,7 +17,9 @@ terminal; then q is typed and the process waited for. A headless run (Textual's
 writing of the frame, part of what a user waits for, and would need a hook in the app;
 reading the terminal needs neither. One unmeasured round first writes any bytecode.
 
-Target (issue 18): the first frame of `flowcli tui` within 2x the baseline.
+Target (issue 18): the first frame of `flowcli tui` within 2x the baseline. The time
+until the sessions are listed (the rows drawn) is reported beside it, as a ratio to the
+same baseline, with no target of its own.
 
     python benchmarks/tui_start.py                        # a wheel of the checkout, 7 rounds
     python benchmarks/tui_start.py --venv PATH            # the flowcli installed in PATH
@@ -50,6 +52,8 @@ TARGET_RATIO = 2.0
 BASELINE = 'python -c "import textual"'
 # The sessions screen's filter line: on its first frame, before any read.
 FIRST_FRAME = b"status: all (s)"
+# The status line under the sessions table: set in the same refresh that fills the
+# table's rows, so its arrival is the moment the sessions are listed on the screen.
 SESSIONS_LISTED = b"newest first"
 SESSION_SHOWN = b"session 1 \xc2\xb7 bench"
 COLUMNS, LINES = 120, 40
@@ -223,6 +227,13 @@ def main(argv: list[str] | None = None) -> int:
     print(
         "first frame of flowcli tui / a one-widget Textual app: "
         f"{benchlib.ratio(first, rows[1][1]):.2f}x"
+    )
+    listed = rows[3][1]
+    print(f"sessions listed / first frame of flowcli tui: {benchlib.ratio(listed, first):.2f}x")
+    results.note(
+        f"sessions listed ({args.rows:,} rows) / `{BASELINE}`: "
+        f"{benchlib.ratio(listed, base):.2f}x ({listed * 1000:.0f} vs {base * 1000:.0f} ms; "
+        "no target: the target is on the first frame)"
     )
     results.add(
         benchlib.Ratio(

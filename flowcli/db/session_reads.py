@@ -1,4 +1,5 @@
-"""The reads behind ``session list`` and ``session show``, as SQL text on a StepTx.
+"""The reads behind ``session list``, ``session show`` and the TUI's sessions list, as
+SQL text on a StepTx.
 
 One implementation for both databases: the statements are plain SQL in the StepTx's
 paramstyle, run on the bare sqlite3 driver for a SQLite file (so these commands import
@@ -55,25 +56,39 @@ def list_session_rows(
     since: datetime | None = None,
     offset: int = 0,
     newest_first: bool = False,
+    with_flow_name: bool = False,
 ) -> list[dict[str, Any]]:
-    """Sessions, oldest first (or newest first), filtered by flow, creation time, status."""
+    """Sessions, oldest first (or newest first), filtered by flow, creation time, status.
+
+    ``with_flow_name`` adds each session's flow name (``flow_name``, None for a flow that
+    is gone), for a list that shows it (the TUI). The status ``not_started`` also matches
+    the sessions MRC never started, whose status it leaves NULL.
+    """
     p = tx.p
     where: list[str] = []
     params: dict[str, Any] = {}
     if flow_id is not None:
-        where.append(f"flow_template_id = {p('flow')}")
+        where.append(f"s.flow_template_id = {p('flow')}")
         params["flow"] = flow_id
     if since is not None:
-        where.append(f"created_at >= {p('since')}")
+        where.append(f"s.created_at >= {p('since')}")
         params["since"] = since
     if statuses:
         marks = ", ".join(p(f"s{i}") for i in range(len(statuses)))
-        where.append(f"status IN ({marks})")
+        matches = f"s.status IN ({marks})"
+        if "not_started" in statuses:
+            matches = f"({matches} OR s.status IS NULL)"
+        where.append(matches)
         params.update({f"s{i}": s for i, s in enumerate(statuses)})
-    sql = f"SELECT {', '.join(SESSION_LIST_COLUMNS)} FROM sessions"
+    columns = [f"s.{c}" for c in SESSION_LIST_COLUMNS]
+    sql = "FROM sessions s"
+    if with_flow_name:
+        columns.append("f.name")
+        sql += " LEFT JOIN flow_templates f ON f.id = s.flow_template_id"
+    sql = f"SELECT {', '.join(columns)} {sql}"
     if where:
         sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY id DESC" if newest_first else " ORDER BY id"
+    sql += " ORDER BY s.id DESC" if newest_first else " ORDER BY s.id"
     if limit is not None:
         sql += f" LIMIT {p('limit')}"
         params["limit"] = limit
@@ -83,7 +98,19 @@ def list_session_rows(
         sql += f" OFFSET {p('offset')}"
         params["offset"] = offset
     tx.cur.execute(sql, params)
-    return [typed_row("sessions", SESSION_LIST_COLUMNS, r) for r in tx.cur.fetchall()]
+    names = (*SESSION_LIST_COLUMNS, "flow_name") if with_flow_name else SESSION_LIST_COLUMNS
+    return [typed_row("sessions", names, r) for r in tx.cur.fetchall()]
+
+
+def flows_with_sessions(tx: StepTx) -> list[dict[str, Any]]:
+    """Each flow that has sessions, by id: id, name (None for a flow that is gone) and
+    how many sessions (the flows a session list can be filtered by)."""
+    tx.cur.execute(
+        "SELECT s.flow_template_id, f.name, count(*) FROM sessions s "
+        "LEFT JOIN flow_templates f ON f.id = s.flow_template_id "
+        "GROUP BY s.flow_template_id, f.name ORDER BY s.flow_template_id"
+    )
+    return [{"id": flow, "name": name, "sessions": int(n)} for flow, name, n in tx.cur.fetchall()]
 
 
 def session_detail_rows(tx: StepTx, session_id: int) -> dict[str, Any] | None:

@@ -128,8 +128,10 @@ class FlowcliApp(App[None]):
 
     def on_ready(self) -> None:
         # After the first frame: what the first screen left out to draw it sooner, then
-        # the check, which imports SQLAlchemy and connects (a worker doing that during
-        # start-up would compete with the first paint for the GIL).
+        # the check, which connects (a worker doing that during start-up would compete
+        # with the first paint for the GIL). On a SQLite file the check and the sessions
+        # list read on the bare sqlite3 driver: SQLAlchemy is imported only once the list
+        # is on the screen (preload_session_modules), or for PostgreSQL.
         for screen in self.screen_stack:
             build = getattr(screen, "build_table", None)
             if build is not None:
@@ -139,13 +141,16 @@ class FlowcliApp(App[None]):
     @work(thread=True, group="startup")
     def check_database(self) -> None:
         """The schema guard (and the session given on the command line), after the first
-        frame: the screen is up at once, and a bad database ends the app with one line."""
-        from flowcli.db import session_store as store
+        frame: the screen is up at once, and a bad database ends the app with one line.
+        The guard reads plain facts on the bare driver for a SQLite file; only a session
+        named on the command line (whose screen needs SQLAlchemy anyway) loads it here."""
         from flowcli.db.schema import require_schema
 
         try:
             require_schema(self.db)
             if self.start_session is not None:
+                from flowcli.db import session_store as store
+
                 with self.read_db.read() as conn:
                     store.load_session(conn, self.start_session)
         except BaseException as exc:  # noqa: BLE001 - every failure ends the app, reported

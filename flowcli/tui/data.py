@@ -1,7 +1,8 @@
 """What the TUI's screens read on each refresh, as plain data, off the UI thread.
 
 Each function is one or a few short read transactions through the same queries the
-CLI uses (``logs``, ``explain``, ``session transcript``, ``log``); nothing here writes.
+CLI uses (``session list``, ``logs``, ``explain``, ``session transcript``, ``log``);
+nothing here writes.
 A live view reads only what is new since its last refresh: log rows after the last
 settled execution order and messages after the last message id.
 """
@@ -19,6 +20,10 @@ if TYPE_CHECKING:
     from flowcli.flows.snapshot import FlowSnapshot
 
 
+# The newest sessions the list shows: one indexed page, re-read every refresh.
+SESSIONS_SHOWN = 500
+
+
 @dataclass
 class SessionsData:
     sessions: list[dict[str, Any]]
@@ -26,12 +31,22 @@ class SessionsData:
 
 
 def read_sessions(db: Database, *, statuses: list[str] | None, flow_id: int | None) -> SessionsData:
-    from flowcli.db.session_overview import flows_with_sessions, session_overview
+    """The newest sessions (with their flow names) and the flows to filter by, in one read
+    transaction through the queries ``session list`` uses: on the bare sqlite3 driver for
+    a SQLite file, so the list is on the screen without SQLAlchemy being imported."""
+    from flowcli.db.session_reads import flows_with_sessions, list_session_rows
 
-    with db.read() as conn:
+    with db.step_read() as tx:
         return SessionsData(
-            sessions=session_overview(conn, statuses=statuses, flow_id=flow_id),
-            flows=flows_with_sessions(conn),
+            sessions=list_session_rows(
+                tx,
+                statuses=statuses,
+                flow_id=flow_id,
+                limit=SESSIONS_SHOWN,
+                newest_first=True,
+                with_flow_name=True,
+            ),
+            flows=flows_with_sessions(tx),
         )
 
 

@@ -118,14 +118,14 @@ def test_in_a_terminal_it_opens_the_sessions_list_and_q_quits(cli: Cli, tmp_path
 
 
 # Runs flowcli after wrapping the terminal driver's write, to note what was imported
-# when the first frame (the sessions screen's filter line) went to the terminal.
-FIRST_FRAME_PROBE = """
+# when the first text containing MARKER (argv[2]) went to the terminal.
+WRITE_PROBE = """
 import json, sys
 from textual.drivers import linux_driver
-out, args = sys.argv[1], sys.argv[2:]
+out, marker, args = sys.argv[1], sys.argv[2], sys.argv[3:]
 write = linux_driver.LinuxDriver.write
 def noting_write(self, data):
-    if "status: all (s)" in data and not noting_write.done:
+    if marker in data and not noting_write.done:
         noting_write.done = True
         noted = [m for m in sys.modules if m.startswith(("sqlalchemy", "textual.widgets"))]
         with open(out, "w") as f:
@@ -139,21 +139,37 @@ main()
 """
 
 
+def _imported_when_drawn(cli: Cli, tmp_path: Path, marker: str) -> list[str]:
+    """The sqlalchemy and textual.widgets modules loaded when ``marker`` was first drawn,
+    in `flowcli tui` on the demo database (quit with q once the list is up)."""
+    noted = tmp_path / "imported.json"
+    probe = [sys.executable, "-c", WRITE_PROBE, str(noted), marker]
+    code, shown = _in_terminal(tmp_path, "--db", str(cli.db), "tui", keys=b"q", program=probe)
+    assert code == 0, shown[-2000:]
+    assert "Why is the sky blue?" in shown  # the rows were drawn
+    return list(json.loads(noted.read_text()))
+
+
 def test_the_first_frame_waits_for_no_database_and_no_table(cli: Cli, tmp_path: Path) -> None:
     # What keeps `flowcli tui` quick to open (benchmarks/tui_start.py times it): the first
     # frame is drawn before SQLAlchemy, the schema check and the sessions table; the table
     # and the rows follow it.
     cli.ok("demo")
-    noted = tmp_path / "imported.json"
-    probe = [sys.executable, "-c", FIRST_FRAME_PROBE, str(noted)]
-    code, shown = _in_terminal(tmp_path, "--db", str(cli.db), "tui", keys=b"q", program=probe)
-    assert code == 0, shown[-2000:]
-    assert "Why is the sky blue?" in shown  # the rows came after
-    imported = json.loads(noted.read_text())
+    imported = _imported_when_drawn(cli, tmp_path, "status: all (s)")
     assert "textual.widgets._header" in imported  # the probe saw the first frame
     assert not [m for m in imported if m.startswith("sqlalchemy")]
     assert "textual.widgets._data_table" not in imported
     assert "textual.widgets._footer" not in imported
+
+
+def test_the_sessions_list_is_drawn_on_sqlite_without_sqlalchemy(cli: Cli, tmp_path: Path) -> None:
+    # The moment a user sees the sessions (benchmarks/tui_start.py times it too): on a
+    # SQLite file the schema check and the list query run on the bare sqlite3 driver, so
+    # the rows are drawn before SQLAlchemy is imported (a session opened later loads it).
+    cli.ok("demo")
+    imported = _imported_when_drawn(cli, tmp_path, "Why is the sky blue?")
+    assert "textual.widgets._data_table" in imported  # the probe saw the table's rows
+    assert not [m for m in imported if m.startswith("sqlalchemy")]
 
 
 def test_in_a_terminal_an_unknown_session_ends_with_one_error_line(

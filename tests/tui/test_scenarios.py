@@ -268,3 +268,38 @@ def test_an_unknown_session_ends_the_app_with_the_error(cli: Cli) -> None:
     run(app, scenario)
     assert str(app.fatal_error) == "session 99999 does not exist"
     assert app.return_code == 1
+
+
+def test_the_sessions_list_reads_newest_first_with_flow_names_and_filters(cli: Cli) -> None:
+    # The list's read is the one `session list` makes (flowcli.db.session_reads), on the
+    # bare sqlite3 driver for a SQLite file and through SQLAlchemy on PostgreSQL: both
+    # give the same rows.
+    from flowcli.tui.data import read_sessions
+
+    first = new_session(cli, FLOW)
+    other = new_session(cli, FAILING_FLOW)
+    newest = int(cli.json("session", "create", "--flow", "1")["id"])
+    cli.ok("auto", str(first), "--quiet")
+    # MRC leaves a session it never started with a NULL status: it is "not started".
+    cli.sql("UPDATE sessions SET status = NULL WHERE id = :id", id=newest)
+    db = database(cli.db)
+
+    everything = read_sessions(db, statuses=None, flow_id=None)
+    assert [(s["id"], s["flow_name"]) for s in everything.sessions] == [
+        (newest, "tui-loop"),
+        (other, "tui-failing"),
+        (first, "tui-loop"),
+    ]
+    assert [(f["id"], f["name"], f["sessions"]) for f in everything.flows] == [
+        (1, "tui-loop", 2),
+        (2, "tui-failing", 1),
+    ]
+    not_started = read_sessions(db, statuses=["not_started"], flow_id=None)
+    assert [s["id"] for s in not_started.sessions] == [newest, other]
+    finished = read_sessions(db, statuses=["finished"], flow_id=None)
+    assert [s["id"] for s in finished.sessions] == [first]
+    by_flow = read_sessions(db, statuses=None, flow_id=1)
+    assert [s["id"] for s in by_flow.sessions] == [newest, first]
+    # `session list` shares the query: the same status filter lists the same sessions.
+    listed = cli.json("session", "list", "--status", "not_started")
+    assert sorted(s["id"] for s in listed) == [other, newest]
