@@ -166,7 +166,16 @@ def package_versions(python: str, names: Sequence[str]) -> dict[str, str]:
     return versions
 
 
-FLOWCLI_LIBRARIES = ("flowcli", "typer", "rich", "SQLAlchemy", "alembic", "Jinja2", "psycopg")
+FLOWCLI_LIBRARIES = (
+    "flowcli",
+    "typer",
+    "rich",
+    "SQLAlchemy",
+    "alembic",
+    "Jinja2",
+    "psycopg",
+    "textual",
+)
 
 
 # --- the flowcli being measured ----------------------------------------------------------
@@ -231,10 +240,13 @@ def _dependency_key() -> str:
     return hashlib.sha256(f"{sys.version}\n{text}".encode()).hexdigest()[:12]
 
 
-def built_flowcli(work: Path, *, log: Callable[[str], None]) -> FlowcliInstall:
+def built_flowcli(
+    work: Path, *, log: Callable[[str], None], extras: Sequence[str] = ("postgres",)
+) -> FlowcliInstall:
     """A wheel of the working tree installed (not editable) in a venv cached under
     ~/.cache/flowcli-bench; the wheel is rebuilt and reinstalled on every call, the
-    dependencies only when pyproject.toml changes. Bytecode is compiled (compileall)."""
+    dependencies only when pyproject.toml changes (or an extra not installed yet is
+    asked for: tui_start.py needs ``tui``). Bytecode is compiled (compileall)."""
     venv = CACHE / f"flowcli-{_dependency_key()}"
     python = venv / "bin" / "python"
     if not python.exists():
@@ -249,7 +261,11 @@ def built_flowcli(work: Path, *, log: Callable[[str], None]) -> FlowcliInstall:
     _pip(python, "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(src))
     wheel = next(wheels.glob("flowcli-*.whl"))
     install = ["install", "-q", "--force-reinstall"] + ([] if fresh else ["--no-deps"])
-    _pip(python, *install, f"{wheel}[postgres]", cwd=work)
+    wanted = f"{wheel}[{','.join(extras)}]"
+    _pip(python, *install, wanted, cwd=work)
+    if not fresh and set(extras) - {"postgres"}:
+        # Without --force-reinstall: installs only the extra's dependencies still missing.
+        _pip(python, "install", "-q", wanted, cwd=work)
     compile_bytecode(python)
     return FlowcliInstall(python, venv / "bin" / "flowcli", f"wheel {wheel.name} in {venv}")
 
@@ -300,13 +316,15 @@ print(json.dumps(out))
     )
 
 
-def flowcli_install(args: Any, work: Path, *, log: Callable[[str], None]) -> FlowcliInstall:
+def flowcli_install(
+    args: Any, work: Path, *, log: Callable[[str], None], extras: Sequence[str] = ("postgres",)
+) -> FlowcliInstall:
     """``--venv PATH`` if given, else a freshly built wheel (see built_flowcli)."""
     if getattr(args, "venv", None):
         install = existing_flowcli(Path(args.venv))
         compile_bytecode(install.python)
         return install
-    return built_flowcli(work, log=log)
+    return built_flowcli(work, log=log, extras=extras)
 
 
 def installed_from(install: FlowcliInstall) -> str:

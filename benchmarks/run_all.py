@@ -64,10 +64,15 @@ PLANS: dict[str, dict[str, list[str]]] = {
         "moderate": ["--rows", "200000", "--steps", "5000", "--runs", "3"],
         "full": [],
     },
+    "tui_start": {
+        "quick": ["--rows", "2000", "--rounds", "1"],
+        "moderate": ["--rounds", "7"],
+        "full": ["--rounds", "11"],
+    },
 }
 # Scripts that take the measured interpreter (`--python`) or the venv (`--venv`).
 TAKES_PYTHON = {"step_cost", "peers", "exports"}
-TAKES_VENV = {"commands"}
+TAKES_VENV = {"commands", "tui_start"}
 
 
 def versions_line(python: str, peer_versions: dict[str, str]) -> str:
@@ -107,7 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     log_dir = Path(args.log_dir or tempfile.mkdtemp(prefix="flowcli-bench-logs-")).resolve()
     log_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="flowcli-bench-build-"))
-    install = benchlib.flowcli_install(args, work, log=lambda m: print(m, file=sys.stderr))
+    # The tui extra (Textual) for tui_start.py; the other scripts never import it.
+    extras = ("postgres", "tui") if "tui_start" in scripts else ("postgres",)
+    install = benchlib.flowcli_install(
+        args, work, log=lambda m: print(m, file=sys.stderr), extras=extras
+    )
     venv = install.python.parent.parent
     python = str(install.python)
 

@@ -8,7 +8,7 @@ the built-in default. Files are TOML, read with the standard library's ``tomllib
 
 The known keys are declared once in ``KEYS`` (typed, with their environment variable);
 ``Settings`` is the typed view of the effective values. Features that bring their own
-table (``[retention]``, ``[durability]``) are listed in ``OPEN_SECTIONS`` and read theirs
+table (``[retention]``) are listed in ``OPEN_SECTIONS`` and read theirs
 with ``Config.section(name)``; they validate its keys themselves. Anything else is an
 error naming the file and the key.
 """
@@ -27,7 +27,7 @@ from flowcli.errors import ConfigError
 PROJECT_FILE = "flowcli.toml"
 USER_FILE = Path("flowcli") / "config.toml"
 # Tables whose keys belong to another feature (it validates them): add a name here.
-OPEN_SECTIONS = ("retention", "durability")
+OPEN_SECTIONS = ("retention",)
 MAX_FILE_BYTES = 256 * 1024
 
 
@@ -42,6 +42,8 @@ class KeySpec:
     help: str = ""
     # The option name the key sets as a default in every command that has it.
     option: str | None = None
+    # The only values a string key may take (None: any string).
+    choices: tuple[str, ...] | None = None
 
 
 KEYS: dict[str, KeySpec] = {
@@ -64,6 +66,14 @@ KEYS: dict[str, KeySpec] = {
         maximum=100,
         help="retries of a failing step (transient errors)",
         option="retries",
+    ),
+    "durability": KeySpec(
+        str,
+        env="FLOWCLI_DURABILITY",
+        default="normal",
+        choices=("normal", "full"),
+        help="normal survives a crash or kill; full also survives power loss (slower steps)",
+        option="durability",
     ),
     "pager": KeySpec(
         str,
@@ -106,6 +116,7 @@ class Settings:
     database: str | None
     busy_timeout: float
     retries: int
+    durability: str
     pager: str | None
     width: int | None
     llm_base_url: str | None
@@ -171,6 +182,7 @@ class Config:
             database=v("database"),
             busy_timeout=v("busy_timeout"),
             retries=v("retries"),
+            durability=v("durability"),
             pager=v("pager"),
             width=v("width"),
             llm_base_url=v("llm.base_url"),
@@ -211,6 +223,7 @@ def mask(secret: str) -> str:
 
 def _from_env(key: str, spec: KeySpec, raw: str) -> Any:
     if spec.kind is str:
+        _check_choice(raw, spec, f"environment ${spec.env}")
         return raw
     try:
         value = spec.kind(raw)
@@ -235,6 +248,11 @@ def _check_range(value: Any, spec: KeySpec, where: str) -> None:
         raise ConfigError(f"{where}: {value} is above the maximum {spec.maximum:g}")
 
 
+def _check_choice(value: str, spec: KeySpec, where: str) -> None:
+    if spec.choices is not None and value not in spec.choices:
+        raise ConfigError(f"{where}: {value!r} is not one of {', '.join(spec.choices)}")
+
+
 def _coerce(key: str, raw: Any, path: Path) -> Any:
     spec = KEYS[key]
     where = f"{path}: {key}"
@@ -242,7 +260,9 @@ def _coerce(key: str, raw: Any, path: Path) -> Any:
         raw = float(raw)
     if not isinstance(raw, spec.kind) or isinstance(raw, bool):
         raise ConfigError(f"{where} must be {_kind_name(spec.kind)}, not {type(raw).__name__}")
-    if spec.kind is not str:
+    if isinstance(raw, str):
+        _check_choice(raw, spec, where)
+    else:
         _check_range(raw, spec, where)
     return raw
 
@@ -342,6 +362,9 @@ STARTER = """\
 
 # Retries of a failing step (transient errors), with backoff.
 # retries = 2
+
+# "normal" survives a crash or kill; "full" also survives power loss (slower steps).
+# durability = "normal"
 
 # Pager for output longer than the screen; "" never pages.
 # pager = "less -R"

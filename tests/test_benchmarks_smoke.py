@@ -319,15 +319,19 @@ def test_prune_benchmark_runs() -> None:
     assert "busy timeout 5,000 ms" in lines[-1]
 
 
-def test_tui_start_benchmark_runs() -> None:
+def test_tui_start_benchmark_runs_and_prints_its_ratio(tmp_path: Path) -> None:
+    results = tmp_path / "tui_start.json"
     result = subprocess.run(
         [
             sys.executable,
             str(REPO_ROOT / "benchmarks" / "tui_start.py"),
+            "--here",
             "--rows",
             "2000",
-            "--runs",
+            "--rounds",
             "1",
+            "--results",
+            str(results),
         ],
         capture_output=True,
         text=True,
@@ -336,8 +340,14 @@ def test_tui_start_benchmark_runs() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "flowcli tui: first frame" in result.stdout
-    assert "target: first frame of flowcli tui ≤ 2× import textual:" in result.stdout
+    assert "flowcli tui: sessions listed" in result.stdout
+    assert (
+        'target: first frame of flowcli tui (2,000 rows) / `python -c "import textual"` <= 2:'
+        in result.stdout
+    )
     assert "built 2,000 rows" in result.stderr
+    [ratio] = json.loads(results.read_text())["ratios"]
+    assert ratio["target"] == 2.0 and ratio["op"] == "<=" and ratio["value"] > 0
 
 
 def test_first_rows_benchmark_runs_and_prints_its_ratios(tmp_path: Path) -> None:

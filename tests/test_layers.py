@@ -133,11 +133,7 @@ def import_cycles(graph: dict[str, set[str]]) -> set[frozenset[str]]:
 
 # Cycles not yet untangled, each with the work that removes it. The test fails when a new
 # cycle appears and when one of these is gone (then delete its line).
-KNOWN_CYCLES: dict[str, set[frozenset[str]]] = {
-    # breakpoints reads runner's private _LazyNames/_view: the runner split (issue 13,
-    # engine half) gives them a module of their own.
-    "engine": {frozenset({"flowcli.engine.breakpoints", "flowcli.engine.runner"})},
-}
+KNOWN_CYCLES: dict[str, set[frozenset[str]]] = {}
 
 
 def test_import_cycles_are_only_the_known_ones() -> None:

@@ -19,6 +19,7 @@ class AppState:
     busy_timeout: float = 5.0
     debug: bool = False
     config: Any = None  # flowcli.config.Config: the files read for this command
+    durability: str | None = None  # --durability of a command that writes steps
     _db: Database | None = field(default=None, repr=False)
 
     def database(self) -> Database:
@@ -26,6 +27,8 @@ class AppState:
             from flowcli.db.connection import Database, resolve_target
 
             self._db = Database(resolve_target(self.db_option), busy_timeout=self.busy_timeout)
+            if self.durability is not None:
+                self._db.durability = self.durability
         return self._db
 
     def close(self) -> None:
@@ -41,7 +44,13 @@ def state(ctx: typer.Context) -> AppState:
     return obj
 
 
-def open_db(ctx: typer.Context, *, require_schema: bool = True, create: bool = False) -> Database:
+def open_db(
+    ctx: typer.Context,
+    *,
+    require_schema: bool = True,
+    create: bool = False,
+    durability: str | None = None,
+) -> Database:
     """The database for this command, checked by the schema guard unless told not to.
 
     ``create=True`` for the commands that bring something new into being (``flow
@@ -49,8 +58,17 @@ def open_db(ctx: typer.Context, *, require_schema: bool = True, create: bool = F
     has its own path): they create a missing or empty database. Every other command
     works on rows that must already exist, so a missing database (a mistyped ``--db``)
     is an error saying how to create one, and nothing is created.
+
+    ``durability`` (the commands that write steps): the synchronous level of every
+    connection; it is set before the first connection opens.
     """
-    db = state(ctx).database()
+    app_state = state(ctx)
+    if durability is not None:
+        app_state.durability = durability
+        if app_state._db is not None and app_state._db.durability != durability:
+            app_state._db.dispose()
+            app_state._db.durability = durability
+    db = app_state.database()
     if require_schema:
         from flowcli.db.schema import require_schema as guard
 

@@ -111,9 +111,18 @@ def list_(
     ] = 0.5,
 ) -> None:
     """Show a session's step executions as a table (or export them)."""
-    from flowcli.db.log_queries import LOG_STATUSES, SUMMARY_COLUMNS, LogFilter, iter_logs
+    from contextlib import closing
+
+    from flowcli.db.log_rows import (
+        LOG_COLUMNS,
+        LOG_STATUSES,
+        SUMMARY_COLUMNS,
+        LogFilter,
+        iter_log_batches,
+        iter_log_rows,
+    )
     from flowcli.errors import UsageError
-    from flowcli.render.log_table import logs_table, stream_csv, stream_json_array, stream_jsonl
+    from flowcli.render.log_table import logs_table
 
     sid = session_id_given(
         session_id_arg,
@@ -148,27 +157,25 @@ def list_(
         disable_paging()  # a pager would hold rows that should show as they come
         _follow(db, sid, flt, interval, jsonl=jsonl, csv_out=csv_out)
         return
-    with db.read() as conn:
-        from flowcli.db import session_store as store
-
-        store.load_session(conn, sid)  # a clean error for an unknown id
+    # On the bare driver where it can be (a SQLite file): no SQLAlchemy import.
+    with db.step_read() as tx:
+        tx.load_session(sid)  # a clean error for an unknown id
         if json_out or jsonl or csv_out:
-            rows = iter_logs(conn, sid, flt)
-            if json_out:
-                stream_json_array(rows)
-            elif jsonl:
-                stream_jsonl(rows)
-            else:
-                stream_csv(rows)
+            from flowcli.render.exports import write_csv, write_json_array, write_jsonl
+
+            write = write_json_array if json_out else write_jsonl if jsonl else write_csv
+            # Closed here, inside the read, even when the reader goes away (a closed pipe).
+            with closing(iter_log_batches(tx, sid, flt)) as batches:
+                write(LOG_COLUMNS, batches)
             return
         # The table and the tree never show the JSON payloads: they are not read.
-        rows = iter_logs(conn, sid, flt, columns=SUMMARY_COLUMNS)
-        if tree:
-            from flowcli.render.logs import logs_tree
+        with closing(iter_log_rows(tx, sid, flt, columns=SUMMARY_COLUMNS)) as rows:
+            if tree:
+                from flowcli.render.logs import logs_tree
 
-            logs_tree(rows, title=f"session {sid}")
-        else:
-            logs_table(rows, title=f"session {sid}")
+                logs_tree(rows, title=f"session {sid}")
+            else:
+                logs_table(rows, title=f"session {sid}")
 
 
 def _follow(db: Any, sid: int, flt: Any, interval: float, *, jsonl: bool, csv_out: bool) -> None:
@@ -186,7 +193,7 @@ def _follow(db: Any, sid: int, flt: Any, interval: float, *, jsonl: bool, csv_ou
             for row in rows:
                 follow_jsonl(row)
         elif csv_out:
-            stream_csv(_flushing(rows, sys.stdout))
+            stream_csv(_flushing(rows, sys.stdout), batch=1)
         else:
             printer = FollowedRows()
             printer.header()

@@ -5,6 +5,7 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated, Any, TypeVar, cast
 
 import typer
@@ -64,6 +65,26 @@ LlmTimeoutOpt = Annotated[
         "--llm-timeout",
         help="Seconds before an LLM request is abandoned (default 60).",
         parser=bounded_float(0.1, "llm_timeout"),
+    ),
+]
+
+
+class Durability(StrEnum):
+    """SQLite's synchronous level for the steps a command writes."""
+
+    normal = "normal"
+    full = "full"
+
+
+DurabilityOpt = Annotated[
+    Durability,
+    typer.Option(
+        "--durability",
+        envvar="FLOWCLI_DURABILITY",
+        show_envvar=True,
+        case_sensitive=False,
+        help="normal survives a crash or kill; full also survives power loss, at the cost "
+        "of slower steps (SQLite's synchronous=FULL).",
     ),
 ]
 RetriesOpt = Annotated[
@@ -145,6 +166,10 @@ _RETRY_PARAMETERS: tuple[tuple[str, Any, Any], ...] = (
     ("retries", RetriesOpt, 2),
     ("retry_backoff", BackoffOpt, 0.5),
 )
+# Every command with run options writes steps: each takes the durability they are written with.
+_DURABILITY_PARAMETERS: tuple[tuple[str, Any, Any], ...] = (
+    ("durability", DurabilityOpt, Durability.normal),
+)
 _BUNDLE_PARAMETER = "run_options"
 
 
@@ -163,6 +188,7 @@ class RunOptions:
     llm_retries: int | None = None
     retries: int = 2
     retry_backoff: float | None = None
+    durability: str = "normal"  # "normal" or "full" (flowcli.db.connection)
 
     @property
     def backoff(self) -> float:
@@ -200,7 +226,11 @@ CommandFn = TypeVar("CommandFn", bound=Callable[..., Any])
 def with_run_options(*, retries: bool) -> Callable[[CommandFn], CommandFn]:
     """Give a command the responder options, and with ``retries`` also --retries and
     --retry-backoff, where its ``run_options`` parameter stands."""
-    added = (*(_RETRY_PARAMETERS if retries else ()), *_RESPONDER_PARAMETERS)
+    added = (
+        *(_RETRY_PARAMETERS if retries else ()),
+        *_DURABILITY_PARAMETERS,
+        *_RESPONDER_PARAMETERS,
+    )
 
     def decorate(command: CommandFn) -> CommandFn:
         signature = inspect.signature(command, eval_str=True)
@@ -218,7 +248,16 @@ def with_run_options(*, retries: bool) -> Callable[[CommandFn], CommandFn]:
         @functools.wraps(command)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             values = {name: kwargs.pop(name) for name in names}
-            return command(*args, **kwargs, run_options=RunOptions(**values))
+            values["durability"] = str(Durability(values["durability"]).value)
+            run_options = RunOptions(**values)
+            ctx = kwargs.get("ctx")
+            if ctx is not None:
+                # Set before the command opens the database: every connection it opens
+                # then runs at this synchronous level (flowcli.cli.context.open_db).
+                from flowcli.cli.context import state
+
+                state(ctx).durability = run_options.durability
+            return command(*args, **kwargs, run_options=run_options)
 
         wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
         wrapper.__annotations__ = {p.name: p.annotation for p in parameters}

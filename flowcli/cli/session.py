@@ -114,7 +114,7 @@ def list_(
 
         sessions = find_sessions(open_db(ctx), where, status=status, **filters)
     else:
-        from flowcli.engine.lifecycle import list_sessions
+        from flowcli.engine.session_views import list_sessions
 
         sessions = list_sessions(open_db(ctx), status, **filters)
     if json_out:
@@ -150,7 +150,7 @@ def count(
 @app.command()
 def show(ctx: typer.Context, session_id: SessionIdArg, json_out: JsonOption = False) -> None:
     """Show a session: status, position, counters, roles and steps."""
-    from flowcli.engine.lifecycle import show_session
+    from flowcli.engine.session_views import show_session
     from flowcli.render.json_output import print_json
     from flowcli.render.sessions import session_panel
 

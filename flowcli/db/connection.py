@@ -7,8 +7,9 @@ can be created: a FIFO, a device, a directory or a symlink loop is refused in on
 before anything opens it.
 
 Every SQLite connection gets ``foreign_keys=ON`` and a busy timeout; flowcli's own
-databases also ``journal_mode=WAL`` and ``synchronous=NORMAL`` (a database MRC owns
-keeps its journal mode). Write transactions on SQLite start with
+databases also ``journal_mode=WAL`` (a database MRC owns keeps its journal mode).
+The durability setting picks ``synchronous``: "normal" (NORMAL in WAL mode) survives a
+crash or kill; "full" (FULL) also survives power loss. Write transactions on SQLite start with
 ``BEGIN IMMEDIATE`` so a writer takes the lock up front instead of failing halfway.
 """
 
@@ -19,7 +20,7 @@ import os
 import re
 import sqlite3
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,15 +28,19 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from flowcli.db.failures import translated
-from flowcli.db.owner import OWNER_MRC, read_owner, sqlite_owner
+from flowcli.db.owner import OWNER_MRC, read_owner, read_owner_sqlite, sqlite_owner
 from flowcli.db.revisions import VERSION_TABLE
 from flowcli.errors import DatabaseError, UsageError, describe_os_error
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
 
+    from flowcli.db.step_tx import StepTx
+
 DEFAULT_DB_FILE = "flowcli.db"
 DEFAULT_BUSY_TIMEOUT = 5.0
+DURABILITY_LEVELS = ("normal", "full")
+DEFAULT_DURABILITY = "normal"
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
@@ -268,18 +273,27 @@ class Database:
 
     target: DatabaseTarget
     busy_timeout: float = DEFAULT_BUSY_TIMEOUT
+    # "normal" or "full": the synchronous level of every connection (configure_sqlite).
+    durability: str = DEFAULT_DURABILITY
     _engine: Engine | None = field(default=None, repr=False)
     # Filled by the schema guard once it has checked this database in this process.
     schema_checked: bool = field(default=False, repr=False)
     # Who owns the database (flowcli.db.owner), read once per process.
     _owner: str | None = field(default=None, repr=False)
+    # The bare sqlite3 connection of the direct reads (sqlite_read), opened on first use.
+    _sqlite: sqlite3.Connection | None = field(default=None, repr=False)
+    _immutable: bool | None = field(default=None, repr=False)
 
     @property
     def owner(self) -> str:
         """'flowcli' or 'mrc': whose conventions the rows follow (flowcli.db.owner)."""
         if self._owner is None:
-            with self.read() as conn:
-                self._owner = read_owner(conn)
+            if self.direct_sqlite:
+                with self.sqlite_read() as cur:
+                    self._owner = read_owner_sqlite(cur)
+            else:
+                with self.read() as conn:
+                    self._owner = read_owner(conn)
         return self._owner
 
     @property
@@ -296,9 +310,85 @@ class Database:
         return self.target.is_sqlite
 
     @property
+    def direct_sqlite(self) -> bool:
+        """Whether the hot paths use the bare sqlite3 driver: a SQLite file, so that the
+        one-step commands need not import SQLAlchemy (an in-memory database exists only
+        on SQLAlchemy's connection, so it keeps that)."""
+        return self.target.is_sqlite and self.target.path is not None
+
+    @property
+    def immutable_open(self) -> bool:
+        """wal_needs_immutable_open, looked at once, before this database's first
+        connection: reading the file with open() and closing it while a connection is open
+        would release every POSIX lock this process's SQLite connections hold on it (they
+        are per process), and another process could then checkpoint or rewrite the file
+        under them."""
+        if self._immutable is None:
+            path = self.target.path
+            self._immutable = (
+                self.target.is_sqlite and path is not None and wal_needs_immutable_open(path)
+            )
+        return self._immutable
+
+    @contextmanager
+    def sqlite_read(self) -> Iterator[sqlite3.Cursor]:
+        """A cursor in a read transaction on the bare driver (direct_sqlite only)."""
+        from flowcli.db.failures import translated
+
+        assert self.target.path is not None
+        with translated(self):
+            if self._sqlite is None:
+                self._sqlite = open_sqlite(
+                    self.target.path,
+                    self.busy_timeout,
+                    self.durability,
+                    immutable=self.immutable_open,
+                )
+            cur = self._sqlite.cursor()
+            cur.execute("BEGIN")
+            try:
+                yield cur
+            finally:
+                cur.execute("ROLLBACK")
+                cur.close()
+
+    @contextmanager
+    def step_read(self) -> Iterator[StepTx]:
+        """A StepTx in a read transaction: on the bare sqlite3 driver for a SQLite file
+        (no SQLAlchemy import), else over a SQLAlchemy connection."""
+        from flowcli.db.step_tx import StepTx
+
+        if self.direct_sqlite:
+            with self.sqlite_read() as cur:
+                yield StepTx(cur.connection, "sqlite")
+        else:
+            with self.read() as conn:
+                yield StepTx.over(conn)
+
+    def step_connection(self) -> tuple[Any, str, Callable[[], None]]:
+        """A DBAPI connection of its own for a runner's steps: (connection, dialect name,
+        close). The bare sqlite3 driver on a SQLite file; SQLAlchemy's pool elsewhere."""
+        from flowcli.db.failures import translated
+
+        with translated(self):
+            if self.direct_sqlite:
+                assert self.target.path is not None
+                raw = open_sqlite(
+                    self.target.path,
+                    self.busy_timeout,
+                    self.durability,
+                    immutable=self.immutable_open,
+                )
+                return raw, "sqlite", raw.close
+            pooled = self.engine.raw_connection()
+            return pooled.driver_connection, self.engine.dialect.name, pooled.close
+
+    @property
     def engine(self) -> Engine:
         if self._engine is None:
-            self._engine = create_db_engine(self.target, self.busy_timeout)
+            self._engine = create_db_engine(
+                self.target, self.busy_timeout, self.durability, self.immutable_open
+            )
         return self._engine
 
     @contextmanager
@@ -318,12 +408,70 @@ class Database:
                 yield conn
 
     def dispose(self) -> None:
+        if self._sqlite is not None:
+            self._sqlite.close()
+            self._sqlite = None
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
 
 
-def create_db_engine(target: DatabaseTarget, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Engine:
+def configure_sqlite(
+    dbapi_conn: sqlite3.Connection,
+    busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+    durability: str = DEFAULT_DURABILITY,
+) -> None:
+    """The pragmas of every SQLite connection flowcli opens (with SQLAlchemy or without)."""
+    # Take transaction control away from the driver so BEGIN is ours to emit.
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+    cur.execute("PRAGMA foreign_keys = ON")
+    # A read-only file or folder cannot switch to WAL; reads still work. Another
+    # application's database (MRC's, adopted or not) is left in its own journal mode:
+    # switching rewrites its header and leaves -wal/-shm files beside MRC's file.
+    wal = False
+    with contextlib.suppress(sqlite3.DatabaseError):
+        if _owned_or_new(cur):
+            wal = cur.execute("PRAGMA journal_mode = WAL").fetchone()[0] == "wal"
+    if durability == "full":
+        # Every commit reaches the disk before it returns: it survives power loss.
+        cur.execute("PRAGMA synchronous = FULL")
+    elif wal or _in_wal(cur):
+        # NORMAL survives a crash or kill in WAL mode only; a rollback journal keeps FULL.
+        cur.execute("PRAGMA synchronous = NORMAL")
+    cur.close()
+
+
+def open_sqlite(
+    path: Path,
+    busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+    durability: str = DEFAULT_DURABILITY,
+    *,
+    immutable: bool = False,
+) -> sqlite3.Connection:
+    """A bare sqlite3 connection to a SQLite file, set up as SQLAlchemy's would be.
+
+    ``immutable``: wal_needs_immutable_open(path), decided by the caller before it opened
+    any connection to the file (Database.immutable_open).
+    """
+    if immutable:
+        # Read-only: writes fail with SQLite's own "readonly database" error.
+        uri = f"file:{quote(str(path))}?mode=ro&immutable=1"
+        conn = sqlite3.connect(uri, timeout=busy_timeout, check_same_thread=False, uri=True)
+    else:
+        # The path goes in as it is, never parsed as a URI ("?" and "%41" are file names).
+        conn = sqlite3.connect(str(path), timeout=busy_timeout, check_same_thread=False)
+    configure_sqlite(conn, busy_timeout, durability)
+    return conn
+
+
+def create_db_engine(
+    target: DatabaseTarget,
+    busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+    durability: str = DEFAULT_DURABILITY,
+    immutable: bool | None = None,
+) -> Engine:
     from sqlalchemy import URL, create_engine, event
     from sqlalchemy.exc import ArgumentError
 
@@ -338,7 +486,7 @@ def create_db_engine(target: DatabaseTarget, busy_timeout: float = DEFAULT_BUSY_
         # The path goes in as it is: a URL string would be parsed again ("?" starts a
         # query, "%41" is "A"), and flowcli would open some other file.
         url = URL.create("sqlite", database=str(target.path))
-        if wal_needs_immutable_open(target.path):
+        if immutable if immutable is not None else wal_needs_immutable_open(target.path):
             # Read-only: writes fail with SQLite's own "readonly database" error.
             url = f"sqlite:///file:{quote(str(target.path))}?mode=ro&immutable=1&uri=true"
     engine = create_engine(
@@ -348,22 +496,7 @@ def create_db_engine(target: DatabaseTarget, busy_timeout: float = DEFAULT_BUSY_
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
-        # Take transaction control away from the driver so BEGIN is ours to emit.
-        dbapi_conn.isolation_level = None
-        cur = dbapi_conn.cursor()
-        cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-        cur.execute("PRAGMA foreign_keys = ON")
-        # A read-only file or folder cannot switch to WAL; reads still work. Another
-        # application's database (MRC's, adopted or not) is left in its own journal mode:
-        # switching rewrites its header and leaves -wal/-shm files beside MRC's file.
-        wal = False
-        with contextlib.suppress(sqlite3.DatabaseError):
-            if _owned_or_new(cur):
-                wal = cur.execute("PRAGMA journal_mode = WAL").fetchone()[0] == "wal"
-        if wal or _in_wal(cur):
-            # NORMAL is durable enough in WAL mode only; a rollback journal keeps FULL.
-            cur.execute("PRAGMA synchronous = NORMAL")
-        cur.close()
+        configure_sqlite(dbapi_conn, busy_timeout, durability)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -99,21 +100,29 @@ def translated(db: Database | None = None) -> Iterator[None]:
     """Re-raise SQLAlchemy and sqlite3 errors as flowcli errors."""
     import sqlite3
 
-    from sqlalchemy.exc import SQLAlchemyError
-
     where = f"database {db.target.display}" if db is not None else "database"
     try:
         yield
     except FlowcliError:
         raise
-    except (SQLAlchemyError, sqlite3.Error, OverflowError) as exc:
+    except (sqlite3.Error, OverflowError) as exc:
         path = db.target.path if db is not None else None
         raise describe_db_error(exc, where, path) from exc
     except Exception as exc:
+        if _is_sqlalchemy_error(exc):
+            path = db.target.path if db is not None else None
+            raise describe_db_error(exc, where, path) from exc
         # psycopg's errors, met on the DBAPI hot path (imported only when installed).
         if type(exc).__module__.startswith("psycopg"):
             raise describe_db_error(exc, where) from exc
         raise
+
+
+def _is_sqlalchemy_error(exc: BaseException) -> bool:
+    # Only a process that imported SQLAlchemy can meet its errors: the commands that run on
+    # the bare sqlite3 driver do not import it just to find that out.
+    errors = sys.modules.get("sqlalchemy.exc")
+    return errors is not None and isinstance(exc, errors.SQLAlchemyError)
 
 
 def _no_room_reason(path: Path | None) -> str | None:

@@ -9,21 +9,26 @@ arithmetic they share in log_math.py.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, select
 
-from flowcli.db.json_text import json_dict, loads_json, parse_json_column
+from flowcli.db.json_text import json_dict, parse_json_column
 from flowcli.db.log_math import dict_diff
+from flowcli.db.log_rows import (  # noqa: F401 (re-exported for the other readers)
+    LOG_COLUMNS,
+    LOG_STATUSES,
+    SUMMARY_COLUMNS,
+    LogFilter,
+    iter_log_rows,
+    step_ids_for_order,
+    step_info,
+)
+from flowcli.db.step_tx import StepTx
 from flowcli.db.tables import (
-    STEP_LOG_COLUMNS,
     messages_table,
     session_roles_table,
-    sessions_table,
     step_logs_table,
 )
 from flowcli.errors import NotFoundError
@@ -32,96 +37,18 @@ if TYPE_CHECKING:
     from flowcli.db.connection import Database
 
 logs_t = step_logs_table
-LOG_COLUMNS = ("id", *STEP_LOG_COLUMNS)
-LOG_STATUSES = ("pending", "running", "completed", "failed", "skipped", "timeout")
 # A row in one of these states is still being written (a claimed network step).
 IN_FLIGHT_STATUSES = ("pending", "running")
 FAILURE_STATUSES = ("failed", "timeout")
 SESSION_END_STATUSES = ("finished", "failed", "cancelled", "terminated")
 
 
-@dataclass
-class LogFilter:
-    statuses: list[str] = field(default_factory=list)
-    step_order: int | None = None
-    round_index: int | None = None
-    since: datetime | None = None
-    last: int | None = None
-    limit: int | None = None
-    offset: int = 0
-    # Only rows up to this execution_order (``--follow`` prints the rest as they come).
-    until_order: int | None = None
-
-    def matches(self, row: dict[str, Any], step_ids: list[int] | None) -> bool:
-        """The filter in Python, for rows that ``--follow`` reads one poll at a time."""
-        if self.statuses and row.get("status") not in self.statuses:
-            return False
-        if self.round_index is not None and row.get("round_index") != self.round_index:
-            return False
-        if self.since is not None:
-            created = row.get("created_at")
-            if created is None or created < self.since:
-                return False
-        return step_ids is None or row.get("step_id") in step_ids
-
-
-def step_info(step_snapshot: str | None) -> dict[str, Any]:
-    """order / speaker / task_type of the step as it ran, from the log's snapshot."""
-    if not step_snapshot:
-        return {}
-    try:
-        data = json.loads(step_snapshot)
-    except ValueError:
-        return {}
-    if not isinstance(data, dict):
-        return {}
-    return {
-        "order": data.get("order"),
-        "speaker": data.get("speaker_role_ref"),
-        "target": data.get("target_role_ref"),
-        "task_type": data.get("task_type"),
-    }
-
-
 def step_ids_with_order(conn: Connection, session_id: int, order: int) -> list[int]:
     """Ids of the steps that had ``order`` in the session's snapshot (as the session ran)."""
-    sessions_t = sessions_table
-    raw = conn.execute(
-        select(sessions_t.c.flow_snapshot).where(sessions_t.c.id == session_id)
-    ).scalar()
-    data = loads_json(raw, {})
-    steps = data.get("steps", []) if isinstance(data, dict) else []
-    ids = []
-    for step in steps:
-        if (
-            isinstance(step, dict)
-            and str(step.get("order")) == str(order)
-            and step.get("id") is not None
-        ):
-            ids.append(int(step["id"]))
-    return ids
-
-
-def _conditions(conn: Connection, session_id: int, flt: LogFilter) -> list[Any]:
-    conds: list[Any] = [logs_t.c.session_id == session_id]
-    if flt.statuses:
-        conds.append(logs_t.c.status.in_(flt.statuses))
-    if flt.round_index is not None:
-        conds.append(logs_t.c.round_index == flt.round_index)
-    if flt.since is not None:
-        conds.append(logs_t.c.created_at >= flt.since)
-    if flt.until_order is not None:
-        conds.append(logs_t.c.execution_order <= flt.until_order)
-    if flt.step_order is not None:
-        # The session's snapshot knows which step ids had that order when it ran.
-        conds.append(logs_t.c.step_id.in_(step_ids_with_order(conn, session_id, flt.step_order)))
-    return conds
+    return step_ids_for_order(StepTx.over(conn), session_id, order)
 
 
 _ALL_COLUMNS = [logs_t.c[c] for c in LOG_COLUMNS]
-# What a list of executions shows (a table, a tree, a timeline): every column but the
-# JSON payloads, which can be kilobytes a row and are read only by exports and `show`.
-SUMMARY_COLUMNS = tuple(c for c in LOG_COLUMNS if c not in ("result_data", "context_snapshot"))
 
 
 def iter_logs(
@@ -131,35 +58,9 @@ def iter_logs(
     *,
     columns: Sequence[str] = LOG_COLUMNS,
 ) -> Iterator[dict[str, Any]]:
-    """Log rows oldest first, streamed from the server side in batches; each row holds
-    ``columns`` (every column unless told, e.g. ``SUMMARY_COLUMNS``).
-
-    ``--last N`` first finds the N-th newest matching execution_order by walking the
-    index backwards, then streams forwards from it: both queries are index range scans,
-    with no sort and nothing held in memory, whatever the table's size.
-    """
-    flt = flt or LogFilter()
-    conds = _conditions(conn, session_id, flt)
-    picked = _ALL_COLUMNS if columns is LOG_COLUMNS else [logs_t.c[c] for c in columns]
-    stmt = select(*picked).where(*conds).order_by(logs_t.c.execution_order)
-    if flt.last is not None:
-        bound = conn.execute(
-            select(logs_t.c.execution_order)
-            .where(*conds)
-            .order_by(logs_t.c.execution_order.desc())
-            .limit(1)
-            .offset(flt.last - 1)
-        ).scalar()
-        if bound is not None:
-            stmt = stmt.where(logs_t.c.execution_order >= bound)
-    else:
-        if flt.limit is not None:
-            stmt = stmt.limit(flt.limit)
-        if flt.offset:
-            stmt = stmt.offset(flt.offset)
-    result = conn.execution_options(stream_results=True, yield_per=500).execute(stmt)
-    for row in result.mappings():
-        yield dict(row)
+    """Log rows oldest first, streamed in batches (flowcli.db.log_rows.iter_log_rows, on
+    the DBAPI connection under ``conn``); each row holds ``columns``."""
+    return iter_log_rows(StepTx.over(conn), session_id, flt, columns=columns)
 
 
 # --- the rows a follower reads -------------------------------------------------------------

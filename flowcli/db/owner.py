@@ -13,6 +13,7 @@ its primary key ``pk_sessions``; MRC's is unnamed); without a ``sessions`` table
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING, Any
 
 from flowcli.db.inspection import existing_columns, existing_tables
@@ -65,6 +66,33 @@ def read_owner(conn: Connection) -> str:
     if recorded in OWNERS:
         return str(recorded)
     return infer_owner(conn)
+
+
+# How a SQLite CREATE TABLE names its primary key ("CONSTRAINT pk_sessions PRIMARY KEY").
+_SQLITE_PK_NAME = re.compile(r"CONSTRAINT\s+[\"`\[]?(\w+)[\"`\]]?\s+PRIMARY\s+KEY", re.IGNORECASE)
+
+
+def read_owner_sqlite(cur: Any) -> str:
+    """read_owner on a bare sqlite3 cursor: the same decision, without SQLAlchemy."""
+    from flowcli.db.plain_schema import MODEL_COLUMNS
+
+    tables = {
+        str(name): sql
+        for name, sql in cur.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'")
+    }
+    if META_TABLE in tables:
+        recorded = sqlite_owner(cur)
+        if recorded is not None:
+            return recorded
+    if "sessions" in tables:
+        found = _SQLITE_PK_NAME.search(tables["sessions"] or "")
+        return OWNER_FLOWCLI if found and found.group(1) == FLOWCLI_SESSIONS_PK else OWNER_MRC
+    foreign = {
+        t
+        for t in set(tables) - set(MODEL_COLUMNS) - {VERSION_TABLE}
+        if not t.startswith(("sqlite_", "pg_"))
+    }
+    return OWNER_MRC if foreign else OWNER_FLOWCLI
 
 
 def write_meta(conn: Connection, values: dict[str, Any]) -> None:

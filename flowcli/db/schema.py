@@ -6,11 +6,17 @@ any other command refuses one (a mistyped ``--db`` must not leave a new file beh
 Otherwise it refuses, with one line naming the fix, a database that is unversioned,
 behind, ahead, or missing a table or column flowcli writes. Alembic is imported only
 when a database is actually created (``upgrade``), never on the hot path.
+
+The guard decides with flowcli.db.schema_state's classifier on plain facts
+(``SchemaFacts``: tables, their columns, the version rows). On a SQLite file they are
+gathered with the bare sqlite3 driver (sqlite_master and ``PRAGMA table_info``), so a
+one-step command never imports SQLAlchemy to be checked; elsewhere through SQLAlchemy.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from flowcli.db.connection import Database, sqlite_file_state
 from flowcli.db.inspection import existing_columns, existing_tables, read_revisions
@@ -24,14 +30,63 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
 
+@dataclass(frozen=True)
+class SchemaFacts:
+    """What the guard looks at: the tables, the columns of the models' tables that exist,
+    and the rows of flowcli's version table (None when it does not exist)."""
+
+    tables: frozenset[str]
+    columns: dict[str, frozenset[str]] = field(default_factory=dict)
+    revisions: list[str] | None = None
+
+    def missing(self) -> list[str]:
+        """Tables and columns of the models the database lacks, as ``table[.column]``."""
+        from flowcli.db.plain_schema import MODEL_COLUMNS
+
+        return [str(found) for found in classify_missing(MODEL_COLUMNS, self.columns)]
+
+
+def sqlite_schema_facts(cur: Any) -> SchemaFacts:
+    """SchemaFacts read on a bare sqlite3 cursor."""
+    from flowcli.db.plain_schema import MODEL_COLUMNS
+
+    tables = frozenset(
+        str(r[0]) for r in cur.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+    )
+    revisions = None
+    if VERSION_TABLE in tables:
+        revisions = [str(r[0]) for r in cur.execute(f"SELECT version_num FROM {VERSION_TABLE}")]
+    columns = {
+        name: frozenset(str(r[1]) for r in cur.execute(f'PRAGMA table_info("{name}")'))
+        for name in MODEL_COLUMNS
+        if name in tables
+    }
+    return SchemaFacts(tables=tables, columns=columns, revisions=revisions)
+
+
+def connection_schema_facts(conn: Connection) -> SchemaFacts:
+    """SchemaFacts read through SQLAlchemy (any dialect)."""
+    from flowcli.db.plain_schema import MODEL_COLUMNS
+
+    tables = frozenset(existing_tables(conn))
+    columns = {
+        name: frozenset(existing_columns(conn, name)) for name in MODEL_COLUMNS if name in tables
+    }
+    return SchemaFacts(tables=tables, columns=columns, revisions=read_revisions(conn))
+
+
 def missing_objects(conn: Connection) -> list[str]:
     """Tables and columns of the models that the database lacks, as ``table[.column]``."""
-    from flowcli.db.tables import METADATA
+    return connection_schema_facts(conn).missing()
 
-    tables = existing_tables(conn)
-    required = {name: [c.name for c in table.columns] for name, table in METADATA.tables.items()}
-    columns = {name: existing_columns(conn, name) for name in required if name in tables}
-    return [str(found) for found in classify_missing(required, columns)]
+
+def schema_facts(db: Database) -> SchemaFacts:
+    """The database's SchemaFacts, on the bare driver where it can be."""
+    if db.direct_sqlite:
+        with db.sqlite_read() as cur:
+            return sqlite_schema_facts(cur)
+    with db.read() as conn:
+        return connection_schema_facts(conn)
 
 
 def database_exists(db: Database) -> bool:
@@ -83,56 +138,59 @@ def require_schema(db: Database, *, create: bool = True) -> None:
         db.schema_checked = True
         return
 
-    fix_hint = "run `flowcli db doctor --fix`"
-    with db.read() as conn:
-        state = classify_revisions(read_revisions(conn))
-        if state.kind == "absent":
-            if not existing_tables(conn):
-                if not create:
-                    raise DatabaseMissingError(
-                        f"database {db.target.display} has no tables yet; {_HOW_TO_CREATE}"
-                    )
-                # An empty database (e.g. a fresh PostgreSQL schema) is created at head.
-                conn.rollback()
-                upgrade(db, "head")
-                db.schema_checked = True
-                return
-            from flowcli.db.tables import SHARED_TABLES
-
-            tables = existing_tables(conn)
-            lacking = [t for t in SHARED_TABLES if t not in tables]
-            if lacking and len(lacking) < len(SHARED_TABLES):
-                # Some of the shared tables but not all (one was dropped, or never made):
-                # the user needs to hear which table is missing.
-                shown = ", ".join(lacking)
-                raise SchemaError(
-                    f"database {db.target.display} lacks table{'s' if len(lacking) > 1 else ''} "
-                    f"{shown} and is not yet adopted by flowcli; {fix_hint} to create "
-                    f"{'them' if len(lacking) > 1 else 'it'} and adopt the database"
-                )
-            raise SchemaError(
-                f"database {db.target.display} is not managed by flowcli "
-                f"(no {VERSION_TABLE} table); {fix_hint} to adopt it"
+    facts = schema_facts(db)
+    if facts.revisions is None and not facts.tables:
+        if not create:
+            raise DatabaseMissingError(
+                f"database {db.target.display} has no tables yet; {_HOW_TO_CREATE}"
             )
-        if state.kind == "several":
-            rows = state.rows or ()
-            raise SchemaError(
-                f"database {db.target.display} has {len(rows)} rows in {VERSION_TABLE}; "
-                f"{fix_hint} to examine it"
-            )
-        if state.kind == "behind":
-            raise SchemaError(
-                f"database {db.target.display} is at revision {state.current}, behind head "
-                f"{HEAD_REVISION}; run `flowcli db upgrade`"
-            )
-        if state.kind == "unknown":
-            raise SchemaError(
-                f"database {db.target.display} is at revision {state.current}, which this "
-                f"flowcli does not know (it is newer than this flowcli, or revisions were "
-                "deleted); upgrade flowcli or run `flowcli db doctor`"
-            )
-        missing = missing_objects(conn)
-        if missing:
-            shown = ", ".join(missing[:5]) + (" …" if len(missing) > 5 else "")
-            raise SchemaError(f"database {db.target.display} lacks {shown}; {fix_hint}")
+        # An empty database (e.g. a fresh PostgreSQL schema) is created at head.
+        upgrade(db, "head")
+        db.schema_checked = True
+        return
+    refuse_unless_at_head(db.target.display, facts)
     db.schema_checked = True
+
+
+def refuse_unless_at_head(display: str, facts: SchemaFacts) -> None:
+    """Raise SchemaError, one line naming the fix, unless the facts show flowcli's schema at
+    head: versioned, one version row, at HEAD_REVISION, no table or column missing."""
+    fix_hint = "run `flowcli db doctor --fix`"
+    state = classify_revisions(facts.revisions)
+    if state.kind == "absent":
+        from flowcli.db.plain_schema import SHARED_TABLES
+
+        lacking = [t for t in SHARED_TABLES if t not in facts.tables]
+        if lacking and len(lacking) < len(SHARED_TABLES):
+            # Some of the shared tables but not all (one was dropped, or never made):
+            # the user needs to hear which table is missing.
+            shown = ", ".join(lacking)
+            raise SchemaError(
+                f"database {display} lacks table{'s' if len(lacking) > 1 else ''} "
+                f"{shown} and is not yet adopted by flowcli; {fix_hint} to create "
+                f"{'them' if len(lacking) > 1 else 'it'} and adopt the database"
+            )
+        raise SchemaError(
+            f"database {display} is not managed by flowcli "
+            f"(no {VERSION_TABLE} table); {fix_hint} to adopt it"
+        )
+    if state.kind == "several":
+        rows = state.rows or ()
+        raise SchemaError(
+            f"database {display} has {len(rows)} rows in {VERSION_TABLE}; {fix_hint} to examine it"
+        )
+    if state.kind == "behind":
+        raise SchemaError(
+            f"database {display} is at revision {state.current}, behind head "
+            f"{HEAD_REVISION}; run `flowcli db upgrade`"
+        )
+    if state.kind == "unknown":
+        raise SchemaError(
+            f"database {display} is at revision {state.current}, which this "
+            f"flowcli does not know (it is newer than this flowcli, or revisions were "
+            "deleted); upgrade flowcli or run `flowcli db doctor`"
+        )
+    missing = facts.missing()
+    if missing:
+        shown = ", ".join(missing[:5]) + (" …" if len(missing) > 5 else "")
+        raise SchemaError(f"database {display} lacks {shown}; {fix_hint}")

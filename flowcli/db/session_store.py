@@ -8,13 +8,18 @@ SessionRow and the version-checked update rule with this module.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, and_, func, insert, select, update
 
+# The row type and constants live in flowcli.db.session_row (no SQLAlchemy there).
+from flowcli.db.session_row import (  # noqa: F401
+    ENDED_STATUSES,
+    SESSION_POSITION_COLUMNS,
+    SESSION_STATUSES,
+    SessionRow,
+    utcnow,
+)
 from flowcli.db.tables import (
     messages_table,
     roles_table,
@@ -29,66 +34,6 @@ messages_t = messages_table
 logs_t = step_logs_table
 session_roles_t = session_roles_table
 roles_t = roles_table
-
-# Every status a session can have. 'terminated' is MRC's word for a forced stop (flowcli
-# writes it when it cancels a session on a database MRC owns), 'cancelled' flowcli's own.
-SESSION_STATUSES = (
-    "not_started",
-    "running",
-    "paused",
-    "finished",
-    "failed",
-    "cancelled",
-    "terminated",
-)
-# Statuses after which a session runs no more steps.
-ENDED_STATUSES = ("finished", "cancelled", "terminated")
-
-SESSION_POSITION_COLUMNS = (
-    "id",
-    "status",
-    "current_step_id",
-    "current_round",
-    "executed_steps_count",
-    "error_reason",
-)
-
-
-def utcnow() -> datetime:
-    """Naive UTC, as MRC stores timestamps."""
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
-@dataclass
-class SessionRow:
-    id: int
-    topic: str
-    flow_template_id: int
-    flow_snapshot: str | None
-    roles_snapshot: str | None
-    status: str | None
-    current_step_id: int | None
-    current_round: int | None
-    executed_steps_count: int | None
-    error_reason: str | None
-    version: int | None
-    lease_owner: str | None
-    lease_expires_at: datetime | None
-    engine_state: str | None
-    variables: str | None
-    created_at: datetime | None
-    updated_at: datetime | None
-    ended_at: datetime | None
-
-    def position(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in SESSION_POSITION_COLUMNS}
-
-    def vars(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.variables) if self.variables else {}
-        except ValueError:
-            return {}
-        return data if isinstance(data, dict) else {}
 
 
 _SESSION_COLS = [sessions_t.c[name] for name in SessionRow.__dataclass_fields__]

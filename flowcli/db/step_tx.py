@@ -17,11 +17,12 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from flowcli.db.session_store import SessionRow, utcnow
-from flowcli.db.tables import STEP_LOG_COLUMNS
+from flowcli.db.plain_schema import STEP_LOG_COLUMNS
+from flowcli.db.session_row import SessionRow, utcnow
 from flowcli.errors import NotFoundError, SessionBusyError, SessionStateError
 
 _SESSION_COLUMNS = tuple(SessionRow.__dataclass_fields__)
+_UNSET = object()
 # The one timestamp the engine compares; the others are carried, not read.
 _DATETIME_FIELDS = ("lease_expires_at",)
 # Every column of a log row but its id: the bug report's INSERT, in its order.
@@ -281,7 +282,9 @@ class StepTx:
 
     def update_session(self, row: SessionRow, values: dict[str, Any]) -> None:
         """Write ``values`` if the session is still at the version read (no lost update)."""
-        values = dict(values)
+        # Only the columns that change: the version check below guarantees the row is as
+        # read, so a column already holding its value need not be written again.
+        values = {k: v for k, v in values.items() if getattr(row, k, _UNSET) != v}
         values.setdefault("updated_at", utcnow())
         values["version"] = (row.version or 0) + 1
         cache_key = ("update_session", row.version is None, *values)
@@ -377,6 +380,17 @@ class StepTx:
         self.cur.execute(
             f"UPDATE step_execution_logs SET {sets} WHERE id = {self.p('w_id')}{still}", params
         )
+
+    def newest_log(self, session_id: int) -> dict[str, Any] | None:
+        """The session's log row with the highest execution order (what explain repeats)."""
+        columns = ("id", "execution_order", "status", "result_type", "result_data", "error_message")
+        self.cur.execute(
+            f"SELECT {', '.join(columns)} FROM step_execution_logs "
+            f"WHERE session_id = {self.p('sid')} ORDER BY execution_order DESC LIMIT 1",
+            {"sid": session_id},
+        )
+        found = self.cur.fetchone()
+        return None if found is None else dict(zip(columns, found, strict=True))
 
     def running_log_ids(self, session_id: int) -> list[int]:
         self.cur.execute(self.sql("running_logs"), {"sid": session_id})

@@ -23,6 +23,9 @@ from sqlalchemy import (
     text,
 )
 
+# Defined without SQLAlchemy for the light paths; re-exported here beside the models.
+from flowcli.db.plain_schema import SHARED_TABLES, STEP_LOG_COLUMNS  # noqa: F401
+
 # Named constraints keep Alembic's batch mode (table rebuilds on SQLite) predictable.
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -267,43 +270,8 @@ batch_items_table = Table(
     Index("ix_flowcli_batch_items_batch_position", "batch_id", "position"),
 )
 
-# The columns of the bug report's INSERT, in its order; tests hold the table to it.
-STEP_LOG_COLUMNS: tuple[str, ...] = (
-    "session_id",
-    "step_id",
-    "parent_log_id",
-    "execution_order",
-    "round_index",
-    "loop_iteration",
-    "attempt_count",
-    "status",
-    "result_type",
-    "result_data",
-    "condition_evaluation",
-    "loop_check_result",
-    "error_message",
-    "duration_ms",
-    "memory_usage_mb",
-    "created_at",
-    "started_at",
-    "completed_at",
-    "step_snapshot",
-    "context_snapshot",
-)
-
 # Tables flowcli owns (creates, repairs). Anything else in a database is left alone.
 OWNED_TABLES: tuple[str, ...] = tuple(METADATA.tables)
-# The tables flowcli shares with MRC (MRC's names and columns). Any other table of the
-# models is flowcli's alone (flowcli_meta, and whatever later revisions add).
-SHARED_TABLES: tuple[str, ...] = (
-    "roles",
-    "flow_templates",
-    "flow_steps",
-    "sessions",
-    "session_roles",
-    "messages",
-    "step_execution_logs",
-)
 
 
 def include_owned_name(name: str | None, type_: str, parent_names: object) -> bool:

@@ -13,8 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from flowcli.db import session_store as store
 from flowcli.db.engine_state import EngineState
+from flowcli.db.step_tx import StepTx
 from flowcli.engine.planner import StepPlan, plan_step
 from flowcli.errors import ExpressionError, UsageError
 from flowcli.flows.snapshot import FlowSnapshot, Step, parse_snapshot
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Connection
 
     from flowcli.db.connection import Database
-    from flowcli.db.session_store import SessionRow
+    from flowcli.db.session_row import SessionRow
 
 # More breakpoints than this is a typo or a script gone wrong, not a debugging session.
 MAX_BREAK_ORDERS = 1000
@@ -65,7 +65,7 @@ class UpcomingStep:
 
 
 def upcoming_step(
-    conn: Connection,
+    conn: Connection | StepTx,
     row: SessionRow,
     snapshot: FlowSnapshot,
     *,
@@ -80,12 +80,11 @@ def upcoming_step(
     ``last`` and ``messages`` are read (through ``conn``) only if an expression uses them,
     so use them inside the same read.
     """
-    from flowcli.db.step_tx import StepTx
     from flowcli.engine.replay import current_state
-    from flowcli.engine.runner import _LazyNames, _view
+    from flowcli.engine.step_names import LazyNames, message_view
 
     status = row.status or "not_started"
-    tx = StepTx.over(conn)
+    tx = conn if isinstance(conn, StepTx) else StepTx.over(conn)
     if state is None:
         state, _rebuilt = current_state(
             tx, row, snapshot, rounds_end_on_summary=rounds_end_on_summary
@@ -95,7 +94,7 @@ def upcoming_step(
     round_ = 1 if will_start else (row.current_round or 1)
     plan = plan_step(snapshot, step, round_, state)
     sid = row.id
-    names = _LazyNames(
+    names = LazyNames(
         {
             "round": round_,
             "step": step.order,
@@ -108,8 +107,10 @@ def upcoming_step(
             "task_type": step.task_type,
         },
         {
-            "last": lambda: _view(tx.last_message_view(sid)),
-            "messages": lambda: [_view(r) for r in tx.message_views(sid, scope="all", round_=0)],
+            "last": lambda: message_view(tx.last_message_view(sid)),
+            "messages": lambda: [
+                message_view(r) for r in tx.message_views(sid, scope="all", round_=0)
+            ],
         },
     )
     return UpcomingStep(
@@ -209,6 +210,7 @@ def check_before_step(
 ) -> PendingCheck:
     """The upcoming step of a runnable session and whether a breakpoint stops before it,
     in one short read transaction (nothing is held while the caller then asks a user)."""
+    from flowcli.db import session_store as store
     from flowcli.engine.conventions import conventions_for
 
     summary_rounds = conventions_for(db.owner).rounds_end_on_summary

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from flowcli.db.leases import claim_live
+from flowcli.engine import recording
 from flowcli.errors import SessionBusyError
 
 if TYPE_CHECKING:
@@ -72,7 +73,8 @@ def recover_abandoned(
         else INTERRUPTED_NO_CLAIM
     )
     for log_id in abandoned:
-        tx.update_log(
+        recording.close_log(
+            tx,
             log_id,
             {
                 "status": "failed",
@@ -82,6 +84,8 @@ def recover_abandoned(
             },
         )
         state.failed_attempts += 1
-    tx.update_session(
-        row, {"lease_owner": None, "lease_expires_at": None, "engine_state": state.to_json()}
+    recording.move_session(
+        tx,
+        row,
+        {"lease_owner": None, "lease_expires_at": None, "engine_state": state.to_json()},
     )

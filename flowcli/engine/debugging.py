@@ -23,6 +23,8 @@ from flowcli.db.log_queries import (
     message_contents,
     step_info,
 )
+from flowcli.db.step_tx import StepTx
+from flowcli.engine import recording
 from flowcli.engine.bounded import bounded, bounded_dumps
 from flowcli.engine.conventions import conventions_for
 from flowcli.engine.planner import advance, plan_step
@@ -36,25 +38,6 @@ if TYPE_CHECKING:
     from flowcli.engine.runner import StepResult
 
 COPY_BATCH = 1000
-# Columns of a log row copied as they are (ids and references are remapped).
-_LOG_COPY_COLUMNS = (
-    "step_id",
-    "execution_order",
-    "round_index",
-    "loop_iteration",
-    "attempt_count",
-    "status",
-    "result_type",
-    "condition_evaluation",
-    "loop_check_result",
-    "error_message",
-    "duration_ms",
-    "memory_usage_mb",
-    "created_at",
-    "started_at",
-    "completed_at",
-    "step_snapshot",
-)
 
 
 # --- fork -----------------------------------------------------------------------------
@@ -239,6 +222,7 @@ def fork_session(
             message_map[msg["id"]] = int(result.inserted_primary_key[0])  # type: ignore[index]
 
         log_map: dict[int, int] = {}
+        copier = StepTx.over(conn)
         replay = Replay(
             snapshot,
             rounds_end_on_summary=conventions.rounds_end_on_summary,
@@ -259,14 +243,14 @@ def fork_session(
             ),
             "execution_order",
         ):
-            values = {c: log[c] for c in _LOG_COPY_COLUMNS}
-            values.update(
+            values = recording.copied_log_row(
+                log,
                 session_id=new_id,
                 parent_log_id=log_map.get(log["parent_log_id"]),
                 result_data=remap_result_data(log["result_data"], message_map),
                 context_snapshot=remap_context(log["context_snapshot"], message_map, log_map),
             )
-            new_log_id = store.insert_log(conn, values)
+            new_log_id = recording.insert_log(copier, values)
             log_map[log["id"]] = new_log_id
             replay.feed(log)
             copied_logs += 1
@@ -357,7 +341,6 @@ def skip_step(db: Database, session_id: int, reason: str | None = None) -> dict[
     """Mark the session's current (or failed) step skipped and move on, as a false
     condition would: one ``skipped`` log row (result_type ``skipped``, the reason in
     ``result_data``), no message, the next position. A failed session runs again."""
-    from flowcli.db.step_tx import StepTx
     from flowcli.engine.runner import recover_abandoned, resident_memory_mb
 
     conventions = conventions_for(db.owner)
@@ -382,42 +365,30 @@ def skip_step(db: Database, session_id: int, reason: str | None = None) -> dict[
         else:
             step, round_ = snapshot.step(row.current_step_id), row.current_round or 1
         plan = plan_step(snapshot, step, round_, state)
-        context = {
-            "round": plan.round,
-            "step_order": step.order,
-            "loop_iteration": plan.loop_iteration,
-            "attempt": plan.attempt,
-            "executed_steps": row.executed_steps_count or 0,
-            "vars": bounded(row.vars()),
-            "loops": json.loads(state.to_json())["loops"],
-            "context": {
-                "scope": step.context_scope,
-                "message_ids": [],
-                "count": 0,
-                "truncated": False,
-            },
-        }
-        values: dict[str, Any] = {
-            "session_id": row.id,
-            "step_id": step.id,
-            "parent_log_id": plan.parent_log_id,
-            "execution_order": store.next_execution_order(conn, row),
-            "round_index": plan.round,
-            "loop_iteration": plan.loop_iteration,
-            "attempt_count": plan.attempt,
-            "status": "skipped",
-            "result_type": "skipped",
-            "condition_evaluation": None,
-            "duration_ms": 0,
-            "memory_usage_mb": resident_memory_mb(),
-            "created_at": now,
-            "started_at": now,
-            "completed_at": now,
-            "step_snapshot": step.snapshot_json,
-            "context_snapshot": bounded_dumps(context),
-        }
-        log_id = store.insert_log(conn, values)
-        order = int(values["execution_order"])
+        # Written as every execution is (flowcli.engine.recording): a skipped row, then
+        # the position the planner's decision leaves.
+        context = recording.context_snapshot(
+            plan,
+            executed=row.executed_steps_count or 0,
+            variables=bounded(row.vars()),
+            loops=json.loads(state.to_json())["loops"],
+            context_ids=[],
+        )
+        order = tx.next_execution_order(row.id, row.executed_steps_count)
+        values = recording.log_row(
+            plan,
+            session_id=row.id,
+            execution_order=order,
+            started_at=now,
+            context=context,
+            condition_value=None,
+            memory_mb=resident_memory_mb(),
+            status="skipped",
+            result_type="skipped",
+            duration_ms=0,
+            completed_at=now,
+        )
+        log_id = recording.insert_log(tx, values)
         decision = advance(snapshot, plan, state, log_id=log_id, ran=False)
         data = {
             "skipped": True,
@@ -428,22 +399,17 @@ def skip_step(db: Database, session_id: int, reason: str | None = None) -> dict[
             "next_round": decision.next_round,
             "finished": decision.finished,
         }
-        store.update_log(conn, log_id, {"result_data": bounded_dumps(data)})
-        session_values: dict[str, Any] = {
-            "current_step_id": decision.next_step.id if decision.next_step else None,
-            "current_round": decision.next_round,
-            # The skip is an execution logged: MRC's next number (count + 1) is free.
-            "executed_steps_count": order,
-            "engine_state": decision.state.stamped(order).to_json(),
-            "error_reason": None,
-            "status": "paused" if status == "paused" else "running",
-        }
-        if decision.finished:
-            session_values["status"] = "finished"
-            session_values["ended_at"] = now
-            if conventions.keeps_last_step:
-                session_values["current_step_id"] = step.id
-        store.update_session(conn, row, session_values)
+        recording.close_log(tx, log_id, {"result_data": bounded_dumps(data)})
+        session_values = recording.position_after(
+            decision,
+            order,
+            step=step,
+            keeps_last_step=conventions.keeps_last_step,
+            now=now,
+        )
+        if not decision.finished:
+            session_values["status"] = "paused" if status == "paused" else "running"
+        recording.move_session(tx, row, session_values)
         log = store.fetch_log(conn, log_id)
     return {
         "session": row.position(),

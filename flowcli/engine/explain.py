@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-
-from flowcli.db import session_store as store
+from flowcli.db.session_row import ENDED_STATUSES
 from flowcli.errors import ExpressionError
 from flowcli.flows.snapshot import parse_snapshot
 
@@ -20,19 +18,19 @@ if TYPE_CHECKING:
 
 
 def explain_next(db: Database, session_id: int) -> dict[str, Any]:
-    from flowcli.db.step_tx import StepTx
     from flowcli.engine.breakpoints import upcoming_step
     from flowcli.engine.conventions import conventions_for
     from flowcli.engine.replay import current_state
     from flowcli.sandbox.expressions import compile_expression
 
     conventions = conventions_for(db.owner)
-    with db.read() as conn:
-        row = store.load_session(conn, session_id)
+    # Read on the bare driver where it can be (a SQLite file): explain imports no SQLAlchemy.
+    with db.step_read() as tx:
+        row = tx.load_session(session_id)
         snapshot = parse_snapshot(row.flow_snapshot)
         status = row.status or "not_started"
         state, rebuilt = current_state(
-            StepTx.over(conn),
+            tx,
             row,
             snapshot,
             rounds_end_on_summary=conventions.rounds_end_on_summary,
@@ -52,23 +50,7 @@ def explain_next(db: Database, session_id: int) -> dict[str, Any]:
             # Where the loop counters and attempts come from: the cache, or the log.
             "engine_state": "rebuilt from the log" if rebuilt else "cached",
         }
-        last = (
-            conn.execute(
-                select(
-                    store.logs_t.c.id,
-                    store.logs_t.c.execution_order,
-                    store.logs_t.c.status,
-                    store.logs_t.c.result_type,
-                    store.logs_t.c.result_data,
-                    store.logs_t.c.error_message,
-                )
-                .where(store.logs_t.c.session_id == session_id)
-                .order_by(store.logs_t.c.execution_order.desc())
-                .limit(1)
-            )
-            .mappings()
-            .first()
-        )
+        last = tx.newest_log(session_id)
         if last is not None:
             from flowcli.db.json_text import loads_json
 
@@ -81,12 +63,12 @@ def explain_next(db: Database, session_id: int) -> dict[str, Any]:
                 "decision": data.get("decision") if isinstance(data, dict) else None,
                 "error": last["error_message"],
             }
-        if status in store.ENDED_STATUSES:
+        if status in ENDED_STATUSES:
             out["runnable"] = False
             out["blocked_reason"] = f"the session is {status}"
             out["step"] = None
             return out
-        upcoming = upcoming_step(conn, row, snapshot, state=state)
+        upcoming = upcoming_step(tx, row, snapshot, state=state)
         step, plan, round_, will_start = (
             upcoming.step,
             upcoming.plan,

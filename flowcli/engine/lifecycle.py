@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, insert, select
 
 from flowcli.db import session_store as store
 from flowcli.db.engine_state import EngineState
@@ -22,12 +22,13 @@ from flowcli.db.tables import (
     session_roles_table,
     step_logs_table,
 )
+
+# `session list` and `session show` read without SQLAlchemy (re-exported here).
+from flowcli.engine.session_views import list_sessions, show_session  # noqa: F401
 from flowcli.errors import NotFoundError, SessionStateError, UsageError
 from flowcli.flows.snapshot import parse_snapshot
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
     from flowcli.db.connection import Database
 
 templates_t = flow_templates_table
@@ -166,122 +167,6 @@ def create_session(
                 )
             )
     return session_id
-
-
-def list_sessions(
-    db: Database,
-    status: list[str] | None = None,
-    limit: int | None = None,
-    *,
-    flow_id: int | None = None,
-    since: datetime | None = None,
-    offset: int = 0,
-    newest_first: bool = False,
-) -> list[dict[str, Any]]:
-    """Sessions (oldest first, or newest first for `session list`), filtered by status,
-    flow and creation time (``since`` is naive UTC, as stored)."""
-    t = store.sessions_t
-    stmt = select(
-        t.c.id,
-        t.c.status,
-        t.c.flow_template_id,
-        t.c.topic,
-        t.c.current_step_id,
-        t.c.current_round,
-        t.c.executed_steps_count,
-        t.c.error_reason,
-        t.c.created_at,
-        t.c.updated_at,
-        t.c.ended_at,
-    ).order_by(t.c.id.desc() if newest_first else t.c.id)
-    if flow_id is not None:
-        stmt = stmt.where(t.c.flow_template_id == flow_id)
-    if since is not None:
-        stmt = stmt.where(t.c.created_at >= since)
-    if offset:
-        stmt = stmt.offset(offset)
-    if status:
-        bad = [s for s in status if s not in SESSION_STATUSES]
-        if bad:
-            raise UsageError(
-                f"unknown status {bad[0]!r}; choose from {', '.join(SESSION_STATUSES)}"
-            )
-        stmt = stmt.where(t.c.status.in_(status))
-    if limit is not None:
-        stmt = stmt.limit(limit)
-    with db.read() as conn:
-        return [dict(r) for r in conn.execute(stmt).mappings()]
-
-
-def show_session(db: Database, session_id: int) -> dict[str, Any]:
-    with db.read() as conn:
-        row = store.load_session(conn, session_id)
-        logs_t = step_logs_table
-        msgs_t = messages_table
-        counts: dict[str, int] = dict(
-            conn.execute(
-                select(logs_t.c.status, func.count())
-                .where(logs_t.c.session_id == session_id)
-                .group_by(logs_t.c.status)
-            ).all()
-        )
-        messages = conn.execute(
-            select(func.count()).select_from(msgs_t).where(msgs_t.c.session_id == session_id)
-        ).scalar()
-        roles = [
-            dict(r)
-            for r in conn.execute(
-                select(
-                    store.session_roles_t.c.role_ref,
-                    store.session_roles_t.c.role_id,
-                    roles_t.c.name,
-                )
-                .join(roles_t, roles_t.c.id == store.session_roles_t.c.role_id)
-                .where(store.session_roles_t.c.session_id == session_id)
-                .order_by(store.session_roles_t.c.id)
-            ).mappings()
-        ]
-    data: dict[str, Any] = {
-        k: getattr(row, k)
-        for k in (
-            "id",
-            "topic",
-            "flow_template_id",
-            "status",
-            "current_step_id",
-            "current_round",
-            "executed_steps_count",
-            "error_reason",
-            "created_at",
-            "updated_at",
-            "ended_at",
-            "lease_owner",
-            "lease_expires_at",
-        )
-    }
-    data["variables"] = row.vars()
-    data["log_counts"] = counts
-    data["message_count"] = messages
-    data["roles"] = roles
-    try:
-        snapshot = parse_snapshot(row.flow_snapshot)
-        data["flow_name"] = snapshot.data.get("name")
-        data["steps"] = [
-            {
-                "id": s.id,
-                "order": s.order,
-                "speaker": s.speaker,
-                "target": s.target,
-                "task_type": s.task_type,
-                "current": s.id == row.current_step_id,
-            }
-            for s in snapshot.steps
-        ]
-        data["warnings"] = snapshot.warnings()
-    except SessionStateError as exc:
-        data["steps"] = []
-        data["warnings"] = [str(exc)]
-    return data
 
 
 # --- transitions ------------------------------------------------------------------------

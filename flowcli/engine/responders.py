@@ -13,15 +13,18 @@ import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from flowcli.engine.builtin_template import (
+    BUILTIN_TEMPLATE_NAMES,
+    DEFAULT_TEMPLATE,
+    render_builtin,
+)
 from flowcli.errors import ExpressionError, ResponderError, UsageError
 
-DEFAULT_TEMPLATE = (
-    "[{{ speaker }}{% if target %} → {{ target }}{% endif %}] {{ task_type }} on "
-    '"{{ topic }}" (round {{ round }}, step {{ step }}'
-    "{% if loop_iteration %}, loop {{ loop_iteration }}{% endif %})"
-)
+if TYPE_CHECKING:
+    from flowcli.sandbox.templates import Template
+
 
 # What each task asks of the speaker; used as the LLM's instruction.
 TASK_INSTRUCTIONS = {
@@ -75,20 +78,37 @@ class TemplateResponder:
     is_local: bool = True
 
     def __post_init__(self) -> None:
-        from flowcli.sandbox.templates import compile_template
+        # The built-in template renders without Jinja (flowcli.engine.builtin_template);
+        # any other is compiled, and so checked, now.
+        self._builtin = self.template == DEFAULT_TEMPLATE
+        self._compiled: Template | None = None
+        if not self._builtin:
+            self._sandboxed()
 
-        self._compiled = compile_template(self.template)
+    def _sandboxed(self) -> Template:
+        if self._compiled is None:
+            from flowcli.sandbox.templates import compile_template
+
+            self._compiled = compile_template(self.template)
+        return self._compiled
 
     @property
     def names_used(self) -> frozenset[str]:
         """The expression names the template reads (read before it renders)."""
-        return self._compiled.names_used
+        if self._builtin:
+            return BUILTIN_TEMPLATE_NAMES
+        return self._sandboxed().names_used
 
     def respond(self, request: ResponderRequest) -> ResponderReply:
         names = request.names
-        values = {k: names[k] for k in self._compiled.names_used if k in names}
+        if self._builtin:
+            text = render_builtin(names)
+            if text is not None:
+                return ResponderReply(content=text)
+        compiled = self._sandboxed()
+        values = {k: names[k] for k in compiled.names_used if k in names}
         try:
-            return ResponderReply(content=self._compiled.render(values))
+            return ResponderReply(content=compiled.render(values))
         except ExpressionError as exc:
             raise ResponderError(f"template responder: {exc}") from None
 

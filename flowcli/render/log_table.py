@@ -4,14 +4,10 @@ JSON, JSON lines or CSV written row by row so memory stays flat.
 
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import Iterable
-from datetime import datetime
 from typing import Any
 
 from flowcli.render.formatting import cell_time, escaped, milliseconds, styled_status, timed
-from flowcli.render.json_output import json_default, print_jsonl
 from flowcli.render.tables import Col, show_table
 
 LOG_COLUMNS_SHOWN = [
@@ -33,7 +29,7 @@ LOG_COLUMNS_SHOWN = [
 
 def logs_table(rows: Iterable[dict[str, Any]], title: str | None = None) -> int:
     """A session's executions; streams (and pages) when there are many."""
-    from flowcli.db.log_queries import step_info
+    from flowcli.db.log_rows import step_info
 
     columns = list(LOG_COLUMNS_SHOWN)
     columns[9] = Col(timed("started"), priority=3)
@@ -79,45 +75,37 @@ def logs_table(rows: Iterable[dict[str, Any]], title: str | None = None) -> int:
     )
 
 
-def _plain_row(row: dict[str, Any]) -> dict[str, Any]:
-    from flowcli.db.log_queries import LOG_COLUMNS
+def _as_batches(rows: Iterable[dict[str, Any]], size: int = 500) -> Any:
+    from flowcli.db.log_rows import LOG_COLUMNS
 
-    return {c: row.get(c) for c in LOG_COLUMNS}
+    batch: list[tuple[Any, ...]] = []
+    for row in rows:
+        batch.append(tuple(row.get(c) for c in LOG_COLUMNS))
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def stream_json_array(rows: Iterable[dict[str, Any]]) -> None:
-    """One JSON array, written row by row so memory stays flat."""
-    write = sys.stdout.write
-    write("[")
-    first = True
-    for row in rows:
-        write(
-            ("\n" if first else ",\n")
-            + json.dumps(_plain_row(row), default=json_default, ensure_ascii=False)
-        )
-        first = False
-    write("\n]\n" if not first else "]\n")
-    sys.stdout.flush()
+    """One JSON array of log rows (dicts), written batch by batch so memory stays flat
+    (flowcli.render.exports writes the rows the export reads straight from the driver)."""
+    from flowcli.db.log_rows import LOG_COLUMNS
+    from flowcli.render.exports import write_json_array
+
+    write_json_array(LOG_COLUMNS, _as_batches(rows))
 
 
 def stream_jsonl(rows: Iterable[dict[str, Any]]) -> None:
-    print_jsonl(_plain_row(r) for r in rows)
+    from flowcli.db.log_rows import LOG_COLUMNS
+    from flowcli.render.exports import write_jsonl
+
+    write_jsonl(LOG_COLUMNS, _as_batches(rows))
 
 
-def stream_csv(rows: Iterable[dict[str, Any]]) -> None:
-    import csv
+def stream_csv(rows: Iterable[dict[str, Any]], *, batch: int = 500) -> None:
+    from flowcli.db.log_rows import LOG_COLUMNS
+    from flowcli.render.exports import write_csv
 
-    from flowcli.db.log_queries import LOG_COLUMNS
-
-    writer = csv.writer(sys.stdout)
-    writer.writerow(LOG_COLUMNS)
-    for row in rows:
-        writer.writerow(
-            [
-                ""
-                if row.get(c) is None
-                else (row[c].isoformat(sep=" ") if isinstance(row.get(c), datetime) else row[c])
-                for c in LOG_COLUMNS
-            ]
-        )
-    sys.stdout.flush()
+    write_csv(LOG_COLUMNS, _as_batches(rows, batch))

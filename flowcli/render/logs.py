@@ -32,7 +32,7 @@ from flowcli.render.tables import Col, show_table
 
 
 def _step_label(row: dict[str, Any]) -> str:
-    from flowcli.db.log_queries import step_info
+    from flowcli.db.log_rows import step_info
 
     info = step_info(row.get("step_snapshot"))
     if not info:
@@ -165,7 +165,7 @@ def _status_cell(padded: str, status: Any) -> str:
 
 def follow_jsonl(row: dict[str, Any]) -> None:
     """One log row as a JSON line, flushed at once so a reader sees it now."""
-    from flowcli.db.log_queries import LOG_COLUMNS
+    from flowcli.db.log_rows import LOG_COLUMNS
 
     plain = {c: row.get(c) for c in LOG_COLUMNS}
     sys.stdout.write(json.dumps(plain, default=json_default, ensure_ascii=False) + "\n")
@@ -193,7 +193,7 @@ def log_detail_view(data: dict[str, Any]) -> None:
     """Every column of a log, its JSON columns highlighted, and its context's diff."""
     from rich.table import Table
 
-    from flowcli.db.log_queries import LOG_COLUMNS
+    from flowcli.db.log_rows import LOG_COLUMNS
 
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")

@@ -9,6 +9,9 @@ UI thread, and ``views`` the Rich renderables they show.
 from __future__ import annotations
 
 INSTALL_HINT = "pip install 'flowcli[tui]'"
+# The newest executions and messages a session view holds; older ones are not shown.
+# (Here rather than in data.py: the app needs it before its first frame, the reads after.)
+DEFAULT_WINDOW = 1000
 
 
 def require_textual() -> None:

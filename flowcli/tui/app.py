@@ -18,10 +18,12 @@ from textual import work
 from textual.app import App
 from textual.binding import Binding, BindingType
 
-from flowcli.tui.data import DEFAULT_WINDOW
+from flowcli.tui import DEFAULT_WINDOW
 from flowcli.tui.failures import describe_failure
 
 if TYPE_CHECKING:
+    from textual.screen import Screen
+
     from flowcli.db.connection import Database
     from flowcli.engine.breakpoints import Breakpoints
     from flowcli.engine.responders import ResponderOptions
@@ -116,14 +118,22 @@ class FlowcliApp(App[None]):
 
     # --- start-up ---------------------------------------------------------------------
 
-    def on_mount(self) -> None:
+    def get_default_screen(self) -> Screen[Any]:
+        # The sessions list is the app's first screen itself: pushing it over Textual's
+        # empty default screen would lay out and paint one screen more before the first
+        # frame.
         from flowcli.tui.screens.sessions import SessionsScreen
 
-        self.push_screen(SessionsScreen())
+        return SessionsScreen()
 
     def on_ready(self) -> None:
-        # After the first frame: the check imports SQLAlchemy and connects, and a worker
-        # doing that during start-up would compete with the first paint for the GIL.
+        # After the first frame: what the first screen left out to draw it sooner, then
+        # the check, which imports SQLAlchemy and connects (a worker doing that during
+        # start-up would compete with the first paint for the GIL).
+        for screen in self.screen_stack:
+            build = getattr(screen, "build_table", None)
+            if build is not None:
+                screen.call_after_refresh(build)
         self.check_database()
 
     @work(thread=True, group="startup")
@@ -142,8 +152,12 @@ class FlowcliApp(App[None]):
             self.call_from_thread(self.fail, exc)
             return
         self.call_from_thread(self._database_checked)
-        # Load what opening a session needs while the list is on screen, off the UI
-        # thread, so the first session opened does not wait for imports.
+
+    @work(thread=True, group="startup")
+    def preload_session_modules(self) -> None:
+        """Load what opening a session needs, off the UI thread, so the first session
+        opened does not wait for imports. Called once the sessions list is on the screen:
+        before, these imports would compete with reading and drawing it for the GIL."""
         import flowcli.engine.explain
         import flowcli.engine.transcript
         import flowcli.tui.screens.session  # noqa: F401

@@ -12,12 +12,11 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from flowcli.tui import DEFAULT_WINDOW
+
 if TYPE_CHECKING:
     from flowcli.db.connection import Database
     from flowcli.flows.snapshot import FlowSnapshot
-
-# The newest executions and messages a session view holds; older ones are not shown.
-DEFAULT_WINDOW = 1000
 
 
 @dataclass

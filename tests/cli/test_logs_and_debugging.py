@@ -749,26 +749,26 @@ def test_flatten_and_dict_diff() -> None:
 
 
 @pytest.mark.sqlite_only  # SQLite mechanics: raw sqlite3 writes / query plans
-def test_last_query_uses_the_session_order_index(cli: Cli) -> None:
-    from sqlalchemy import event
-    from sqlalchemy.engine import Engine
+def test_last_query_uses_the_session_order_index(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flowcli.db import connection
 
-    statements: list[tuple[str, Any]] = []
+    statements: list[str] = []
+    configure = connection.configure_sqlite
 
-    def capture(conn: Any, cursor: Any, statement: str, params: Any, *args: Any) -> None:
-        if "FROM step_execution_logs" in statement:
-            statements.append((statement, params))
+    def traced(dbapi_conn: sqlite3.Connection, *args: Any) -> None:
+        # Every statement as SQLite runs it (parameters filled in), on every connection.
+        configure(dbapi_conn, *args)
+        dbapi_conn.set_trace_callback(
+            lambda sql: statements.append(sql) if "FROM step_execution_logs" in sql else None
+        )
 
-    event.listen(Engine, "before_cursor_execute", capture)
-    try:
-        out = cli.ok("logs", str(FAILED), "--last", "50", "--json").stdout
-    finally:
-        event.remove(Engine, "before_cursor_execute", capture)
+    monkeypatch.setattr(connection, "configure_sqlite", traced)
+    out = cli.ok("logs", str(FAILED), "--last", "50", "--json").stdout
     assert len(json.loads(out)) == 16
     assert len(statements) == 2  # find the boundary, then stream from it
     con = sqlite3.connect(cli.db)
-    for statement, params in statements:
-        plan = " | ".join(row[3] for row in con.execute(f"EXPLAIN QUERY PLAN {statement}", params))
+    for statement in statements:
+        plan = " | ".join(row[3] for row in con.execute(f"EXPLAIN QUERY PLAN {statement}"))
         assert "INDEX ux_step_logs_session_order (session_id=?" in plan, plan
         assert "SCAN" not in plan and "TEMP B-TREE" not in plan, plan
     con.close()

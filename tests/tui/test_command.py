@@ -3,6 +3,7 @@ without Textual, it says so in one line; other commands never import Textual."""
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import re
@@ -69,8 +70,11 @@ def _drain(fd: int, seen: bytearray, until: bytes | None, deadline: float) -> No
         seen.extend(chunk)
 
 
-def _in_terminal(tmp_path: Path, *args: str, keys: bytes = b"") -> tuple[int, str]:
-    """Run flowcli in a pseudo-terminal of 100×30; type ``keys`` once it has drawn."""
+def _in_terminal(
+    tmp_path: Path, *args: str, keys: bytes = b"", program: list[str] | None = None
+) -> tuple[int, str]:
+    """Run flowcli (or ``program``) in a pseudo-terminal of 100×30; type ``keys`` once it
+    has drawn."""
     controller, terminal = pty.openpty()
     os.set_blocking(controller, True)
     import fcntl
@@ -82,7 +86,7 @@ def _in_terminal(tmp_path: Path, *args: str, keys: bytes = b"") -> tuple[int, st
     env.pop("COLUMNS", None)
     env.pop("LINES", None)
     proc = subprocess.Popen(
-        [*flowcli_subprocess_cmd(), *args],
+        [*(program or flowcli_subprocess_cmd()), *args],
         stdin=terminal,
         stdout=terminal,
         stderr=terminal,
@@ -111,6 +115,45 @@ def test_in_a_terminal_it_opens_the_sessions_list_and_q_quits(cli: Cli, tmp_path
     code, shown = _in_terminal(tmp_path, "--db", str(cli.db), "tui", keys=b"q")
     assert code == 0, shown[-2000:]
     assert "Why is the sky blue?" in shown  # the demo session's topic, in the list
+
+
+# Runs flowcli after wrapping the terminal driver's write, to note what was imported
+# when the first frame (the sessions screen's filter line) went to the terminal.
+FIRST_FRAME_PROBE = """
+import json, sys
+from textual.drivers import linux_driver
+out, args = sys.argv[1], sys.argv[2:]
+write = linux_driver.LinuxDriver.write
+def noting_write(self, data):
+    if "status: all (s)" in data and not noting_write.done:
+        noting_write.done = True
+        noted = [m for m in sys.modules if m.startswith(("sqlalchemy", "textual.widgets"))]
+        with open(out, "w") as f:
+            json.dump(sorted(noted), f)
+    return write(self, data)
+noting_write.done = False
+linux_driver.LinuxDriver.write = noting_write
+sys.argv = ["flowcli", *args]
+from flowcli.cli import main
+main()
+"""
+
+
+def test_the_first_frame_waits_for_no_database_and_no_table(cli: Cli, tmp_path: Path) -> None:
+    # What keeps `flowcli tui` quick to open (benchmarks/tui_start.py times it): the first
+    # frame is drawn before SQLAlchemy, the schema check and the sessions table; the table
+    # and the rows follow it.
+    cli.ok("demo")
+    noted = tmp_path / "imported.json"
+    probe = [sys.executable, "-c", FIRST_FRAME_PROBE, str(noted)]
+    code, shown = _in_terminal(tmp_path, "--db", str(cli.db), "tui", keys=b"q", program=probe)
+    assert code == 0, shown[-2000:]
+    assert "Why is the sky blue?" in shown  # the rows came after
+    imported = json.loads(noted.read_text())
+    assert "textual.widgets._header" in imported  # the probe saw the first frame
+    assert not [m for m in imported if m.startswith("sqlalchemy")]
+    assert "textual.widgets._data_table" not in imported
+    assert "textual.widgets._footer" not in imported
 
 
 def test_in_a_terminal_an_unknown_session_ends_with_one_error_line(

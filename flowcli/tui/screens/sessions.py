@@ -9,13 +9,15 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header
+from textual.widgets import Header
 
 from flowcli.render.safe_text import clipped_line as one_line
 from flowcli.tui.views import age, status_text
-from flowcli.tui.widgets import Bar, when_shown
+from flowcli.tui.widgets import Bar, gone, when_shown
 
 if TYPE_CHECKING:
+    from textual.widgets import DataTable
+
     from flowcli.tui.app import FlowcliApp
     from flowcli.tui.data import SessionsData
 
@@ -57,16 +59,25 @@ class SessionsScreen(Screen[None]):
         return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
+        # The first frame is the title, the filters and "loading…": what can be drawn
+        # before the database is read. The table and the keys footer are built right
+        # after it (build_table, called by the app once it is ready), so Textual's
+        # heaviest widgets do not delay it.
         yield Header()
         yield Bar(self._filter_line(), id="filters", classes="bar")
-        table: DataTable[Any] = DataTable(id="sessions", cursor_type="row", zebra_stripes=True)
-        yield table
         yield Bar("loading…", id="sessions-status", classes="bar")
-        yield Footer()
 
     def on_mount(self) -> None:
         self.sub_title = "sessions"
-        table = self.query_one("#sessions", DataTable)
+        self.ticker = self.set_interval(self.flowcli.interval, self.reload)
+
+    async def build_table(self) -> None:
+        """The sessions table and the footer, once the first frame is on the screen."""
+        from textual.widgets import DataTable, Footer
+
+        if gone(self):
+            return  # the app is already closing (a failed start-up check)
+        table: DataTable[Any] = DataTable(id="sessions", cursor_type="row", zebra_stripes=True)
         width = self.app.size.width
         topic = max(10, width - 62)
         for label, key, size in (
@@ -79,8 +90,11 @@ class SessionsScreen(Screen[None]):
             ("topic", "topic", topic),
         ):
             table.add_column(label, key=key, width=size)
+        await self.mount(table, before="#sessions-status")
+        if gone(self):
+            return
+        await self.mount(Footer())
         table.focus()
-        self.ticker = self.set_interval(self.flowcli.interval, self.reload)
         self.widgets_ready = True  # the widgets the first read fills exist now
         self.reload()
 
@@ -124,6 +138,8 @@ class SessionsScreen(Screen[None]):
             self.reload()  # the filter changed while this was read
             return
         self.error = None
+        if not self.loaded_once:
+            self.call_after_refresh(self.flowcli.preload_session_modules)
         self.loaded_once = True
         self.flows = data.flows
         now = self.flowcli.now()
@@ -149,7 +165,7 @@ class SessionsScreen(Screen[None]):
         )
 
     def _fill(self, rows: list[tuple[Any, ...]]) -> None:
-        table = self.query_one("#sessions", DataTable)
+        table = self.table()
         keep = self.selected_session()
         table.clear()
         for sid, status, flow, how_old, steps, topic, marked in rows:
@@ -179,8 +195,15 @@ class SessionsScreen(Screen[None]):
 
     # --- actions ---------------------------------------------------------------------------
 
+    def table(self) -> DataTable[Any]:
+        from textual.widgets import DataTable
+
+        return self.query_one("#sessions", DataTable)
+
     def selected_session(self) -> int | None:
-        table = self.query_one("#sessions", DataTable)
+        if not self.widgets_ready:
+            return None  # the table is built right after the first frame
+        table = self.table()
         if table.row_count == 0:
             return None
         try:
