@@ -346,8 +346,13 @@ def test_tui_start_benchmark_runs_and_prints_its_ratio(tmp_path: Path) -> None:
         in result.stdout
     )
     assert "built 2,000 rows" in result.stderr
-    [ratio] = json.loads(results.read_text())["ratios"]
+    written = json.loads(results.read_text())
+    [ratio] = written["ratios"]
     assert ratio["target"] == 2.0 and ratio["op"] == "<=" and ratio["value"] > 0
+    # The sessions listed, beside the target: a ratio to the same baseline, no target.
+    [listed] = written["notes"]
+    assert listed.startswith('sessions listed (2,000 rows) / `python -c "import textual"`: ')
+    assert listed in result.stdout
 
 
 def test_first_rows_benchmark_runs_and_prints_its_ratios(tmp_path: Path) -> None:
