@@ -145,3 +145,20 @@ def describe_os_error(exc: OSError, subject: str | None = None) -> str:
         reason += f" ({code})"
     where = subject if subject is not None else exc.filename
     return f"{where}: {reason}" if where is not None else reason
+
+
+def raised_by_interrupt(exc: BaseException | None) -> bool:
+    """True for Ctrl-C, and for an error raised while Ctrl-C was being handled.
+
+    A KeyboardInterrupt that lands inside a database call can make the driver's cleanup
+    fail (psycopg cancels the query, then the rollback on the way out meets a connection
+    in a bad state); that second error is not what the user needs to hear: they asked to
+    stop.
+    """
+    for _ in range(32):  # a bounded walk: a context chain can be long, never a cycle here
+        if exc is None:
+            return False
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        exc = exc.__context__
+    return False

@@ -15,7 +15,13 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from flowcli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, FlowcliError
+from flowcli.errors import (
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    FlowcliError,
+    raised_by_interrupt,
+)
 
 
 def _debug_enabled(ctx: typer.Context) -> bool:
@@ -77,6 +83,9 @@ class FlowcliGroup(TyperGroup):
         except FlowcliError as exc:
             if _debug_enabled(ctx):
                 raise
+            if raised_by_interrupt(exc):
+                print_error("interrupted")
+                raise typer.Exit(EXIT_INTERRUPTED) from None
             print_error(exc.message)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
@@ -85,6 +94,9 @@ class FlowcliGroup(TyperGroup):
         except Exception as exc:
             if _debug_enabled(ctx):
                 raise
+            if raised_by_interrupt(exc):
+                print_error("interrupted")
+                raise typer.Exit(EXIT_INTERRUPTED) from None
             translated = _translate_driver_error(exc)
             if translated is not None:
                 print_error(translated.message)

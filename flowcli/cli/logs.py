@@ -10,7 +10,7 @@ from typer.core import TyperGroup
 from flowcli.cli.context import open_db
 from flowcli.cli.options import JsonOption, session_id_given
 from flowcli.cli.params import bounded_float, int_limit
-from flowcli.errors import EXIT_INTERRUPTED
+from flowcli.errors import EXIT_INTERRUPTED, raised_by_interrupt
 
 DEFAULT_SUBCOMMAND = "list"
 
@@ -199,7 +199,10 @@ def _follow(db: Any, sid: int, flt: Any, interval: float, *, jsonl: bool, csv_ou
             printer.header()
             for row in rows:
                 printer.row(row)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Exception) as exc:
+        # Ctrl-C, or a driver's cleanup failing on the way out of it: either way, stop.
+        if not raised_by_interrupt(exc):
+            raise
         info("stopped following")
         raise typer.Exit(EXIT_INTERRUPTED) from None
 

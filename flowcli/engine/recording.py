@@ -17,6 +17,7 @@ import time
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from flowcli.db.json_text import loads_json
 from flowcli.db.plain_schema import STEP_LOG_COLUMNS
 from flowcli.db.session_row import SessionRow, utcnow
 from flowcli.engine.bounded import bounded_dumps
@@ -127,6 +128,13 @@ def copied_log_row(
         context_snapshot=context_snapshot,
     )
     return values
+
+
+def logged_message_id(result_data: Any) -> int | None:
+    """The id of the message a log row wrote (its ``result_data.message_id``), if any."""
+    data = loads_json(result_data, {})
+    mid = data.get("message_id") if isinstance(data, dict) else None
+    return mid if isinstance(mid, int) and not isinstance(mid, bool) else None
 
 
 def insert_log(tx: StepTx, values: dict[str, Any]) -> int:

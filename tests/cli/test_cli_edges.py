@@ -214,3 +214,19 @@ def test_session_list_filters_and_pages(cli: Cli) -> None:
     assert cli.json("session", "list", "--since", "2999-01-01T00:00:00Z") == []
     assert len(cli.json("session", "list", "--since", "2000-01-01")) == 2
     assert cli("session", "list", "--since", "yesterday").exit_code == 2
+
+
+def test_an_error_raised_while_ctrl_c_is_handled_is_reported_as_the_interrupt() -> None:
+    # A driver whose cleanup fails after Ctrl-C (psycopg's rollback after a cancelled
+    # query) must not turn the user's Ctrl-C into "Error: <the cleanup's failure>", exit 1.
+    from flowcli.errors import DatabaseError, raised_by_interrupt
+
+    try:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise DatabaseError("the connection is lost") from None
+    except DatabaseError as exc:
+        assert raised_by_interrupt(exc)  # `from None` hides the cause, not the context
+    assert not raised_by_interrupt(DatabaseError("locked"))
+    assert raised_by_interrupt(KeyboardInterrupt())

@@ -381,7 +381,7 @@ def test_follow_ctrl_c_exits_130_without_traceback(cli: Cli) -> None:
         if follower.poll() is None:
             follower.kill()
             follower.wait()
-    assert follower.returncode == 130
+    assert follower.returncode == 130, err
     assert b"Traceback" not in err and b"stopped following" in err
 
 
