@@ -76,6 +76,9 @@ class _InTransaction(Database):
         super().__init__(db.target, db.busy_timeout)
         self._engine = db.engine
         self.schema_checked = True
+        self.bare_driver = False  # every read inside the caller's transaction
+        self._owner = db._owner
+        self._immutable = db._immutable
         self._conn = conn
         # Known already (run_batch reads it first): read here it would open a bare
         # connection of its own inside this transaction, which failed ("disk I/O error").
