@@ -241,7 +241,13 @@ def wal_needs_immutable_open(path: Path) -> bool:
     alone is the whole database, so it is opened read-only and immutable (nobody can be
     writing it: a writer would need the same folder). When a ``-wal`` with changes is
     there but its ``-shm`` is not, those changes cannot be read: DatabaseError says why.
+
+    A writable folder is decided without opening the file: closing a file this process
+    opened releases every POSIX lock its SQLite connections hold on it (they are per
+    process), and another process could then checkpoint or rewrite it under them.
     """
+    if os.access(path.parent, os.W_OK):
+        return False
     try:
         with path.open("rb") as fh:
             head = fh.read(20)
@@ -249,8 +255,6 @@ def wal_needs_immutable_open(path: Path) -> bool:
         return False
     # Bytes 18 and 19 of the header are 2 in WAL mode.
     if len(head) < 20 or not head.startswith(SQLITE_MAGIC) or head[18:20] != b"\x02\x02":
-        return False
-    if os.access(path.parent, os.W_OK):
         return False
     wal = Path(f"{path}-wal")
     shm = Path(f"{path}-shm")
@@ -283,6 +287,9 @@ class Database:
     # The bare sqlite3 connection of the direct reads (sqlite_read), opened on first use.
     _sqlite: sqlite3.Connection | None = field(default=None, repr=False)
     _immutable: bool | None = field(default=None, repr=False)
+    # False for a view of a transaction someone else holds (engine.batch_run): its reads
+    # must go through that transaction's connection, not a bare driver connection.
+    bare_driver: bool = field(default=True, repr=False)
 
     @property
     def owner(self) -> str:
@@ -314,7 +321,7 @@ class Database:
         """Whether the hot paths use the bare sqlite3 driver: a SQLite file, so that the
         one-step commands need not import SQLAlchemy (an in-memory database exists only
         on SQLAlchemy's connection, so it keeps that)."""
-        return self.target.is_sqlite and self.target.path is not None
+        return self.bare_driver and self.target.is_sqlite and self.target.path is not None
 
     @property
     def immutable_open(self) -> bool:

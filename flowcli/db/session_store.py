@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, select, update
+from sqlalchemy import Connection, func, select
 
 # The row type and constants live in flowcli.db.session_row (no SQLAlchemy there).
 from flowcli.db.session_row import (  # noqa: F401
@@ -50,28 +50,12 @@ def load_session(conn: Connection, session_id: int, *, for_update: bool = False)
     return SessionRow(*row)
 
 
-def update_session(
-    conn: Connection, row: SessionRow, values: dict[str, Any], *, bump_version: bool = True
-) -> None:
-    """Write ``values`` if the session is still at the version read (no lost update)."""
-    values = dict(values)
-    values.setdefault("updated_at", utcnow())
-    if bump_version:
-        values["version"] = (row.version or 0) + 1
-    cond = sessions_t.c.id == row.id
-    if row.version is None:
-        cond = and_(cond, sessions_t.c.version.is_(None))
-    else:
-        cond = and_(cond, sessions_t.c.version == row.version)
-    result = conn.execute(update(sessions_t).where(cond).values(**values))
-    if result.rowcount != 1:
-        from flowcli.errors import SessionBusyError
+def update_session(conn: Connection, row: SessionRow, values: dict[str, Any]) -> None:
+    """Write ``values`` if the session is still at the version read (no lost update):
+    the one version-checked update (flowcli.db.step_tx), on this connection."""
+    from flowcli.db.step_tx import StepTx
 
-        raise SessionBusyError(
-            f"session {row.id} was changed by another process meanwhile; nothing was written"
-        )
-    for key, value in values.items():
-        setattr(row, key, value)
+    StepTx.over(conn).update_session(row, values)
 
 
 def next_execution_order(conn: Connection, row: SessionRow) -> int:
@@ -80,17 +64,6 @@ def next_execution_order(conn: Connection, row: SessionRow) -> int:
         select(func.max(logs_t.c.execution_order)).where(logs_t.c.session_id == row.id)
     ).scalar()
     return max(int(current or 0), row.executed_steps_count or 0) + 1
-
-
-def insert_log(conn: Connection, values: dict[str, Any]) -> int:
-    result = conn.execute(insert(logs_t).values(**values))
-    pk = result.inserted_primary_key
-    assert pk is not None
-    return int(pk[0])
-
-
-def update_log(conn: Connection, log_id: int, values: dict[str, Any]) -> None:
-    conn.execute(update(logs_t).where(logs_t.c.id == log_id).values(**values))
 
 
 def fetch_log(conn: Connection, log_id: int) -> dict[str, Any]:

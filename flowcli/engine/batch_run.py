@@ -76,7 +76,13 @@ class _InTransaction(Database):
         super().__init__(db.target, db.busy_timeout)
         self._engine = db.engine
         self.schema_checked = True
+        self.bare_driver = False  # every read inside the caller's transaction
+        self._owner = db._owner
+        self._immutable = db._immutable
         self._conn = conn
+        # Known already (run_batch reads it first): read here it would open a bare
+        # connection of its own inside this transaction, which failed ("disk I/O error").
+        self._owner = db.owner
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -609,6 +615,10 @@ def run_batch(
     from flowcli.db.schema import require_schema
 
     require_schema(db)
+    # Read once here, before any item's write transaction: the actions ask for it, and
+    # a first read on a fresh connection inside another connection's write transaction
+    # of this process failed ("disk I/O error").
+    _ = db.owner
     t0 = time.perf_counter()
     stop = stop or threading.Event()
     with db.read() as conn:
