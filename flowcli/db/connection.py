@@ -473,6 +473,21 @@ def open_sqlite(
     return conn
 
 
+def _quiet_sqlalchemy_logs() -> None:
+    """Keep SQLAlchemy's own log records off stderr.
+
+    With no handler configured, Python prints any error record with its traceback (the
+    "last resort" handler): a Ctrl-C inside a PostgreSQL query made the pool log
+    "Exception during reset" with a traceback after flowcli's one line. flowcli reports
+    database errors itself, at its error boundary; ``--debug`` shows tracebacks there.
+    """
+    import logging
+
+    logger = logging.getLogger("sqlalchemy")
+    if not logger.handlers:
+        logger.addHandler(logging.NullHandler())
+
+
 def create_db_engine(
     target: DatabaseTarget,
     busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
@@ -482,6 +497,7 @@ def create_db_engine(
     from sqlalchemy import URL, create_engine, event
     from sqlalchemy.exc import ArgumentError
 
+    _quiet_sqlalchemy_logs()
     if not target.is_sqlite:
         try:
             return create_engine(target.url, pool_pre_ping=True)

@@ -77,7 +77,6 @@ class _InTransaction(Database):
         self._engine = db.engine
         self.schema_checked = True
         self.bare_driver = False  # every read inside the caller's transaction
-        self._owner = db._owner
         self._immutable = db._immutable
         self._conn = conn
         # Known already (run_batch reads it first): read here it would open a bare

@@ -230,3 +230,26 @@ def test_an_error_raised_while_ctrl_c_is_handled_is_reported_as_the_interrupt() 
         assert raised_by_interrupt(exc)  # `from None` hides the cause, not the context
     assert not raised_by_interrupt(DatabaseError("locked"))
     assert raised_by_interrupt(KeyboardInterrupt())
+
+
+def test_sqlalchemy_log_records_never_reach_stderr(tmp_path: Path) -> None:
+    # Python prints an error record with its traceback when no handler is configured:
+    # SQLAlchemy's pool logged "Exception during reset" that way after a Ctrl-C.
+    code = (
+        "import logging, sys\n"
+        "from flowcli.db.connection import create_db_engine, resolve_target\n"
+        "create_db_engine(resolve_target(sys.argv[1]))\n"
+        "try:\n"
+        "    raise ValueError('boom')\n"
+        "except ValueError:\n"
+        "    pool = logging.getLogger('sqlalchemy.pool.impl.QueuePool')\n"
+        "    pool.exception('Exception during reset')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "x.db")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
