@@ -12,8 +12,6 @@ import os
 import random
 import signal
 import sqlite3
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +30,7 @@ from tests.reliability.kill import (
     read_logs,
     spawn,
 )
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -46,14 +45,6 @@ steps:
   - {speaker_role_ref: A, target_role_ref: B, task_type: ask_question, context_scope: none}
   - {speaker_role_ref: B, target_role_ref: A, task_type: answer_question, context_scope: all}
 """
-
-
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.002)  # a poll interval, not a wait for something to happen
 
 
 def scalar(db: Path, sql: str, *args: Any) -> Any:
@@ -108,7 +99,9 @@ def test_kill_9_during_a_skip_batch_then_resume_skips_each_session_once(tmp_path
     total = 1500
     ids = many_sessions(db, FLOW, total)
     proc = spawn(db, "session", "skip", "--where", "True", "--reason", "k", "--yes")
-    wait_until(lambda: handled(db) >= 3 or proc.poll() is not None, "items handled")
+    wait_until(
+        lambda: handled(db) >= 3 or proc.poll() is not None, "items handled", deadline_s=DEADLINE_S
+    )
     # The first kill is checked to land midway: the process is frozen (wherever it is,
     # inside a transaction or not), what it committed is counted, then it is killed.
     os.kill(proc.pid, signal.SIGSTOP)
@@ -122,7 +115,9 @@ def test_kill_9_during_a_skip_batch_then_resume_skips_each_session_once(tmp_path
         target = handled(db) + rng.randint(1, 40)
         resumed = spawn(db, "batch", "resume", "1", "--quiet")
         wait_until(
-            lambda p=resumed, t=target: handled(db) >= t or p.poll() is not None, "items handled"
+            lambda p=resumed, t=target: handled(db) >= t or p.poll() is not None,
+            "items handled",
+            deadline_s=DEADLINE_S,
         )
         resumed.kill()
         resumed.wait()
@@ -167,7 +162,11 @@ def test_kill_9_while_a_retry_waits_for_the_llm_then_resume_retries_each_once(
         fake.default = Behaviour()
         fake.then(Behaviour(), Behaviour(kind="slow", delay=600))
         proc = spawn(db, "session", "retry", "--where", "status == 'failed'", "--yes", *llm)
-        wait_until(lambda: len(fake.requests) >= 2 or proc.poll() is not None, "the held call")
+        wait_until(
+            lambda: len(fake.requests) >= 2 or proc.poll() is not None,
+            "the held call",
+            deadline_s=DEADLINE_S,
+        )
         assert proc.poll() is None, proc.communicate()
         proc.kill()
         proc.wait()
@@ -211,7 +210,11 @@ def test_kill_9_during_an_auto_batch_then_resume_runs_each_step_once(tmp_path: P
         )
 
     proc = spawn(db, "auto", "--where", "True", "--concurrency", "2", "--yes", "--quiet")
-    wait_until(lambda: completed() >= 60 or proc.poll() is not None, "steps committed")
+    wait_until(
+        lambda: completed() >= 60 or proc.poll() is not None,
+        "steps committed",
+        deadline_s=DEADLINE_S,
+    )
     proc.kill()
     proc.wait()
     assert proc.returncode == -9

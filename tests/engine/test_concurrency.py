@@ -6,13 +6,13 @@ import random
 import signal
 import sqlite3
 import subprocess
-import time
 from pathlib import Path
 
 from tests.conftest import Cli, flowcli_subprocess_cmd, subprocess_env
 from tests.flows_fixtures import long_loop_flow
 from tests.helpers import logs, messages, new_session, session_row, step_orders
 from tests.llm_server import Behaviour
+from tests.waiting import wait_until
 
 
 def long_loop(loops: int, max_steps: int | None = None) -> str:
@@ -47,11 +47,12 @@ def wait_for_steps(
     A condition instead of a fixed sleep: on a loaded machine Python's start-up alone can
     take longer than any fixed delay, and a signal sent then lands in start-up.
     """
-    deadline = time.monotonic() + DEADLINE
-    while completed_steps(db, session_id) < at_least:
-        assert proc.poll() is None, f"the process ended early: {proc.communicate()[1]}"
-        assert time.monotonic() < deadline, f"fewer than {at_least} steps after {DEADLINE}s"
-        time.sleep(0.02)  # polling interval, not a wait for time to pass
+    wait_until(
+        lambda: completed_steps(db, session_id) >= at_least,
+        f"{at_least} committed steps",
+        proc=proc,
+        deadline_s=DEADLINE,
+    )
 
 
 def assert_consistent(db: Path | str, session_id: int) -> list[dict]:
@@ -163,16 +164,14 @@ def test_claimed_step_makes_others_wait_then_abandoned_claim_is_recovered(
     sid = new_session(cli, long_loop(1))
     fake_llm.then(Behaviour(kind="slow", delay=30))
     proc = spawn(cli.db, "run-next", str(sid), *_llm_args(fake_llm))
-    deadline = time.time() + 20
-    while time.time() < deadline and not session_row(cli.db, sid)["lease_owner"]:
-        time.sleep(0.05)
+    wait_until(lambda: bool(session_row(cli.db, sid)["lease_owner"]), "the claim", proc=proc)
     assert session_row(cli.db, sid)["lease_owner"], "the step was never claimed"
     # The claim is committed: a running log exists and the database is not locked.
     assert [r["status"] for r in logs(cli.db, sid)] == ["running"]
     busy = cli("run-next", str(sid), *_llm_args(fake_llm))
     assert busy.exit_code == 1 and "is busy" in busy.stderr
-    while time.time() < deadline and not fake_llm.requests:
-        time.sleep(0.05)  # kill it while the LLM call is in flight
+    # Kill it while the LLM call is in flight.
+    wait_until(lambda: bool(fake_llm.requests), "the LLM call", proc=proc)
     assert len(fake_llm.requests) == 1
     proc.kill()
     proc.wait()
@@ -195,9 +194,7 @@ def test_no_write_lock_held_during_llm_call(cli: Cli, fake_llm) -> None:
     other = new_session(cli, long_loop(2))
     fake_llm.then(Behaviour(kind="slow", delay=3))
     proc = spawn(cli.db, "run-next", str(sid), *_llm_args(fake_llm))
-    deadline = time.time() + 20
-    while time.time() < deadline and not session_row(cli.db, sid)["lease_owner"]:
-        time.sleep(0.05)
+    wait_until(lambda: bool(session_row(cli.db, sid)["lease_owner"]), "the claim", proc=proc)
     # While the LLM is thinking, another session's steps write freely.
     from flowcli.cli.app import app
 

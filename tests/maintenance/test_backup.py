@@ -7,7 +7,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -24,17 +23,10 @@ from tests.reliability.kill import (
     spawn,
 )
 from tests.reliability.kill import import_flow as import_flow_file
+from tests.waiting import wait_until
 
 BACKENDS = ("sqlite", "postgres")
 DEADLINE_S = 120.0
-
-
-def _wait_for(condition, what: str, deadline_s: float = DEADLINE_S) -> None:
-    deadline = time.monotonic() + deadline_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def _integrity(path: Path) -> list[str]:
@@ -54,11 +46,11 @@ def test_backup_while_auto_runs_is_consistent_and_auto_keeps_going(
     sid = create_session(db, import_flow_file(db, loop_flow(loops)))
     proc = spawn(db, "auto", str(sid), "--quiet")
     try:
-        _wait_for(lambda: completed_count(db, sid) >= 5, "auto's first steps")
+        wait_until(lambda: completed_count(db, sid) >= 5, "auto's first steps")
         dest = tmp_path / "copy.db"
         result = cli.ok("db", "backup", str(dest), "--json")
         during = completed_count(db, sid)
-        _wait_for(lambda: completed_count(db, sid) > during, "auto to go on after the backup")
+        wait_until(lambda: completed_count(db, sid) > during, "auto to go on after the backup")
     finally:
         proc.terminate()
         proc.communicate(timeout=60)

@@ -9,7 +9,6 @@ import random
 import signal
 import sqlite3
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +24,9 @@ from tests.reliability.kill import (
     loop_flow,
     spawn,
 )
+from tests.waiting import wait_until
 
 DEADLINE_S = 120.0
-
-
-def _wait_for(condition: Any, what: str, deadline_s: float = DEADLINE_S) -> None:
-    deadline = time.monotonic() + deadline_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.002)
 
 
 def _count(db: Path, sql: str, *params: Any) -> int:
@@ -54,7 +46,7 @@ def test_a_concurrent_auto_keeps_running_through_a_prune(tmp_path: Path) -> None
     # The default busy timeout (5 s): a prune batch must never make a step wait that long.
     auto = spawn(db, "auto", str(sid), "--quiet", busy_timeout=5.0)
     try:
-        _wait_for(lambda: completed_count(db, sid) >= 3, "auto's first steps")
+        wait_until(lambda: completed_count(db, sid) >= 3, "auto's first steps")
         archive = tmp_path / "busy.jsonl.gz"
         prune = spawn(
             db,
@@ -161,7 +153,7 @@ def test_kill_9_during_prune_leaves_every_session_whole(tmp_path: Path) -> None:
         target = rng.randrange(0, per_trial)
         if trial % 2 == 0:
             # Kill once `target` sessions are gone (0: during start-up or the first batch).
-            _wait_for(
+            wait_until(
                 lambda t=target, p=proc: remaining() <= per_trial - t or p.poll() is not None,
                 "sessions to go",
             )
@@ -178,7 +170,7 @@ def test_kill_9_during_prune_leaves_every_session_whole(tmp_path: Path) -> None:
                     sizes["last"], sizes["grown"] = size, sizes["grown"] + 1
                 return sizes["grown"] > t % 4 or p.poll() is not None
 
-            _wait_for(grown, "the archive to grow")
+            wait_until(grown, "the archive to grow")
         proc.kill()
         proc.communicate(timeout=60)
         archived, summary = _archived(archive)

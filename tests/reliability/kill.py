@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 
 from flowcli.cli.app import app
 from tests.flows_fixtures import expected_orders, long_loop_flow
+from tests.waiting import wait_until
 
 CLI_ENV = {"COLUMNS": "200", "LINES": "50", "TERM": "dumb", "NO_COLOR": "1"}
 
@@ -227,8 +228,9 @@ def time_to_first_step(db: Path, flow_id: int) -> tuple[float, int]:
     t0 = time.perf_counter()
     proc = spawn(db, "auto", str(sid), "--quiet")
     try:
-        while completed_count(db, sid) == 0 and proc.poll() is None:
-            time.sleep(0.005)
+        wait_until(
+            lambda: completed_count(db, sid) > 0, "the first step", proc=proc, stop_if_exited=True
+        )
         return time.perf_counter() - t0, sid
     finally:
         proc.kill()
@@ -277,11 +279,12 @@ def run_kill_trials(
         if on_conditions:
             if trial % 2 == 1:
                 target = before + rng.randint(1, 50)
-                deadline = time.monotonic() + 120
-                while completed_count(db, sid) < target and proc.poll() is None:
-                    if time.monotonic() > deadline:
-                        raise AssertionError("auto committed no step within 120 s")
-                    time.sleep(0.005)  # polling interval
+                wait_until(
+                    lambda t=target, s=sid: completed_count(db, s) >= t,
+                    "auto's next steps",
+                    proc=proc,
+                    stop_if_exited=True,
+                )
         elif trial % 2 == 0:
             time.sleep(rng.uniform(min_delay, startup))
         else:

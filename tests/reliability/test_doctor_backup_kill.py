@@ -17,13 +17,13 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import subprocess_env
 from tests.reliability.kill import flowcli
+from tests.waiting import wait_until
 
 TRIALS = 16
 STAGES = ("start-up", "copy-begun", "copy-half-done", "backup-renamed")
@@ -69,10 +69,13 @@ def _kill_at(stage: str, db: Path, size: int) -> bool:
         stderr=subprocess.DEVNULL,
         env=subprocess_env(),
     )
-    deadline = time.monotonic() + DEADLINE
-    while not _stage_reached(stage, db.parent, size) and proc.poll() is None:
-        assert time.monotonic() < deadline, f"the doctor never reached {stage}"
-        time.sleep(0.002)  # polling the condition, not waiting for time to pass
+    wait_until(
+        lambda: _stage_reached(stage, db.parent, size),
+        f"the doctor to reach {stage}",
+        proc=proc,
+        deadline_s=DEADLINE,
+        stop_if_exited=True,
+    )
     running = proc.poll() is None
     if running:
         os.kill(proc.pid, signal.SIGKILL)

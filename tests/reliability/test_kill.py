@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import random
 import sqlite3
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from tests.llm_server import Behaviour, FakeLLM
 from tests.reliability.kill import (
@@ -27,6 +24,7 @@ from tests.reliability.kill import (
     session_state,
     spawn,
 )
+from tests.waiting import wait_until
 
 
 def test_kill_9_during_auto_at_random_moments(tmp_path: Path) -> None:
@@ -40,14 +38,6 @@ def test_kill_9_during_auto_at_random_moments(tmp_path: Path) -> None:
     assert tally.kills_before_first_step > 0 and tally.kills_mid_run > 0, tally.summary()
     # Every killed session resumes to exactly what an uninterrupted run executes.
     assert finish_and_compare(db, sessions, 300) == []
-
-
-def _wait_until(condition: Callable[[], bool], proc: Any, deadline: float = 120.0) -> None:
-    """Poll ``condition`` until it holds or the process ends (a generous deadline)."""
-    end = time.monotonic() + deadline
-    while not condition() and proc.poll() is None:
-        assert time.monotonic() < end, "the condition never held"
-        time.sleep(0.005)  # polling interval
 
 
 def _expire_lease(db: Path, sid: int) -> None:
@@ -91,11 +81,21 @@ def test_kill_9_while_a_claimed_llm_step_is_in_flight(tmp_path: Path, fake_llm: 
             # While the LLM is answering its k-th request: the claim is committed, the
             # step is not.
             asked = before + rng.randint(1, 2)
-            _wait_until(lambda: len(fake_llm.requests) >= asked, proc)  # noqa: B023
+            wait_until(
+                lambda: len(fake_llm.requests) >= asked,  # noqa: B023
+                "the k-th LLM request",
+                proc=proc,
+                stop_if_exited=True,
+            )
         else:
             # In start-up (k = 0) or after k committed steps.
             steps = done + rng.randint(0, 2)
-            _wait_until(lambda: completed_count(db, sid) >= steps, proc)  # noqa: B023
+            wait_until(
+                lambda: completed_count(db, sid) >= steps,  # noqa: B023
+                "k committed steps",
+                proc=proc,
+                stop_if_exited=True,
+            )
         proc.kill()
         proc.communicate()
         assert consistency_problems(db, sid, loops, claim_allowed=True) == []

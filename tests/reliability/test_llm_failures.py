@@ -24,6 +24,7 @@ from tests.reliability.kill import (
     session_state,
     spawn,
 )
+from tests.waiting import wait_until
 
 
 class TimedLLM(FakeLLM):
@@ -201,12 +202,13 @@ def test_retry_after_is_honoured(session: tuple[Path, int], llm: TimedLLM) -> No
 
 
 def _wait_for_claim(db: Path, sid: int, proc: subprocess.Popen) -> None:
-    deadline = time.time() + 30
-    while time.time() < deadline and proc.poll() is None:
-        if session_state(db, sid)["lease_owner"]:
-            return
-        time.sleep(0.02)
-    raise AssertionError("the step was never claimed")
+    claimed = wait_until(
+        lambda: bool(session_state(db, sid)["lease_owner"]),
+        "the step's claim",
+        proc=proc,
+        stop_if_exited=True,
+    )
+    assert claimed, "the step was never claimed"
 
 
 @pytest.mark.parametrize(
@@ -227,8 +229,7 @@ def test_no_write_lock_is_held_while_waiting_for_the_llm(
     llm.then(*waiting)
     proc = spawn(db, "run-next", str(waiting_sid), *_args(llm.base_url, timeout=10))
     _wait_for_claim(db, waiting_sid, proc)
-    while not llm.requests:
-        time.sleep(0.02)
+    wait_until(lambda: bool(llm.requests), "the LLM request", proc=proc)
     # While it waits, other processes write: they would time out at 0.2 s on a held lock.
     for args in (
         ["session", "create", "--flow", str(flow_id)],

@@ -22,6 +22,7 @@ from tests.reliability.kill import (
     read_logs,
     spawn,
 )
+from tests.waiting import wait_until
 
 HOLD_LOCK = """
 import sqlite3, sys, time
@@ -143,11 +144,7 @@ def test_auto_json_that_fails_after_k_steps_prints_their_summary(
     holder = None
     try:
         # Step k+1 is claimed and asked once k steps are committed.
-        end = time.monotonic() + 120
-        while len(fake_llm.requests) < k + 1:
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < end, "step k+1 never asked the LLM"
-            time.sleep(0.005)  # polling interval
+        wait_until(lambda: len(fake_llm.requests) >= k + 1, "step k+1's LLM call", proc=proc)
         holder = _hold_write_lock(db, 600)
     finally:
         gate.set()

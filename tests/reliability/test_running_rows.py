@@ -15,8 +15,6 @@ import shutil
 import sqlite3
 import subprocess
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,20 +29,13 @@ from tests.reliability.kill import (
     session_state,
     spawn,
 )
+from tests.waiting import wait_until
 
 DEADLINE = 120.0
 
 
 def _llm(fake: FakeLLM) -> list[str]:
     return ["--responder", "openai", "--llm-base-url", fake.base_url, "--llm-model", "m"]
-
-
-def _wait_until(condition: Callable[[], bool], proc: Any) -> None:
-    end = time.monotonic() + DEADLINE
-    while not condition():
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < end, "the condition never held"
-        time.sleep(0.005)  # polling interval
 
 
 def _doctor(db: Path, *args: str) -> tuple[int, dict[str, Any]]:
@@ -68,7 +59,7 @@ def _step_waiting_on_the_llm(
     sid = create_session(db, import_flow(db, loop_flow(2)))
     fake_llm.default = Behaviour(gate=gate)
     proc = spawn(db, "run-next", str(sid), *_llm(fake_llm), stdout=subprocess.PIPE)
-    _wait_until(lambda: len(fake_llm.requests) >= 1, proc)
+    wait_until(lambda: len(fake_llm.requests) >= 1, "the LLM call", proc=proc)
     assert [r["status"] for r in read_logs(db, sid)] == ["running"]
     return sid, proc
 
