@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import sqlite3
 import subprocess
 import time
@@ -27,11 +26,15 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from flowcli.errors import DatabaseBusyError, DatabaseError, UsageError
+from flowcli.maintenance.safety_copy import (
+    PG_DUMP_TIMEOUT_S,
+    dump_postgres,
+    pg_command_args,
+    pg_tool,
+)
 
 if TYPE_CHECKING:
     from flowcli.db.connection import Database
-
-PG_DUMP_TIMEOUT_S = 3600
 
 
 @dataclass
@@ -133,77 +136,9 @@ def backup_database(db: Database, dest: Path) -> BackupResult:
 # --- PostgreSQL ------------------------------------------------------------------------
 
 
-def _pg_command_args(url: str) -> tuple[str, list[str], dict[str, str]]:
-    """libpq connection string, ``--schema`` options for a search_path in the URL, and
-    the environment (the password travels in PGPASSWORD, never on a command line)."""
-    from sqlalchemy.engine import make_url
-
-    u = make_url(url)
-    env = dict(os.environ)
-    if u.password:
-        env["PGPASSWORD"] = str(u.password)
-    schemas: list[str] = []
-    options = u.query.get("options")
-    for opt in [options] if isinstance(options, str) else list(options or []):
-        for part in opt.split():
-            part = part.removeprefix("-c")
-            if part.startswith("search_path="):
-                schemas += [s.strip().strip('"') for s in part.split("=", 1)[1].split(",")]
-    plain = u.set(drivername="postgresql", password=None, query={})
-    extra = [f"--schema={s}" for s in schemas if s and s != "public"]
-    return plain.render_as_string(hide_password=False), extra, env
-
-
-def _tool(name: str) -> str:
-    exe = shutil.which(name)
-    if exe is None:
-        raise DatabaseError(f"{name} is not on PATH: install PostgreSQL's client tools")
-    return exe
-
-
 def _pg_backup(db: Database, dest: Path, started: float) -> BackupResult:
     _check_destination(dest, None)
-    conninfo, schemas, env = _pg_command_args(db.url)
-    partial = dest.with_name(f".{dest.name}.partial-{os.getpid()}")
-    try:
-        dump = subprocess.run(
-            [
-                _tool("pg_dump"),
-                "--format=custom",
-                "--no-owner",
-                *schemas,
-                "-f",
-                str(partial),
-                conninfo,
-            ],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=PG_DUMP_TIMEOUT_S,
-        )
-        if dump.returncode != 0:
-            raise DatabaseError(f"pg_dump failed: {dump.stderr.strip()[:300]}; nothing was written")
-        # Reading the whole archive back (every data block) is pg_restore's own check.
-        check = subprocess.run(
-            [_tool("pg_restore"), "--file=/dev/null", str(partial)],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=PG_DUMP_TIMEOUT_S,
-        )
-        if check.returncode != 0:
-            raise DatabaseError(
-                f"the dump did not read back ({check.stderr.strip()[:300]}); {dest} was not written"
-            )
-        _fsync_path(partial)
-        os.replace(partial, dest)
-        _fsync_path(dest.parent)
-    except subprocess.TimeoutExpired:
-        raise DatabaseError(
-            f"pg_dump took longer than {PG_DUMP_TIMEOUT_S} s; nothing was written"
-        ) from None
-    finally:
-        partial.unlink(missing_ok=True)
+    dump_postgres(db.url, dest)
     return BackupResult(
         str(dest),
         dest.stat().st_size,
@@ -390,7 +325,7 @@ def check_pg_dump(source: Path, env: dict[str, str] | None = None) -> None:
     if not source.is_file():
         raise UsageError(f"backup {source} does not exist or is not a file")
     listed = subprocess.run(
-        [_tool("pg_restore"), "--list", str(source)],
+        [pg_tool("pg_restore"), "--list", str(source)],
         capture_output=True,
         text=True,
         env=env,
@@ -422,7 +357,7 @@ def _pg_restore(db: Database, source: Path, started: float) -> RestoreResult:
     """Replace the PostgreSQL database's contents with a pg_dump archive: refused while
     another connection uses the database; the current contents are dumped (and verified)
     first; the archive is applied in one transaction, so a failure changes nothing."""
-    conninfo, schemas, env = _pg_command_args(db.url)
+    conninfo, schemas, env = pg_command_args(db.url)
     check_pg_dump(source, env)
     holders = _pg_other_sessions(db)
     if holders:
@@ -443,7 +378,7 @@ def _pg_restore(db: Database, source: Path, started: float) -> RestoreResult:
     kept = _pg_backup(db, kept_path, time.perf_counter()).path
     applied = subprocess.run(
         [
-            _tool("pg_restore"),
+            pg_tool("pg_restore"),
             "--clean",
             "--if-exists",
             "--no-owner",

@@ -259,3 +259,17 @@ def test_size_and_vacuum_on_every_backend(cli: Cli) -> None:
     assert size["bytes_per_step"] > 0 and size["bytes_per_session"] > 0
     data = cli.json("db", "vacuum")
     assert data["bytes_after"] > 0 and "VACUUM" in data["detail"]
+
+
+def test_a_plain_dump_cut_short_is_never_kept_as_the_safety_copy(tmp_path: Path) -> None:
+    # The doctor's PostgreSQL safety copy is plain SQL; pg_dump writes its completion line
+    # last, so a dump cut short (disk full, killed) lacks it and must not pass as a backup.
+    from flowcli.errors import DatabaseError
+    from flowcli.maintenance.safety_copy import _check_plain_dump
+
+    partial = tmp_path / ".x.sql.partial"
+    partial.write_text("--\n-- PostgreSQL database dump\n--\nCREATE TABLE t (id int);\n")
+    with pytest.raises(DatabaseError, match="incomplete"):
+        _check_plain_dump(partial, tmp_path / "x.sql")
+    partial.write_text(partial.read_text() + "\n--\n-- PostgreSQL database dump complete\n--\n")
+    _check_plain_dump(partial, tmp_path / "x.sql")  # complete: accepted
