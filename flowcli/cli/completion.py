@@ -3,7 +3,8 @@
 The shell calls ``flowcli`` with ``_FLOWCLI_COMPLETE`` set (Typer's ``complete_bash`` or
 Click's ``bash_complete`` spelling) and the words typed so far; flowcli answers with
 command names, options, and session and flow ids read from the database. An id lookup
-is bounded (the newest ``ID_LIMIT``, a short read-only query with a short timeout) and
+is bounded (the newest ``ID_LIMIT``, a short read-only query with a short timeout, in
+``flowcli/db/completion_reads.py``) and
 never creates a database: a missing file or any error completes nothing.
 """
 
@@ -129,47 +130,16 @@ def _database_value(ctx: Any) -> str | None:
     return str(configured) if configured else "flowcli.db"
 
 
-def _rows(ctx: Any, sql: str) -> list[tuple[Any, ...]]:
-    """Rows of a short read-only query, or nothing (never creates a database)."""
+def _rows(ctx: Any, read: Any) -> list[tuple[Any, ...]]:
+    """(id, label) rows from ``read(database)``, or nothing: completion never fails the
+    shell and never creates a database."""
     value = _database_value(ctx)
     if not value:
         return []
     try:
-        if "://" not in value or value.startswith("sqlite:///"):
-            return _sqlite_rows(value.removeprefix("sqlite:///"), sql)
-        return _url_rows(value, sql)
+        return list(read(value, ID_LIMIT))
     except Exception:  # noqa: BLE001 - completion must never fail the shell
         return []
-
-
-def _sqlite_rows(path: str, sql: str) -> list[tuple[Any, ...]]:
-    import sqlite3
-    from pathlib import Path
-    from urllib.parse import quote
-
-    file = Path(path).expanduser()
-    if not file.is_file():
-        return []
-    conn = sqlite3.connect(f"file:{quote(str(file.resolve()))}?mode=ro", uri=True, timeout=0.5)
-    try:
-        return list(conn.execute(sql).fetchall())
-    finally:
-        conn.close()
-
-
-def _url_rows(url: str, sql: str) -> list[tuple[Any, ...]]:
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.pool import NullPool
-
-    args = {"connect_timeout": 2} if url.startswith("postgresql") else {}
-    engine = create_engine(url, poolclass=NullPool, connect_args=args)
-    try:
-        with engine.connect() as conn:
-            if url.startswith("postgresql"):
-                conn.execute(text("SET statement_timeout = 2000"))
-            return [tuple(r) for r in conn.execute(text(sql)).all()]
-    finally:
-        engine.dispose()
 
 
 def _items(rows: list[tuple[Any, ...]], incomplete: str) -> list[Any]:
@@ -186,15 +156,15 @@ def _items(rows: list[tuple[Any, ...]], incomplete: str) -> list[Any]:
 
 
 def complete_session_ids(ctx: Any, param: Any, incomplete: str) -> list[Any]:
-    rows = _rows(
-        ctx, f"SELECT id, status || ': ' || topic FROM sessions ORDER BY id DESC LIMIT {ID_LIMIT}"
-    )
-    return _items(rows, incomplete)
+    from flowcli.db.completion_reads import newest_sessions
+
+    return _items(_rows(ctx, newest_sessions), incomplete)
 
 
 def complete_flow_ids(ctx: Any, param: Any, incomplete: str) -> list[Any]:
-    rows = _rows(ctx, f"SELECT id, name FROM flow_templates ORDER BY id DESC LIMIT {ID_LIMIT}")
-    return _items(rows, incomplete)
+    from flowcli.db.completion_reads import newest_flows
+
+    return _items(_rows(ctx, newest_flows), incomplete)
 
 
 SESSION_PARAMS = {"session_id", "session_id_arg", "session", "session_a", "session_b"}
