@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,15 @@ from flowcli.engine.responders import ResponderOptions
 from tests.conftest import Cli, flowcli_subprocess_cmd, subprocess_env
 from tests.helpers import logs, new_session, run_sql, session_row, step_orders
 from tests.llm_server import Behaviour, FakeLLM
-from tests.tui.pilot import make_app, run, screen_text, session_screen_idle, wait_for, wait_for_text
+from tests.tui.pilot import (
+    DEADLINE_S,
+    make_app,
+    run,
+    screen_text,
+    session_screen_idle,
+    wait_for,
+    wait_for_text,
+)
 from tests.tui.test_scenarios import ALL_ORDERS, FLOW
 
 # Each test runs other processes (flowcli auto, a lock holder, MRC's server) next to the app.
@@ -158,12 +167,18 @@ def test_ctrl_c_stops_the_apps_run_after_the_current_step(
     assert row["status"] == "running" and row["lease_owner"] is None
 
 
+# Prints "locked" once it holds the lock, or "busy" (and ends) when a connection of the
+# app's was still open: a refresh in a worker thread may open one at any moment.
 HOLD_EXCLUSIVE = """
 import sqlite3, sys
-con = sqlite3.connect(sys.argv[1], isolation_level=None)
+con = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=1)
 con.execute("PRAGMA locking_mode=EXCLUSIVE")
-con.execute("BEGIN EXCLUSIVE")
-con.execute("UPDATE sessions SET topic = topic")
+try:
+    con.execute("BEGIN EXCLUSIVE")
+    con.execute("UPDATE sessions SET topic = topic")
+except sqlite3.OperationalError:
+    print("busy", flush=True)
+    sys.exit(0)
 print("locked", flush=True)
 sys.stdin.readline()
 con.rollback()
@@ -181,19 +196,29 @@ def test_a_locked_database_is_reported_and_retried_without_freezing(
 
     async def scenario(pilot: Any) -> None:
         nonlocal holder
-        await wait_for(pilot, lambda: session_screen_idle(app), "the session screen")
         # A WAL reader is never blocked by a writer, only by a lock taken in exclusive
         # locking mode, which needs every other connection closed first: the app's pooled
-        # ones are closed here, and its next read opens a new one into the held lock.
-        app.read_db.dispose()
-        app.db.dispose()
-        holder = subprocess.Popen(
-            [sys.executable, "-c", HOLD_EXCLUSIVE, str(db_path)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        # ones are closed here, and its next read opens a new one into the held lock. A
+        # refresh running in a worker may reopen one before the holder gets there; then
+        # the holder gives up and the test tries again, until a deadline.
+        deadline = time.monotonic() + DEADLINE_S
+        while True:
+            await wait_for(pilot, lambda: session_screen_idle(app), "the session screen")
+            app.read_db.dispose()
+            app.db.dispose()
+            holder = subprocess.Popen(
+                [sys.executable, "-c", HOLD_EXCLUSIVE, str(db_path)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            assert holder.stdout is not None
+            answer = holder.stdout.readline().strip()
+            if answer == "locked":
+                break
+            assert answer == "busy", f"the lock holder said {answer!r}"
+            holder.wait(timeout=60)
+            assert time.monotonic() < deadline, "the app never closed its connections"
         text = await wait_for_text(pilot, "(retrying)")
         assert "locked" in text or "busy" in text
         await pilot.press("2")  # the app answers keys all the while
