@@ -114,11 +114,9 @@ def list_(
     from contextlib import closing
 
     from flowcli.db.log_rows import (
-        LOG_COLUMNS,
         LOG_STATUSES,
         SUMMARY_COLUMNS,
         LogFilter,
-        iter_log_batches,
         iter_log_rows,
     )
     from flowcli.errors import UsageError
@@ -161,12 +159,7 @@ def list_(
     with db.step_read() as tx:
         tx.load_session(sid)  # a clean error for an unknown id
         if json_out or jsonl or csv_out:
-            from flowcli.render.exports import write_csv, write_json_array, write_jsonl
-
-            write = write_json_array if json_out else write_jsonl if jsonl else write_csv
-            # Closed here, inside the read, even when the reader goes away (a closed pipe).
-            with closing(iter_log_batches(tx, sid, flt)) as batches:
-                write(LOG_COLUMNS, batches)
+            _export(tx, sid, flt, json_out=json_out, csv_out=csv_out)
             return
         # The table and the tree never show the JSON payloads: they are not read.
         with closing(iter_log_rows(tx, sid, flt, columns=SUMMARY_COLUMNS)) as rows:
@@ -176,6 +169,31 @@ def list_(
                 logs_tree(rows, title=f"session {sid}")
             else:
                 logs_table(rows, title=f"session {sid}")
+
+
+def _export(tx: Any, sid: int, flt: Any, *, json_out: bool, csv_out: bool) -> None:
+    """``--json`` / ``--jsonl`` / ``--csv``: on a SQLite file SQLite builds each line (the
+    same bytes as the Python encoders, which PostgreSQL keeps using)."""
+    from contextlib import closing
+
+    from flowcli.db.log_rows import LOG_COLUMNS, fetch_log_rows, iter_line_batches
+    from flowcli.db.log_rows import iter_log_batches as batches_of
+
+    # Generators are closed here, inside the read, even when the reader goes away.
+    if tx.sqlite:
+        from flowcli.render.exports import write_lines
+
+        fmt = "csv" if csv_out else "jsonl"
+        with closing(iter_line_batches(tx, sid, fmt, flt)) as lines:
+            write_lines(
+                fmt, LOG_COLUMNS, lines, lambda ids: fetch_log_rows(tx, ids), array=json_out
+            )
+        return
+    from flowcli.render.exports import write_csv, write_json_array, write_jsonl
+
+    write = write_json_array if json_out else write_csv if csv_out else write_jsonl
+    with closing(batches_of(tx, sid, flt)) as batches:
+        write(LOG_COLUMNS, batches)
 
 
 def _follow(db: Any, sid: int, flt: Any, interval: float, *, jsonl: bool, csv_out: bool) -> None:

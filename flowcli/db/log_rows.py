@@ -28,6 +28,8 @@ LOG_STATUSES = ("pending", "running", "completed", "failed", "skipped", "timeout
 # JSON payloads, which can be kilobytes a row and are read only by exports and `show`.
 SUMMARY_COLUMNS = tuple(c for c in LOG_COLUMNS if c not in ("result_data", "context_snapshot"))
 FETCH_BATCH = 500  # rows per fetch: memory stays flat, the per-fetch cost is spread
+# Export lines per fetch (about 1 KB each): one join and one write a batch.
+LINE_BATCH = 1000
 
 
 @dataclass
@@ -135,25 +137,18 @@ def _as_bool(value: Any) -> Any:
     return value if value is None else bool(value)
 
 
-def iter_log_batches(
-    tx: StepTx,
-    session_id: int,
-    flt: LogFilter | None = None,
-    *,
-    columns: Sequence[str] = LOG_COLUMNS,
-    batch: int = FETCH_BATCH,
-) -> Generator[list[tuple[Any, ...]], None, None]:
-    """Log rows oldest first, in batches of tuples of ``columns`` as the driver returns
-    them (the exports encode them column by column: flowcli.render.exports).
+def _log_query(
+    tx: StepTx, session_id: int, flt: LogFilter, select: str
+) -> tuple[str, dict[str, Any]]:
+    """The SQL (and its parameters) of ``select`` over the filtered rows, oldest first.
 
     ``--last N`` first finds the N-th newest matching execution_order by walking the
     (session_id, execution_order) index backwards, then streams forwards from it: both
     are index range scans, with no sort and nothing held in memory.
     """
-    flt = flt or LogFilter()
     where, params = _where(tx, session_id, flt)
     p = tx.p
-    sql = f"SELECT {', '.join(columns)} FROM step_execution_logs WHERE {where}"
+    sql = f"SELECT {select} FROM step_execution_logs WHERE {where}"
     if flt.last is not None:
         tx.cur.execute(
             f"SELECT execution_order FROM step_execution_logs WHERE {where} "
@@ -175,6 +170,10 @@ def iter_log_batches(
         if flt.offset:
             sql += f" OFFSET {p('offset')}"
             params["offset"] = flt.offset
+    return sql, params
+
+
+def _stream(tx: StepTx, sql: str, params: dict[str, Any], batch: int) -> Generator[Any, None, None]:
     # A server-side cursor on PostgreSQL: psycopg would otherwise fetch every row at once.
     cur = tx.raw.cursor() if tx.sqlite else tx.raw.cursor(name=f"flowcli_logs_{uuid.uuid4().hex}")
     try:
@@ -183,6 +182,65 @@ def iter_log_batches(
             yield rows
     finally:
         cur.close()
+
+
+def iter_log_batches(
+    tx: StepTx,
+    session_id: int,
+    flt: LogFilter | None = None,
+    *,
+    columns: Sequence[str] = LOG_COLUMNS,
+    batch: int = FETCH_BATCH,
+) -> Generator[list[tuple[Any, ...]], None, None]:
+    """Log rows oldest first, in batches of tuples of ``columns`` as the driver returns
+    them (the exports' Python path encodes them column by column:
+    flowcli.render.exports)."""
+    sql, params = _log_query(tx, session_id, flt or LogFilter(), ", ".join(columns))
+    yield from _stream(tx, sql, params, batch)
+
+
+def iter_line_batches(
+    tx: StepTx,
+    session_id: int,
+    fmt: str,
+    flt: LogFilter | None = None,
+    *,
+    columns: Sequence[str] = LOG_COLUMNS,
+    batch: int = LINE_BATCH,
+) -> Generator[list[tuple[int, bytes]], None, None]:
+    """SQLite only: the filtered rows oldest first, in batches of (id, the row's export
+    line as bytes, built by SQLite: flowcli.db.export_lines). The bytes are not decoded
+    here: a line may hold the BAD marker or stored text that is not UTF-8, and the
+    writer sends those rows back to Python (fetch_log_rows)."""
+    from flowcli.db.export_lines import line_sql
+
+    assert tx.sqlite, "export lines are built by SQLite"
+    select = f"id, CAST({line_sql(columns, fmt)} AS BLOB)"
+    sql, params = _log_query(tx, session_id, flt or LogFilter(), select)
+    yield from _stream(tx, sql, params, batch)
+
+
+def fetch_log_rows(
+    tx: StepTx, ids: Sequence[int], *, columns: Sequence[str] = LOG_COLUMNS
+) -> dict[int, tuple[Any, ...]]:
+    """The rows with these ids as tuples of ``columns`` as the driver returns them, by
+    id: the few an export's SQL left to Python. Read in the same transaction as the
+    lines, so they are the same rows."""
+    found: dict[int, tuple[Any, ...]] = {}
+    cur = tx.raw.cursor()
+    try:
+        for start in range(0, len(ids), 500):  # well under any bound on parameters
+            chunk = list(ids[start : start + 500])
+            marks = ", ".join(tx.p(f"i{n}") for n in range(len(chunk)))
+            cur.execute(
+                f"SELECT id, {', '.join(columns)} FROM step_execution_logs WHERE id IN ({marks})",
+                {f"i{n}": i for n, i in enumerate(chunk)},
+            )
+            for row in cur.fetchall():
+                found[row[0]] = tuple(row[1:])
+    finally:
+        cur.close()
+    return found
 
 
 def iter_log_rows(

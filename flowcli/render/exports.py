@@ -1,11 +1,14 @@
-"""Log exports (``logs --json`` / ``--jsonl`` / ``--csv``) written at the driver's speed.
+"""Log exports (``logs --json`` / ``--jsonl`` / ``--csv``), a million rows with flat memory.
 
-A million rows must stream at well over 200,000 rows a second with flat memory, so the
-rows arrive in batches of plain tuples (flowcli.db.log_rows.iter_log_batches), each
-column has an encoder chosen once, and each batch is written in one call. The text is
-byte for byte what ``json.dumps(row, default=json_default, ensure_ascii=False)`` and
-``csv.writer`` wrote for the row dicts: timestamps as UTC ISO 8601 with ``Z`` (JSON) or
-``isoformat(" ")`` (CSV), booleans as booleans, NULL as null or an empty cell.
+Two paths write the same bytes. On a SQLite file SQLite builds each row's whole line
+(flowcli.db.export_lines) and ``write_lines`` joins and writes them a batch at a time,
+encoding in Python only the rare rows SQL leaves to it. Elsewhere (PostgreSQL, and as the
+reference the tests hold the SQL to) the rows arrive in batches of plain tuples
+(flowcli.db.log_rows.iter_log_batches), each column has an encoder chosen once, and each
+batch is written in one call. The text is byte for byte what
+``json.dumps(row, default=json_default, ensure_ascii=False)`` and ``csv.writer`` wrote
+for the row dicts: timestamps as UTC ISO 8601 with ``Z`` (JSON) or ``isoformat(" ")``
+(CSV), booleans as booleans, NULL as null or an empty cell.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import csv
 import io
 import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from json.encoder import encode_basestring
 from typing import Any
@@ -161,29 +164,119 @@ def _csv_bool(value: Any) -> Any:
     return None if value is None else bool(value)
 
 
-def write_csv(columns: Sequence[str], batches: Batches) -> None:
-    """CSV with a header row; NULL is an empty cell."""
+def _csv_fixes(columns: Sequence[str]) -> list[tuple[int, Callable[[Any], Any]]]:
     dates, flags = DATETIME_COLUMNS[_TABLE], BOOLEAN_COLUMNS[_TABLE]
-    fixes = [
+    return [
         (i, _csv_time if c in dates else _csv_bool)
         for i, c in enumerate(columns)
         if c in dates or c in flags
     ]
+
+
+def _csv_cells(fixes: list[tuple[int, Callable[[Any], Any]]], row: Sequence[Any]) -> list[Any]:
+    cells = list(row)
+    for i, fix in fixes:
+        cells[i] = fix(cells[i])
+    return cells
+
+
+def write_csv(columns: Sequence[str], batches: Batches) -> None:
+    """CSV with a header row; NULL is an empty cell."""
+    fixes = _csv_fixes(columns)
     # Each batch is written to a buffer, then to stdout in one call.
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(columns)
     write = sys.stdout.write
     for batch in batches:
-        rows = []
-        for row in batch:
-            cells = list(row)
-            for i, fix in fixes:
-                cells[i] = fix(cells[i])
-            rows.append(cells)
-        writer.writerows(rows)
+        writer.writerows([_csv_cells(fixes, row) for row in batch])
         write(buffer.getvalue())
         buffer.seek(0)
         buffer.truncate()
     write(buffer.getvalue())
     sys.stdout.flush()
+
+
+# --- the SQLite path: lines built by SQLite --------------------------------------------
+
+LineBatches = Iterable[Sequence[tuple[int, bytes]]]
+FetchRows = Callable[[Sequence[int]], "dict[int, tuple[Any, ...]]"]
+
+
+def _byte_writer() -> tuple[Callable[[bytes], Any], Callable[[], Any]]:
+    """Write UTF-8 bytes to stdout: straight to its buffer when stdout encodes UTF-8
+    (no decoding and encoding again), else decoded and written as text, as before."""
+    stream = sys.stdout
+    buffer = getattr(stream, "buffer", None)
+    encoding = str(getattr(stream, "encoding", None) or "").lower().replace("-", "")
+    if buffer is not None and encoding in ("utf8", "utf_8"):
+        stream.flush()  # whatever the text layer holds comes first
+        return buffer.write, buffer.flush
+    return (lambda data: stream.write(data.decode("utf-8"))), stream.flush
+
+
+def _python_line(fmt: str, columns: Sequence[str], row: Sequence[Any]) -> str:
+    """One row as the Python encoders write it, without the line break."""
+    if fmt == "jsonl":
+        return _json_lines(columns, [row])[0]
+    buffer = io.StringIO()
+    csv.writer(buffer).writerow(_csv_cells(_csv_fixes(columns), row))
+    return buffer.getvalue()[:-2]  # the writer's "\r\n"
+
+
+def _mended(
+    fmt: str, columns: Sequence[str], batch: Sequence[tuple[int, bytes]], fetch_rows: FetchRows
+) -> list[bytes]:
+    """The batch's lines, those SQL left to Python (the BAD marker, or stored text that
+    is not UTF-8) encoded by Python from the rows read again."""
+    lines = [line for _, line in batch]
+    redo = []
+    for i, line in enumerate(lines):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            redo.append(i)
+    # Text that is not UTF-8 fails here as it fails on the Python path: the driver
+    # cannot decode it, and the command ends with that error.
+    rows = fetch_rows([batch[i][0] for i in redo])
+    for i in redo:
+        lines[i] = _python_line(fmt, columns, rows[batch[i][0]]).encode("utf-8")
+    return lines
+
+
+def write_lines(
+    fmt: str,
+    columns: Sequence[str],
+    batches: LineBatches,
+    fetch_rows: FetchRows,
+    *,
+    array: bool = False,
+) -> None:
+    """Write lines SQLite built (flowcli.db.log_rows.iter_line_batches): JSON lines, or
+    with ``array`` one JSON array (``fmt`` "jsonl"), or CSV with a header (``fmt``
+    "csv"). Each batch is joined, checked to be UTF-8 in one call, and written in one."""
+    write, flush = _byte_writer()
+    csv_out = fmt == "csv"
+    end = b"\r\n" if csv_out else b"\n"
+    sep = b",\n" if array else end
+    if csv_out:
+        header = io.StringIO()
+        csv.writer(header).writerow(columns)
+        write(header.getvalue().encode("utf-8"))
+    first = True
+    for batch in batches:
+        if not batch:
+            continue
+        data = sep.join([line for _, line in batch])
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            data = sep.join(_mended(fmt, columns, batch, fetch_rows))
+        if array:
+            write((b"[\n" if first else b",\n") + data)
+        else:
+            write(data + end)
+        first = False
+    if array:
+        write(b"[]\n" if first else b"\n]\n")
+    flush()

@@ -1,0 +1,162 @@
+"""Export lines built by SQLite: each log row's whole JSON object or CSV record.
+
+``logs --jsonl`` / ``--csv`` of a million rows cannot afford Python work per row, so on a
+SQLite file the query writes each row's line in C and Python only joins and writes
+batches of them. The line is exactly what the Python encoders (flowcli.render.exports,
+the reference) write for the same row, except where SQL cannot be sure to match them:
+
+- a column holding a type it should not (a blob anywhere, text in a boolean column);
+- a float SQLite might render differently from Python's ``repr``: outside
+  1e-4 <= |x| < 1e15, zero (SQLite prints -0.0 as 0.0), or not exact in 15 digits;
+- a timestamp column whose text is not one of the canonical stored forms
+  ``YYYY-MM-DD HH:MM:SS[.ffffff]`` naming a moment Python accepts.
+
+There the column's text is ``BAD``, a byte (0xFF) that valid UTF-8 never holds. The
+caller decodes each batch as UTF-8: one failure sends the rows that fail, these and any
+stored text that is not UTF-8, back to Python (flowcli.render.exports), which reads them
+again by id and encodes them, or reports the undecodable text as it always did.
+
+One ``printf`` per row puts the pieces together: fewer steps in SQLite's virtual machine
+than ``||`` between 42 pieces (benchmarks/exports.py; BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from flowcli.db.plain_schema import BOOLEAN_COLUMNS, DATETIME_COLUMNS
+
+_TABLE = "step_execution_logs"
+JSONL = "jsonl"
+CSV = "csv"
+FORMATS = (JSONL, CSV)
+BAD = b"\xff"
+_BAD_SQL = "x'FF'"
+
+# Which type to test for first in a column (what the models declare). Only the order of
+# the tests depends on it: every column is ready for every type.
+_INTEGER_COLUMNS = frozenset(
+    {
+        "id",
+        "session_id",
+        "step_id",
+        "parent_log_id",
+        "execution_order",
+        "round_index",
+        "loop_iteration",
+        "attempt_count",
+        "duration_ms",
+    }
+)
+_FLOAT_COLUMNS = frozenset({"memory_usage_mb"})
+
+# printf's 15 significant digits read back as the same double, so Python's shortest
+# repr has the same digits, in the range where both write positional notation with a
+# ".0" on whole numbers (1e15 is "1000000000000000.0" to Python, "1.0e+15" to SQLite).
+_FLOAT = (
+    "iif(abs({x}) >= 1e-4 AND abs({x}) < 1e15 "
+    "AND CAST(printf('%!.15g', {x}) AS REAL) = {x}, printf('%!.15g', {x}), " + _BAD_SQL + ")"
+)
+
+# A timestamp in a canonical stored form naming a moment Python accepts: its length in
+# bytes (LIKE stops at a NUL), its separators, a digit last (SQLite would take a trailing
+# "Z" or space for a zone), a date that survives a round trip through SQLite's day count
+# (date() alone keeps "02-30"; hour 24 rolls over to the next day), and a year Python has
+# (SQLite has a year 0). SQLite's parser insists on the digits in between.
+_STAMP_26 = (
+    "length(CAST({x} AS BLOB)) = 26 AND {x} LIKE '____-__-__ __:__:__.______' "
+    "AND substr({x}, 26) BETWEEN '0' AND '9' "
+    "AND date({x}, '+0 days') = substr({x}, 1, 10) AND {x} >= '0001'"
+)
+_STAMP_19 = (
+    "length(CAST({x} AS BLOB)) = 19 AND {x} LIKE '____-__-__ __:__:__' "
+    "AND date({x}, '+0 days') = substr({x}, 1, 10) AND {x} >= '0001'"
+)
+
+
+def _typed(x: str, name: str, branches: dict[str, str]) -> str:
+    """A CASE on typeof(x), the column's declared type tested first."""
+    first = "integer" if name in _INTEGER_COLUMNS else "real" if name in _FLOAT_COLUMNS else "text"
+    order = [first] + [t for t in ("text", "integer", "null", "real") if t != first]
+    whens = " ".join(f"WHEN '{t}' THEN {branches[t]}" for t in order if t in branches)
+    return f"CASE typeof({x}) {whens} ELSE {_BAD_SQL} END"
+
+
+def _json_value(x: str, name: str) -> str:
+    """The SQL of one column's JSON text."""
+    if name in DATETIME_COLUMNS[_TABLE]:
+        # isoformat() drops a zero fraction; naive times are UTC, hence the Z.
+        return (
+            f"CASE WHEN {_STAMP_26.format(x=x)} "
+            f"THEN '\"' || replace(replace({x}, '.000000', ''), ' ', 'T') || 'Z\"' "
+            f"WHEN {x} IS NULL THEN 'null' "
+            f"WHEN {_STAMP_19.format(x=x)} THEN '\"' || replace({x}, ' ', 'T') || 'Z\"' "
+            f"ELSE {_BAD_SQL} END"
+        )
+    if name in BOOLEAN_COLUMNS[_TABLE]:
+        # As SQLAlchemy reads a stored integer: bool(value).
+        return (
+            f"CASE typeof({x}) WHEN 'null' THEN 'null' "
+            f"WHEN 'integer' THEN iif({x}, 'true', 'false') ELSE {_BAD_SQL} END"
+        )
+    return _typed(
+        x,
+        name,
+        {
+            "text": f"json_quote({x})",
+            "integer": x,
+            "null": "'null'",
+            "real": _FLOAT.format(x=x),
+        },
+    )
+
+
+def _csv_value(x: str, name: str) -> str:
+    """The SQL of one column's CSV field."""
+    if name in DATETIME_COLUMNS[_TABLE]:
+        # isoformat(" "): the stored text itself, less a zero fraction.
+        return (
+            f"CASE WHEN {_STAMP_26.format(x=x)} THEN replace({x}, '.000000', '') "
+            f"WHEN {x} IS NULL THEN '' WHEN {_STAMP_19.format(x=x)} THEN {x} "
+            f"ELSE {_BAD_SQL} END"
+        )
+    if name in BOOLEAN_COLUMNS[_TABLE]:
+        return (
+            f"CASE typeof({x}) WHEN 'null' THEN '' "
+            f"WHEN 'integer' THEN iif({x}, 'True', 'False') ELSE {_BAD_SQL} END"
+        )
+    # The csv module's minimal quoting: a field holding the delimiter, the quote or a
+    # line break is quoted, its quotes doubled.
+    text = (
+        f"iif(instr({x}, '\"') OR instr({x}, ',') OR instr({x}, char(10)) "
+        f"OR instr({x}, char(13)), '\"' || replace({x}, '\"', '\"\"') || '\"', {x})"
+    )
+    return _typed(x, name, {"text": text, "integer": x, "null": "''", "real": _FLOAT.format(x=x)})
+
+
+def line_sql(columns: Sequence[str], fmt: str) -> str:
+    """The SQL expression of a row's line, without its line break: a JSON object as
+    ``json.dumps`` writes it (``", "`` and ``": "``), or a CSV record."""
+    if fmt == JSONL:
+        keys = [_printf_text(json.dumps(c, ensure_ascii=False)) for c in columns]
+        layout = "{" + ", ".join(f"{k}: %s" for k in keys) + "}"
+        values = [_json_value(_quoted(c), c) for c in columns]
+    elif fmt == CSV:
+        layout = ",".join("%s" for _ in columns)
+        values = [_csv_value(_quoted(c), c) for c in columns]
+    else:
+        raise ValueError(f"unknown export format {fmt!r}")
+    return f"printf({_literal(layout)}, {', '.join(values)})"
+
+
+def _printf_text(text: str) -> str:
+    return text.replace("%", "%%")
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
