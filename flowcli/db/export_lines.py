@@ -5,7 +5,8 @@ SQLite file the query writes each row's line in C and Python only joins and writ
 batches of them. The line is exactly what the Python encoders (flowcli.render.exports,
 the reference) write for the same row, except where SQL cannot be sure to match them:
 
-- a column holding a type it should not (a blob anywhere, text in a boolean column);
+- a column holding a type it should not (a blob anywhere, text in a boolean column),
+  or, in CSV, text holding a NUL (printf's ``%s`` would end the text there);
 - a float SQLite might render differently from Python's ``repr``: outside
   1e-4 <= |x| < 1e15, zero (SQLite prints -0.0 as 0.0), or not exact in 15 digits;
 - a timestamp column whose text is not one of the canonical stored forms
@@ -63,15 +64,16 @@ _FLOAT = (
 # bytes (LIKE stops at a NUL), its separators, a digit last (SQLite would take a trailing
 # "Z" or space for a zone), a date that survives a round trip through SQLite's day count
 # (date() alone keeps "02-30"; hour 24 rolls over to the next day), and a year Python has
-# (SQLite has a year 0). SQLite's parser insists on the digits in between.
+# (SQLite has a year 0; the unary + keeps the column's numeric affinity from turning
+# '0001' into the number 1). SQLite's parser insists on the digits in between.
 _STAMP_26 = (
     "length(CAST({x} AS BLOB)) = 26 AND {x} LIKE '____-__-__ __:__:__.______' "
     "AND substr({x}, 26) BETWEEN '0' AND '9' "
-    "AND date({x}, '+0 days') = substr({x}, 1, 10) AND {x} >= '0001'"
+    "AND date({x}, '+0 days') = substr({x}, 1, 10) AND +{x} >= '0001'"
 )
 _STAMP_19 = (
     "length(CAST({x} AS BLOB)) = 19 AND {x} LIKE '____-__-__ __:__:__' "
-    "AND date({x}, '+0 days') = substr({x}, 1, 10) AND {x} >= '0001'"
+    "AND date({x}, '+0 days') = substr({x}, 1, 10) AND +{x} >= '0001'"
 )
 
 
@@ -127,10 +129,11 @@ def _csv_value(x: str, name: str) -> str:
             f"WHEN 'integer' THEN iif({x}, 'True', 'False') ELSE {_BAD_SQL} END"
         )
     # The csv module's minimal quoting: a field holding the delimiter, the quote or a
-    # line break is quoted, its quotes doubled.
+    # line break is quoted, its quotes doubled. printf's %s would end a text at a NUL.
     text = (
+        f"iif(instr({x}, char(0)), {_BAD_SQL}, "
         f"iif(instr({x}, '\"') OR instr({x}, ',') OR instr({x}, char(10)) "
-        f"OR instr({x}, char(13)), '\"' || replace({x}, '\"', '\"\"') || '\"', {x})"
+        f"OR instr({x}, char(13)), '\"' || replace({x}, '\"', '\"\"') || '\"', {x}))"
     )
     return _typed(x, name, {"text": text, "integer": x, "null": "''", "real": _FLOAT.format(x=x)})
 
