@@ -6,7 +6,7 @@ batches of them. The line is exactly what the Python encoders (flowcli.render.ex
 the reference) write for the same row, except where SQL cannot be sure to match them:
 
 - a column holding a type it should not (a blob anywhere, text in a boolean column),
-  or, in CSV, text holding a NUL (printf's ``%s`` would end the text there);
+  or, in CSV, text holding a NUL where printf's ``%s`` would end it (see line_sql);
 - a float SQLite might render differently from Python's ``repr``: outside
   1e-4 <= |x| < 1e15, zero (SQLite prints -0.0 as 0.0), or not exact in 15 digits;
 - a timestamp column whose text is not one of the canonical stored forms
@@ -17,8 +17,8 @@ caller decodes each batch as UTF-8: one failure sends the rows that fail, these 
 stored text that is not UTF-8, back to Python (flowcli.render.exports), which reads them
 again by id and encodes them, or reports the undecodable text as it always did.
 
-One ``printf`` per row puts the pieces together: fewer steps in SQLite's virtual machine
-than ``||`` between 42 pieces (benchmarks/exports.py; BENCHMARKS.md).
+``printf`` puts the pieces together: fewer steps in SQLite's virtual machine than ``||``
+between 42 pieces (BENCHMARKS.md has the measurements).
 """
 
 from __future__ import annotations
@@ -77,25 +77,39 @@ _STAMP_19 = (
 )
 
 
+def _expected(name: str) -> str:
+    if name in _INTEGER_COLUMNS:
+        return "integer"
+    return "real" if name in _FLOAT_COLUMNS else "text"
+
+
 def _typed(x: str, name: str, branches: dict[str, str]) -> str:
     """A CASE on typeof(x), the column's declared type tested first."""
-    first = "integer" if name in _INTEGER_COLUMNS else "real" if name in _FLOAT_COLUMNS else "text"
+    first = _expected(name)
     order = [first] + [t for t in ("text", "integer", "null", "real") if t != first]
     whens = " ".join(f"WHEN '{t}' THEN {branches[t]}" for t in order if t in branches)
     return f"CASE typeof({x}) {whens} ELSE {_BAD_SQL} END"
 
 
+def _stamp(x: str, whole: str, fraction: str, null: str) -> str:
+    """A timestamp column: ``fraction`` (SQL of the text with its fraction) for the usual
+    stored form, ``whole`` of the text cut to whole seconds (isoformat() drops a zero
+    fraction), ``null`` for NULL; BAD for anything else."""
+    return (
+        f"CASE WHEN {_STAMP_26.format(x=x)} THEN iif(substr({x}, 21) = '000000', "
+        f"{whole.format(t=f'substr({x}, 1, 19)')}, {fraction.format(t=x)}) "
+        f"WHEN {x} IS NULL THEN {null} "
+        f"WHEN {_STAMP_19.format(x=x)} THEN {whole.format(t=x)} "
+        f"ELSE {_BAD_SQL} END"
+    )
+
+
 def _json_value(x: str, name: str) -> str:
     """The SQL of one column's JSON text."""
     if name in DATETIME_COLUMNS[_TABLE]:
-        # isoformat() drops a zero fraction; naive times are UTC, hence the Z.
-        return (
-            f"CASE WHEN {_STAMP_26.format(x=x)} "
-            f"THEN '\"' || replace(replace({x}, '.000000', ''), ' ', 'T') || 'Z\"' "
-            f"WHEN {x} IS NULL THEN 'null' "
-            f"WHEN {_STAMP_19.format(x=x)} THEN '\"' || replace({x}, ' ', 'T') || 'Z\"' "
-            f"ELSE {_BAD_SQL} END"
-        )
+        # Naive times are UTC: ISO 8601 with a T and a Z.
+        iso = "'\"' || replace({t}, ' ', 'T') || 'Z\"'"
+        return _stamp(x, iso, iso, "'null'")
     if name in BOOLEAN_COLUMNS[_TABLE]:
         # As SQLAlchemy reads a stored integer: bool(value).
         return (
@@ -117,44 +131,75 @@ def _json_value(x: str, name: str) -> str:
 def _csv_value(x: str, name: str) -> str:
     """The SQL of one column's CSV field."""
     if name in DATETIME_COLUMNS[_TABLE]:
-        # isoformat(" "): the stored text itself, less a zero fraction.
-        return (
-            f"CASE WHEN {_STAMP_26.format(x=x)} THEN replace({x}, '.000000', '') "
-            f"WHEN {x} IS NULL THEN '' WHEN {_STAMP_19.format(x=x)} THEN {x} "
-            f"ELSE {_BAD_SQL} END"
-        )
+        return _stamp(x, "{t}", "{t}", "''")  # isoformat(" "): the stored text itself
     if name in BOOLEAN_COLUMNS[_TABLE]:
         return (
             f"CASE typeof({x}) WHEN 'null' THEN '' "
             f"WHEN 'integer' THEN iif({x}, 'True', 'False') ELSE {_BAD_SQL} END"
         )
     # The csv module's minimal quoting: a field holding the delimiter, the quote or a
-    # line break is quoted, its quotes doubled. printf's %s would end a text at a NUL.
+    # line break is quoted, its quotes doubled.
     text = (
-        f"iif(instr({x}, char(0)), {_BAD_SQL}, "
         f"iif(instr({x}, '\"') OR instr({x}, ',') OR instr({x}, char(10)) "
-        f"OR instr({x}, char(13)), '\"' || replace({x}, '\"', '\"\"') || '\"', {x}))"
+        f"OR instr({x}, char(13)), '\"' || replace({x}, '\"', '\"\"') || '\"', {x})"
     )
+    if _expected(name) != "text":
+        # This field goes through printf's %s, which would end the text at a NUL: text
+        # is rare here, so it pays for the search.
+        text = f"iif(instr({x}, char(0)), {_BAD_SQL}, {text})"
     return _typed(x, name, {"text": text, "integer": x, "null": "''", "real": _FLOAT.format(x=x)})
 
 
 def line_sql(columns: Sequence[str], fmt: str) -> str:
     """The SQL expression of a row's line, without its line break: a JSON object as
-    ``json.dumps`` writes it (``", "`` and ``": "``), or a CSV record."""
+    ``json.dumps`` writes it (``", "`` and ``": "``), or a CSV record.
+
+    Runs of pieces are put together by one printf each. Stored text that goes out
+    unescaped (a CSV text column) is joined with ``||`` instead, which keeps a NUL
+    that printf's %s would end the text at (JSON escapes it: json_quote's "\\u0000")."""
+    parts: list[tuple[str, str]] = []  # ("text", literal) | ("value", SQL) | ("raw", SQL)
     if fmt == JSONL:
-        keys = [_printf_text(json.dumps(c, ensure_ascii=False)) for c in columns]
-        layout = "{" + ", ".join(f"{k}: %s" for k in keys) + "}"
-        values = [_json_value(_quoted(c), c) for c in columns]
+        for i, name in enumerate(columns):
+            key = json.dumps(name, ensure_ascii=False)
+            parts.append(("text", ("{" if i == 0 else ", ") + key + ": "))
+            parts.append(("value", _json_value(_quoted(name), name)))
+        parts.append(("text", "}"))
     elif fmt == CSV:
-        layout = ",".join("%s" for _ in columns)
-        values = [_csv_value(_quoted(c), c) for c in columns]
+        for i, name in enumerate(columns):
+            if i:
+                parts.append(("text", ","))
+            kind = "raw" if _expected(name) == "text" else "value"
+            parts.append((kind, _csv_value(_quoted(name), name)))
     else:
         raise ValueError(f"unknown export format {fmt!r}")
-    return f"printf({_literal(layout)}, {', '.join(values)})"
+    return " || ".join(_joined(parts))
 
 
-def _printf_text(text: str) -> str:
-    return text.replace("%", "%%")
+def _joined(parts: list[tuple[str, str]]) -> list[str]:
+    """The SQL operands of ``||``: a printf for each run of literal text and values."""
+    out: list[str] = []
+    layout: list[str] = []
+    args: list[str] = []
+
+    def flush() -> None:
+        if args:
+            out.append(f"printf({_literal(''.join(layout))}, {', '.join(args)})")
+        elif layout:
+            out.append(_literal("".join(layout).replace("%%", "%")))
+        layout.clear()
+        args.clear()
+
+    for kind, sql in parts:
+        if kind == "text":
+            layout.append(sql.replace("%", "%%"))
+        elif kind == "value":
+            layout.append("%s")
+            args.append(sql)
+        else:
+            flush()
+            out.append(sql)
+    flush()
+    return out
 
 
 def _quoted(name: str) -> str:
