@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import Any
 
 from flowcli.db.plain_schema import BOOLEAN_COLUMNS, DATETIME_COLUMNS
 
@@ -59,6 +60,22 @@ _FLOAT = (
     "iif(abs({x}) >= 1e-4 AND abs({x}) < 1e15 "
     "AND CAST(printf('%!.15g', {x}) AS REAL) = {x}, printf('%!.15g', {x}), " + _BAD_SQL + ")"
 )
+# The same where SQLite's own text of a float is printf's "%!.15g" (3.40 and the
+# versions near it; reals_as_printf asks): a cast instead of two printf calls a row.
+_FLOAT_CAST = (
+    "iif(abs({x}) >= 1e-4 AND abs({x}) < 1e15 "
+    "AND CAST(CAST({x} AS TEXT) AS REAL) = {x}, {x}, " + _BAD_SQL + ")"
+)
+_PROBES = ("0.1", "0.1 + 0.2", "2.0 / 3", "1e14 + 0.5", "123.456", "40.0", "0.0001", "1e-5")
+
+
+def reals_as_printf(cur: Any) -> bool:
+    """Whether this SQLite writes a float as text the way printf('%!.15g') does (newer
+    versions may write more digits, which Python's repr would not)."""
+    probes = ", ".join(f"CAST({v} AS TEXT) = printf('%!.15g', {v})" for v in _PROBES)
+    cur.execute(f"SELECT {probes}")
+    return all(cur.fetchone())
+
 
 # A timestamp in a canonical stored form naming a moment Python accepts: its length in
 # bytes (LIKE stops at a NUL), its separators, a digit last (SQLite would take a trailing
@@ -91,25 +108,31 @@ def _typed(x: str, name: str, branches: dict[str, str]) -> str:
     return f"CASE typeof({x}) {whens} ELSE {_BAD_SQL} END"
 
 
-def _stamp(x: str, whole: str, fraction: str, null: str) -> str:
+def _stamp(x: str, whole: str, fraction: str, null: str, same_as: str | None) -> str:
     """A timestamp column: ``fraction`` (SQL of the text with its fraction) for the usual
     stored form, ``whole`` of the text cut to whole seconds (isoformat() drops a zero
-    fraction), ``null`` for NULL; BAD for anything else."""
+    fraction), ``null`` for NULL; BAD for anything else.
+
+    A column holding the very bytes of the row's first timestamp column (``same_as``:
+    flowcli writes started_at = created_at) skips the checks: if those bytes are not a
+    canonical stamp, that column is BAD already and so is the row."""
+    text = f"iif(substr({x}, 21) = '000000', {whole.format(t=f'substr({x}, 1, 19)')}, "
+    text += f"{fraction.format(t=x)})"
+    same = f"WHEN {x} = {same_as} THEN {text} " if same_as else ""
     return (
-        f"CASE WHEN {_STAMP_26.format(x=x)} THEN iif(substr({x}, 21) = '000000', "
-        f"{whole.format(t=f'substr({x}, 1, 19)')}, {fraction.format(t=x)}) "
+        f"CASE {same}WHEN {_STAMP_26.format(x=x)} THEN {text} "
         f"WHEN {x} IS NULL THEN {null} "
         f"WHEN {_STAMP_19.format(x=x)} THEN {whole.format(t=x)} "
         f"ELSE {_BAD_SQL} END"
     )
 
 
-def _json_value(x: str, name: str) -> str:
+def _json_value(x: str, name: str, same_as: str | None, real: str) -> str:
     """The SQL of one column's JSON text."""
     if name in DATETIME_COLUMNS[_TABLE]:
         # Naive times are UTC: ISO 8601 with a T and a Z.
         iso = "'\"' || replace({t}, ' ', 'T') || 'Z\"'"
-        return _stamp(x, iso, iso, "'null'")
+        return _stamp(x, iso, iso, "'null'", same_as)
     if name in BOOLEAN_COLUMNS[_TABLE]:
         # As SQLAlchemy reads a stored integer: bool(value).
         return (
@@ -123,15 +146,15 @@ def _json_value(x: str, name: str) -> str:
             "text": f"json_quote({x})",
             "integer": x,
             "null": "'null'",
-            "real": _FLOAT.format(x=x),
+            "real": real.format(x=x),
         },
     )
 
 
-def _csv_value(x: str, name: str) -> str:
+def _csv_value(x: str, name: str, same_as: str | None, real: str) -> str:
     """The SQL of one column's CSV field."""
     if name in DATETIME_COLUMNS[_TABLE]:
-        return _stamp(x, "{t}", "{t}", "''")  # isoformat(" "): the stored text itself
+        return _stamp(x, "{t}", "{t}", "''", same_as)  # isoformat(" "): the stored text itself
     if name in BOOLEAN_COLUMNS[_TABLE]:
         return (
             f"CASE typeof({x}) WHEN 'null' THEN '' "
@@ -147,29 +170,36 @@ def _csv_value(x: str, name: str) -> str:
         # This field goes through printf's %s, which would end the text at a NUL: text
         # is rare here, so it pays for the search.
         text = f"iif(instr({x}, char(0)), {_BAD_SQL}, {text})"
-    return _typed(x, name, {"text": text, "integer": x, "null": "''", "real": _FLOAT.format(x=x)})
+    return _typed(x, name, {"text": text, "integer": x, "null": "''", "real": real.format(x=x)})
 
 
-def line_sql(columns: Sequence[str], fmt: str) -> str:
+def line_sql(columns: Sequence[str], fmt: str, *, reals_cast: bool = False) -> str:
     """The SQL expression of a row's line, without its line break: a JSON object as
     ``json.dumps`` writes it (``", "`` and ``": "``), or a CSV record.
 
+    ``reals_cast``: this SQLite writes floats as printf's "%!.15g" (reals_as_printf).
     Runs of pieces are put together by one printf each. Stored text that goes out
     unescaped (a CSV text column) is joined with ``||`` instead, which keeps a NUL
     that printf's %s would end the text at (JSON escapes it: json_quote's "\\u0000")."""
     parts: list[tuple[str, str]] = []  # ("text", literal) | ("value", SQL) | ("raw", SQL)
+    real = _FLOAT_CAST if reals_cast else _FLOAT
+    stamps = [c for c in columns if c in DATETIME_COLUMNS[_TABLE]]
+
+    def same_as(name: str) -> str | None:
+        return _quoted(stamps[0]) if stamps and name != stamps[0] else None
+
     if fmt == JSONL:
         for i, name in enumerate(columns):
             key = json.dumps(name, ensure_ascii=False)
             parts.append(("text", ("{" if i == 0 else ", ") + key + ": "))
-            parts.append(("value", _json_value(_quoted(name), name)))
+            parts.append(("value", _json_value(_quoted(name), name, same_as(name), real)))
         parts.append(("text", "}"))
     elif fmt == CSV:
         for i, name in enumerate(columns):
             if i:
                 parts.append(("text", ","))
             kind = "raw" if _expected(name) == "text" else "value"
-            parts.append((kind, _csv_value(_quoted(name), name)))
+            parts.append((kind, _csv_value(_quoted(name), name, same_as(name), real)))
     else:
         raise ValueError(f"unknown export format {fmt!r}")
     return " || ".join(_joined(parts))

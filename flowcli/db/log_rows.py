@@ -212,10 +212,11 @@ def iter_line_batches(
     line as bytes, built by SQLite: flowcli.db.export_lines). The bytes are not decoded
     here: a line may hold the BAD marker or stored text that is not UTF-8, and the
     writer sends those rows back to Python (fetch_log_rows)."""
-    from flowcli.db.export_lines import line_sql
+    from flowcli.db.export_lines import line_sql, reals_as_printf
 
     assert tx.sqlite, "export lines are built by SQLite"
-    select = f"id, CAST({line_sql(columns, fmt)} AS BLOB)"
+    line = line_sql(columns, fmt, reals_cast=reals_as_printf(tx.cur))
+    select = f"id, CAST({line} AS BLOB)"
     sql, params = _log_query(tx, session_id, flt or LogFilter(), select)
     yield from _stream(tx, sql, params, batch)
 

@@ -327,3 +327,22 @@ def test_a_stdout_that_is_not_utf8_gets_text(
     write_lines("jsonl", LOG_COLUMNS, iter_line_batches(tx, 7, "jsonl"), lambda ids: {})
     monkeypatch.undo()
     assert out.getvalue().encode("utf-8") == _python(logs_db, write_jsonl)
+
+
+@pytest.mark.parametrize("reals_cast", [False, True])
+@settings(max_examples=300, deadline=None)
+@given(st.lists(FLOATS, min_size=1, max_size=50))
+def test_floats_are_reprs_or_left_to_python(reals_cast: bool, values: list[float]) -> None:
+    """Both ways of writing a float in SQL (printf, or the cast where this SQLite's text
+    is printf's) give Python's repr, or BAD."""
+    from flowcli.db.export_lines import _FLOAT, _FLOAT_CAST, BAD, reals_as_printf
+
+    con = sqlite3.connect(":memory:")
+    if reals_cast and not reals_as_printf(con.cursor()):
+        pytest.skip("this SQLite writes floats unlike printf('%!.15g')")
+    con.execute("CREATE TABLE t (x FLOAT)")
+    con.executemany("INSERT INTO t VALUES (?)", [(v,) for v in values])
+    expr = (_FLOAT_CAST if reals_cast else _FLOAT).format(x="x")
+    for stored, text in con.execute(f"SELECT x, CAST(printf('%s', {expr}) AS BLOB) FROM t"):
+        assert text in (BAD, repr(stored).encode())
+    con.close()
