@@ -268,10 +268,11 @@ def write_lines(
         if not batch:
             continue
         data = sep.join([line for _, line in batch])
-        try:
-            data.decode("utf-8")
-        except UnicodeDecodeError:
-            data = sep.join(_mended(fmt, columns, batch, fetch_rows))
+        if not data.isascii():  # ASCII is UTF-8 and holds no BAD: no decoding needed
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError:
+                data = sep.join(_mended(fmt, columns, batch, fetch_rows))
         if array:
             write((b"[\n" if first else b",\n") + data)
         else:
