@@ -33,6 +33,8 @@ MAX_FILE_BYTES = 256 * 1024
 
 @dataclass(frozen=True)
 class KeySpec:
+    """One known configuration key: its type, environment variable, default and bounds."""
+
     kind: type
     env: str | None = None
     default: Any = None
@@ -127,6 +129,8 @@ class Settings:
 
 @dataclass(frozen=True)
 class ConfigFile:
+    """One configuration file as read: its known keys (flattened) and its open tables."""
+
     path: Path
     kind: str  # "project" or "user"
     values: dict[str, Any]  # known keys, flattened ("llm.model")
@@ -135,6 +139,8 @@ class ConfigFile:
 
 @dataclass
 class Config:
+    """Every source of settings for one command: files, environment and flags."""
+
     files: list[ConfigFile]  # highest precedence first: project, then user
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     flags: dict[str, Any] = field(default_factory=dict)

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class AppState:
+    """What the root command resolved for the command it runs (database, options)."""
+
     db_option: str | None = None
     busy_timeout: float = 5.0
     debug: bool = False

@@ -22,6 +22,8 @@ from flowcli.cli.boundary import FlowcliGroup, print_error
 
 @dataclass(frozen=True)
 class LazyCommand:
+    """A command listed in `flowcli --help` whose module is imported only when run."""
+
     module: str
     attr: str  # a typer.Typer (a group) or a command function
     help: str  # the line shown in `flowcli --help`

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 from flowcli.db.connection import Database, sqlite_file_state
 from flowcli.db.inspection import existing_columns, existing_tables, read_revisions
-from flowcli.db.migrate import upgrade
 from flowcli.db.revisions import HEAD_REVISION, VERSION_TABLE
 from flowcli.db.schema_state import classify_revisions
 from flowcli.db.schema_state import missing_objects as classify_missing
@@ -100,6 +99,8 @@ def create_if_new(db: Database) -> bool:
     """Create a missing or empty SQLite file at head (the embedded default)."""
     if database_exists(db):
         return False
+    from flowcli.db.migrate import upgrade
+
     upgrade(db, "head")
     return True
 
@@ -145,6 +146,8 @@ def require_schema(db: Database, *, create: bool = True) -> None:
                 f"database {db.target.display} has no tables yet; {_HOW_TO_CREATE}"
             )
         # An empty database (e.g. a fresh PostgreSQL schema) is created at head.
+        from flowcli.db.migrate import upgrade
+
         upgrade(db, "head")
         db.schema_checked = True
         return

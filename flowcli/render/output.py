@@ -27,6 +27,8 @@ DEFAULT_PAGER = "less -R"
 
 @dataclass
 class OutputSettings:
+    """How this command writes its output: pager, width, quiet."""
+
     pager: str | None = None  # the command; None or "" means never page
     width: int | None = None  # forced terminal width (config `width`)
     quiet: bool = False  # no notes or progress on stderr; warnings and errors still show
@@ -35,6 +37,8 @@ class OutputSettings:
 
 @dataclass
 class _RunState:
+    """The output state of the running command (its console and pager)."""
+
     settings: OutputSettings = field(default_factory=OutputSettings)
     console: Any = None
     gate: PagerGate | None = None
