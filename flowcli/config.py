@@ -20,7 +20,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from flowcli.errors import ConfigError
 
@@ -31,8 +31,7 @@ OPEN_SECTIONS = ("retention",)
 MAX_FILE_BYTES = 256 * 1024
 
 
-@dataclass(frozen=True)
-class KeySpec:
+class KeySpec(NamedTuple):
     """One known configuration key: its type, environment variable, default and bounds."""
 
     kind: type
@@ -111,8 +110,7 @@ KEYS: dict[str, KeySpec] = {
 _TABLES = {key.split(".", 1)[0] for key in KEYS if "." in key}
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):
     """The effective value of every known key."""
 
     database: str | None
@@ -127,8 +125,7 @@ class Settings:
     llm_timeout: float | None
 
 
-@dataclass(frozen=True)
-class ConfigFile:
+class ConfigFile(NamedTuple):
     """One configuration file as read: its known keys (flattened) and its open tables."""
 
     path: Path

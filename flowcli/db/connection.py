@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote
 
 from flowcli.db.failures import translated
@@ -44,8 +44,7 @@ DEFAULT_DURABILITY = "normal"
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
-@dataclass(frozen=True)
-class DatabaseTarget:
+class DatabaseTarget(NamedTuple):
     """Where the database is: a SQLAlchemy URL, plus the file path when it is SQLite."""
 
     url: str

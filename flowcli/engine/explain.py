@@ -18,9 +18,9 @@ if TYPE_CHECKING:
 
 
 def explain_next(db: Database, session_id: int) -> dict[str, Any]:
-    from flowcli.engine.upcoming import upcoming_step
     from flowcli.engine.conventions import conventions_for
     from flowcli.engine.replay import current_state
+    from flowcli.engine.upcoming import upcoming_step
 
     conventions = conventions_for(db.owner)
     # Read on the bare driver where it can be (a SQLite file): explain imports no SQLAlchemy.
