@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -134,13 +133,21 @@ class ConfigFile(NamedTuple):
     sections: dict[str, dict[str, Any]]  # the open tables, as written
 
 
-@dataclass
 class Config:
     """Every source of settings for one command: files, environment and flags."""
 
-    files: list[ConfigFile]  # highest precedence first: project, then user
-    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
-    flags: dict[str, Any] = field(default_factory=dict)
+    def __init__(
+        self,
+        files: list[ConfigFile],
+        env: Mapping[str, str] | None = None,
+        flags: dict[str, Any] | None = None,
+    ) -> None:
+        self.files = files  # highest precedence first: project, then user
+        self.env: Mapping[str, str] = dict(os.environ) if env is None else env
+        self.flags: dict[str, Any] = {} if flags is None else flags
+
+    def __repr__(self) -> str:
+        return f"Config(files={self.files!r})"  # never the environment: it holds secrets
 
     def source(self, key: str) -> str:
         """Where the effective value of ``key`` comes from, for people to read."""

@@ -15,8 +15,7 @@ one-step command never imports SQLAlchemy to be checked; elsewhere through SQLAl
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from flowcli.db.connection import Database, sqlite_file_state
 from flowcli.db.inspection import existing_columns, existing_tables, read_revisions
@@ -29,14 +28,13 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
 
-@dataclass(frozen=True)
-class SchemaFacts:
+class SchemaFacts(NamedTuple):
     """What the guard looks at: the tables, the columns of the models' tables that exist,
     and the rows of flowcli's version table (None when it does not exist)."""
 
     tables: frozenset[str]
-    columns: dict[str, frozenset[str]] = field(default_factory=dict)
-    revisions: list[str] | None = None
+    columns: dict[str, frozenset[str]]
+    revisions: list[str] | None
 
     def missing(self) -> list[str]:
         """Tables and columns of the models the database lacks, as ``table[.column]``."""
