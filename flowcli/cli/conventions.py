@@ -106,16 +106,22 @@ def _global_options() -> list[Any]:
     ]
 
 
+def shape_subcommand(sub: Any) -> Any:
+    """``shape_command`` for a group's subcommand, whose short help the group lists."""
+    shape_command(sub)
+    # The whole first paragraph, wrapped, rather than Click's cut at 45 characters.
+    if not sub.short_help and sub.help:
+        sub.short_help = " ".join(sub.help.strip().split("\n\n")[0].split())
+    return sub
+
+
 def shape_command(command: Any, *, root: bool = False) -> Any:
     """Give ``command`` (and its subcommands) flowcli's help shape and global options."""
     command.rich_markup_mode = None
     subcommands = getattr(command, "commands", None)
     if subcommands:
         for sub in subcommands.values():
-            shape_command(sub)
-            # The whole first paragraph, wrapped, rather than Click's cut at 45 characters.
-            if not sub.short_help and sub.help:
-                sub.short_help = " ".join(sub.help.strip().split("\n\n")[0].split())
+            shape_subcommand(sub)
     from flowcli.cli.completion import attach_id_completion
 
     for param in command.params:
@@ -125,7 +131,9 @@ def shape_command(command: Any, *, root: bool = False) -> Any:
                 param.__class__ = ReadableArgument
         elif param.param_type_name == "option" and param.metavar is None and not param.is_flag:
             param.metavar = option_metavar(param)
-    if not root and not subcommands:
+    # A group built lazily (flowcli.cli.lazy) has no subcommands yet, but is a group.
+    is_group = subcommands is not None
+    if not root and not is_group:
         taken = {opt for p in command.params for opt in getattr(p, "opts", [])}
         for option in _global_options():
             if not set(option.opts) & taken:
