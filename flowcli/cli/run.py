@@ -324,13 +324,15 @@ def _auto_where(ctx: typer.Context, where: str, given: dict[str, Any]) -> None:
 def explain(ctx: typer.Context, session_id: SessionIdArg, json_out: JsonOption = False) -> None:
     """Say why the next step is next: condition, loop counters, round, limits. Writes nothing."""
     from flowcli.engine.explain import explain_next
-    from flowcli.render.json_output import print_json
-    from flowcli.render.runs import explain_panel
 
     data = explain_next(open_db(ctx), session_id)
     if json_out:
+        from flowcli.render.json_output import print_json
+
         print_json(data)
     else:
+        from flowcli.render.runs import explain_panel
+
         explain_panel(data)
 
 
