@@ -12,6 +12,8 @@ from flowcli.cli.options import (
     JsonOption,
     RunOptions,
     SessionIdArg,
+    SessionIdOrOptionArg,
+    SessionOpt,
     session_id_given,
     with_run_options,
 )
@@ -154,19 +156,8 @@ class _StepQuestion:
 @with_run_options(retries=True)
 def auto(
     ctx: typer.Context,
-    session_id_arg: Annotated[
-        int | None,
-        typer.Argument(
-            help="The session's id (or use --session).",
-            min=1,
-            max=int_limit("count"),
-            show_default=False,
-        ),
-    ] = None,
-    session: Annotated[
-        int | None,
-        typer.Option("--session", "-s", help="The session's id.", min=1, max=int_limit("count")),
-    ] = None,
+    session_id_arg: SessionIdOrOptionArg = None,
+    session: SessionOpt = None,
     max_steps: Annotated[
         int | None,
         typer.Option(
