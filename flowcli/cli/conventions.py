@@ -31,20 +31,27 @@ class ReadableArgument(TyperArgument):
         return var
 
 
-def option_metavar(param: Any) -> str:
-    """A metavar a reader understands, from the option's type and name."""
+def option_metavar(param: Any) -> str | None:
+    """A metavar a reader understands, from the option's type and name (None: Click's
+    own, which for a choice lists the choices)."""
     from typer._click import types as ctypes
 
     kind = param.type
     name = (param.name or "").lower()
-    if isinstance(kind, ctypes.IntParamType):
+    if getattr(kind, "choices", None):
+        return None
+    # A bounded number (flowcli.cli.params.BoundedNumber) parses through a function.
+    number = getattr(getattr(kind, "func", None), "kind", None)
+    if isinstance(kind, ctypes.IntParamType) or number is int:
         return "ID" if name in ("flow", "session", "at") else "N"
-    if isinstance(kind, ctypes.FloatParamType):
+    if isinstance(kind, ctypes.FloatParamType) or number is float:
         return "SECONDS" if _SECONDS.search(name) else "NUMBER"
     if name in ("output", "file"):
         return "PATH"
     if name in ("since",):
         return "TIME"
+    if name in ("where", "break_when"):
+        return "EXPR"
     if name in ("db",):
         return "PATH_OR_URL"
     if name in ("llm_base_url",):

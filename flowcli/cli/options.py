@@ -119,6 +119,7 @@ SessionIdOrOptionArg = Annotated[
     int | None,
     typer.Argument(
         help="The session's id (or use --session).",
+        metavar="SESSION_ID",
         min=1,
         max=int_limit("count"),
         show_default=False,
