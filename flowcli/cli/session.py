@@ -1,5 +1,6 @@
 """``flowcli session …``: create sessions from flows and move them through their life."""
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -199,32 +200,31 @@ def pause(ctx: typer.Context, session_id: SessionIdArg, json_out: JsonOption = F
     _transition(ctx, session_id, "pause", json_out)
 
 
-@app.command()
-def resume(
-    ctx: typer.Context,
-    session_id: OptionalSessionIdArg = None,
-    where: WhereOpt = None,
-    limit: LimitOpt = None,
-    yes: BatchYesOpt = False,
-    dry_run: DryRunOpt = False,
-    json_out: JsonOption = False,
-) -> None:
-    """Make a paused or failed session runnable again (a failed step runs again)."""
-    _transition(ctx, session_id, "resume", json_out, where, limit, yes, dry_run)
+def _batchable_transition(action: str, doc: str) -> Callable[..., None]:
+    """A command that applies ``action`` to one session, or to every session a --where
+    selects (as a batch: flowcli.cli.batch)."""
+
+    def command(
+        ctx: typer.Context,
+        session_id: OptionalSessionIdArg = None,
+        where: WhereOpt = None,
+        limit: LimitOpt = None,
+        yes: BatchYesOpt = False,
+        dry_run: DryRunOpt = False,
+        json_out: JsonOption = False,
+    ) -> None:
+        _transition(ctx, session_id, action, json_out, where, limit, yes, dry_run)
+
+    command.__doc__ = doc
+    return command
 
 
-@app.command()
-def cancel(
-    ctx: typer.Context,
-    session_id: OptionalSessionIdArg = None,
-    where: WhereOpt = None,
-    limit: LimitOpt = None,
-    yes: BatchYesOpt = False,
-    dry_run: DryRunOpt = False,
-    json_out: JsonOption = False,
-) -> None:
-    """Cancel a session for good."""
-    _transition(ctx, session_id, "cancel", json_out, where, limit, yes, dry_run)
+app.command("resume")(
+    _batchable_transition(
+        "resume", "Make a paused or failed session runnable again (a failed step runs again)."
+    )
+)
+app.command("cancel")(_batchable_transition("cancel", "Cancel a session for good."))
 
 
 @app.command()

@@ -21,6 +21,8 @@ from typing import Any
 
 @dataclass
 class LoopState:
+    """One loop step's jumps made and the log id each iteration started at."""
+
     jumps: int = 0
     first_logs: dict[int, int] = field(default_factory=dict)
 
@@ -30,6 +32,8 @@ class LoopState:
 
 @dataclass
 class EngineState:
+    """The engine's counters cached in ``sessions.engine_state`` (rebuilt when stale)."""
+
     loops: dict[int, LoopState] = field(default_factory=dict)
     failed_attempts: int = 0
     # The sessions.executed_steps_count this state reflects; None = unknown (rebuild).
