@@ -28,8 +28,9 @@ LOG_STATUSES = ("pending", "running", "completed", "failed", "skipped", "timeout
 # JSON payloads, which can be kilobytes a row and are read only by exports and `show`.
 SUMMARY_COLUMNS = tuple(c for c in LOG_COLUMNS if c not in ("result_data", "context_snapshot"))
 FETCH_BATCH = 500  # rows per fetch: memory stays flat, the per-fetch cost is spread
-# Export lines per fetch (about 1 KB each): one join and one write a batch.
-LINE_BATCH = 1000
+# Export lines per fetch (about 1.4 KB each): one join and one write a batch, small
+# enough to stay in the CPU cache (250 measured a little faster than 1,000).
+LINE_BATCH = 250
 
 
 @dataclass
