@@ -354,3 +354,35 @@ def test_floats_are_reprs_or_left_to_python(reals_cast: bool, values: list[float
     for stored, text in con.execute(f"SELECT x, CAST(printf('%s', {expr}) AS BLOB) FROM t"):
         assert text in (BAD, repr(stored).encode())
     con.close()
+
+
+def test_sql_lines_stream_with_flat_memory(
+    logs_db: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tracemalloc
+
+    class Counting(io.RawIOBase):
+        written = 0
+
+        def write(self, data: Any) -> int:
+            self.written += len(data)
+            return len(data)
+
+    def run(rows: int) -> tuple[int, int]:
+        """(peak bytes allocated, bytes written) exporting ``rows`` rows."""
+        _store(logs_db, [FLOWCLI_ROW] * rows)
+        sink = Counting()
+        monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(sink, encoding="utf-8"))
+        tx = StepTx(logs_db, "sqlite")
+        tracemalloc.start()
+        write_lines("jsonl", LOG_COLUMNS, iter_line_batches(tx, 7, "jsonl"), lambda ids: {})
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        monkeypatch.undo()
+        return peak, sink.written
+
+    run(600)  # warm caches (statement compilation, imports)
+    small_peak, small_bytes = run(600)
+    large_peak, large_bytes = run(6_000)
+    assert large_bytes > 9 * small_bytes  # ten times the rows were written…
+    assert large_peak < 2 * small_peak  # …without holding them
