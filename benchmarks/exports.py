@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402 - sibling modules
-from logs_last import NOW, create_schema  # noqa: E402
+from logs_last import NOW, create_schema, insert_bench_flow  # noqa: E402
 
 TARGET_ROWS_PER_SECOND = 200_000
 TARGET_MEMORY_RATIO = 1.1
@@ -58,34 +58,14 @@ else:
 """
 
 
-def build(path: Path, rows: int) -> None:
-    """Sessions 1 (``rows`` executions), 2 (rows // 10) and 3 (one), on one step."""
+def build(path: Path, rows: int, *, others: bool = True) -> None:
+    """Session 1 of ``rows`` executions (~1 KB each), on one step; with ``others``, also
+    sessions 2 (rows // 10) and 3 (one), so the export reads one session among several."""
     create_schema(path)
     con = sqlite3.connect(path)
     con.execute("PRAGMA synchronous = OFF")
-    step = {
-        "id": 1,
-        "flow_template_id": 1,
-        "order": 1,
-        "speaker_role_ref": "A",
-        "target_role_ref": "B",
-        "task_type": "ask_question",
-        "context_scope": "none",
-        "context_param": {},
-        "logic_config": {},
-        "next_step_id": None,
-        "description": "x" * 200,
-    }
-    con.execute(
-        "INSERT INTO flow_templates (id, name, type, created_at) VALUES (1, 'bench', 'other', ?)",
-        (NOW,),
-    )
-    con.execute(
-        'INSERT INTO flow_steps (id, flow_template_id, "order", speaker_role_ref, '
-        "target_role_ref, task_type, context_scope) VALUES (1, 1, 1, 'A', 'B', "
-        "'ask_question', 'none')"
-    )
-    sizes = {1: rows, 2: max(rows // 10, 1), 3: 1}
+    step = insert_bench_flow(con, "x" * 200)
+    sizes = {1: rows, 2: max(rows // 10, 1), 3: 1} if others else {1: rows}
     for sid, count in sizes.items():
         con.execute(
             "INSERT INTO sessions (id, topic, flow_template_id, flow_snapshot, "

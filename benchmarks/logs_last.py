@@ -47,6 +47,34 @@ def create_schema(path: Path) -> None:
     db.dispose()
 
 
+def insert_bench_flow(con: sqlite3.Connection, description: str) -> dict[str, Any]:
+    """Flow 1 ("bench") with its one step (A asks B); returns the step as a snapshot
+    carries it. Shared by the scripts that build log tables (exports.py, scale.py)."""
+    step = {
+        "id": 1,
+        "flow_template_id": 1,
+        "order": 1,
+        "speaker_role_ref": "A",
+        "target_role_ref": "B",
+        "task_type": "ask_question",
+        "context_scope": "none",
+        "context_param": {},
+        "logic_config": {},
+        "next_step_id": None,
+        "description": description,
+    }
+    con.execute(
+        "INSERT INTO flow_templates (id, name, type, created_at) VALUES (1, 'bench', 'other', ?)",
+        (NOW,),
+    )
+    con.execute(
+        'INSERT INTO flow_steps (id, flow_template_id, "order", speaker_role_ref, '
+        "target_role_ref, task_type, context_scope) VALUES (1, 1, 1, 'A', 'B', "
+        "'ask_question', 'none')"
+    )
+    return step
+
+
 def _log_rows(total: int, step_snapshot: str, context: str) -> Iterator[tuple[Any, ...]]:
     """Even rows go to the measured session, odd rows to background sessions."""
     orders: dict[int, int] = {}
@@ -72,29 +100,8 @@ def build(path: Path, total: int) -> int:
     create_schema(path)
     con = sqlite3.connect(path)
     con.execute("PRAGMA synchronous = OFF")
-    step = {
-        "id": 1,
-        "flow_template_id": 1,
-        "order": 1,
-        "speaker_role_ref": "A",
-        "target_role_ref": "B",
-        "task_type": "ask_question",
-        "context_scope": "none",
-        "context_param": {},
-        "logic_config": {},
-        "next_step_id": None,
-        "description": "x" * 60,
-    }
+    step = insert_bench_flow(con, "x" * 60)
     snapshot = {"id": 1, "name": "bench", "type": "bench", "steps": [step]}
-    con.execute(
-        "INSERT INTO flow_templates (id, name, type, created_at) VALUES (1, 'bench', 'bench', ?)",
-        (NOW,),
-    )
-    con.execute(
-        'INSERT INTO flow_steps (id, flow_template_id, "order", speaker_role_ref, '
-        "target_role_ref, task_type, context_scope) VALUES (1, 1, 1, 'A', 'B', "
-        "'ask_question', 'none')"
-    )
     sessions = 2 + (total // 2) // SESSION_ROWS + 1
     con.executemany(
         "INSERT INTO sessions (id, topic, flow_template_id, flow_snapshot, roles_snapshot, "

@@ -26,69 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402 - sibling modules
-from logs_last import NOW, create_schema  # noqa: E402
+from exports import build as build_sessions  # noqa: E402 - one session of ~1 KB rows
 
 FLOWCLI = [sys.executable, "-m", "flowcli"]
-
-
-def build_single_session(path: Path, rows: int) -> None:
-    """One session of ``rows`` executions (exports.build makes the same rows)."""
-    create_schema(path)
-    con = sqlite3.connect(path)
-    con.execute("PRAGMA synchronous = OFF")
-    step = {
-        "id": 1,
-        "flow_template_id": 1,
-        "order": 1,
-        "speaker_role_ref": "A",
-        "target_role_ref": "B",
-        "task_type": "ask_question",
-        "context_scope": "none",
-        "context_param": {},
-        "logic_config": {},
-        "next_step_id": None,
-        "description": "x" * 200,
-    }
-    con.execute(
-        "INSERT INTO flow_templates (id, name, type, created_at) VALUES (1, 'bench', 'other', ?)",
-        (NOW,),
-    )
-    con.execute(
-        'INSERT INTO flow_steps (id, flow_template_id, "order", speaker_role_ref, '
-        "target_role_ref, task_type, context_scope) VALUES (1, 1, 1, 'A', 'B', "
-        "'ask_question', 'none')"
-    )
-    con.execute(
-        "INSERT INTO sessions (id, topic, flow_template_id, flow_snapshot, "
-        "roles_snapshot, status, current_step_id, current_round, executed_steps_count, "
-        "created_at, updated_at, version, engine_state, variables) VALUES (1, 'bench', "
-        "1, ?, '{}', 'running', 1, 1, ?, ?, ?, 1, '{}', '{}')",
-        (json.dumps({"id": 1, "name": "bench", "steps": [step]}), rows, NOW, NOW),
-    )
-    step_json = json.dumps(step)
-    context = json.dumps(
-        {
-            "round": 1,
-            "step_order": 1,
-            "loop_iteration": 0,
-            "attempt": 1,
-            "vars": {"notes": "y" * 150},
-            "loops": {},
-            "context": {"scope": "none", "message_ids": [], "count": 0},
-        }
-    )
-    result = json.dumps({"message_id": None, "decision": "next step in order"})
-    con.executemany(
-        "INSERT INTO step_execution_logs (session_id, execution_order, step_id, round_index, "
-        "loop_iteration, attempt_count, status, result_type, result_data, duration_ms, "
-        "memory_usage_mb, created_at, started_at, completed_at, step_snapshot, "
-        f"context_snapshot) VALUES (1, ?, 1, 1, 0, 1, 'completed', 'success', ?, 1, 40.0, "
-        f"'{NOW}', '{NOW}', '{NOW}', ?, ?)",
-        ((i, result, step_json, context) for i in range(1, rows + 1)),
-    )
-    con.commit()
-    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    con.close()
 
 
 def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
@@ -191,8 +131,8 @@ def main() -> int:
     try:
         big, small = tmp / "big.db", tmp / "small.db"
         t0 = time.perf_counter()
-        build_single_session(big, args.rows)
-        build_single_session(small, 1000)
+        build_sessions(big, args.rows, others=False)
+        build_sessions(small, 1000, others=False)
         size = big.stat().st_size
         print(
             f"built {args.rows:,} executions ({size / 1e9:.2f} GB) in "
