@@ -18,6 +18,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+# What json.dumps(..., separators=(",", ":")) builds on every call, built once: the state
+# is written with every step.
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
 
 @dataclass
 class LoopState:
@@ -65,13 +69,12 @@ class EngineState:
         )
 
     def to_json(self) -> str:
-        return json.dumps(
+        return _encode(
             {
                 "loops": self.loops_json(),
                 "failed_attempts": self.failed_attempts,
                 "at": self.at,
-            },
-            separators=(",", ":"),
+            }
         )
 
     def stamped(self, at: int) -> EngineState:
@@ -81,6 +84,10 @@ class EngineState:
 
     def loops_json(self) -> dict[str, Any]:
         return {str(k): v.to_json() for k, v in sorted(self.loops.items())}
+
+    def names_log(self, log_id: int) -> bool:
+        """Whether some loop remembers ``log_id`` as a step's first pass."""
+        return any(log_id in loop.first_logs.values() for loop in self.loops.values())
 
     def replace_log_id(self, placeholder: int, log_id: int) -> None:
         """Put the real id where a placeholder stood for a log row not yet inserted."""

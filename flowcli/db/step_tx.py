@@ -23,8 +23,8 @@ from flowcli.errors import NotFoundError, SessionBusyError, SessionStateError
 
 _SESSION_COLUMNS = tuple(SessionRow.__dataclass_fields__)
 _UNSET = object()
-# The one timestamp the engine compares; the others are carried, not read.
-_DATETIME_FIELDS = ("lease_expires_at",)
+# lease_expires_at is the one timestamp the engine compares (load_session parses it);
+# the others are carried, not read.
 # Every column of a log row but its id: the bug report's INSERT, in its order.
 LOG_INSERT_COLUMNS = STEP_LOG_COLUMNS
 # The log columns the replay (flowcli.engine.replay) reads, in execution order.
@@ -36,6 +36,18 @@ REPLAY_COLUMNS = (
     "result_type",
     "round_index",
     "result_data",
+)
+# What a step's decision is read from and another writer may change: flowcli's writers
+# bump the version, MRC's move the status, the position and the count (and edit the
+# topic) without touching it. A step writes only if all of them are as it read them.
+UNCHANGED_COLUMNS = (
+    "version",
+    "status",
+    "current_step_id",
+    "current_round",
+    "executed_steps_count",
+    "lease_owner",
+    "topic",
 )
 MESSAGE_INSERT_COLUMNS = (
     "session_id",
@@ -57,9 +69,22 @@ _VIEW_SELECT = (
 )
 
 
+# The last datetime bound and its text. A step binds its one timestamp several times
+# (message, log row, session): it is formatted once. Datetimes are immutable and the memo
+# holds a reference, so the same object always has the same text (one tuple, swapped
+# whole, so threads see a matching pair).
+_last_time: tuple[datetime | None, str] = (None, "")
+
+
 def _sqlite_time(value: datetime) -> str:
     # The text SQLAlchemy's SQLite DateTime writes, so both paths read each other's rows.
-    return value.isoformat(" ", "microseconds")
+    global _last_time
+    last = _last_time
+    if last[0] is value:
+        return last[1]
+    text = value.isoformat(" ", "microseconds")
+    _last_time = (value, text)
+    return text
 
 
 # Bind datetimes as that text on every sqlite3 connection, instead of converting each
@@ -125,6 +150,7 @@ class StepTx:
         self.sqlite = dialect == "sqlite"
         self.cur = dbapi_conn.cursor()
         self._sql: dict[Any, str] = {}
+        self._update_sql: dict[tuple[Any, ...], str] = {}
 
     @classmethod
     def over(cls, conn: Any) -> StepTx:
@@ -154,22 +180,25 @@ class StepTx:
                 # No AUTOINCREMENT on messages (flowcli's or MRC's): SQLite gives max + 1.
                 return "SELECT coalesce(max(id), 0) + 1 FROM messages"
             return "SELECT nextval(pg_get_serial_sequence('messages', 'id'))"
+        # The step's inserts bind positionally: a list built with map() costs less per
+        # step than a dict of twenty named parameters.
+        mark = "?" if self.sqlite else "%s"
         if key == "insert_message_with_id":
             with_id = ("id", *MESSAGE_INSERT_COLUMNS)
             return (
                 f"INSERT INTO messages ({', '.join(with_id)}) VALUES "
-                f"({', '.join(p(c) for c in with_id)}) RETURNING id"
+                f"({', '.join(mark for _ in with_id)}) RETURNING id"
             )
         if key == "insert_log":
             return (
                 f"INSERT INTO step_execution_logs ({', '.join(LOG_INSERT_COLUMNS)}) VALUES "
-                f"({', '.join(p(c) for c in LOG_INSERT_COLUMNS)})"
+                f"({', '.join(mark for _ in LOG_INSERT_COLUMNS)})"
                 + ("" if self.sqlite else " RETURNING id")
             )
         if key == "insert_message":
             return (
                 f"INSERT INTO messages ({', '.join(MESSAGE_INSERT_COLUMNS)}) VALUES "
-                f"({', '.join(p(c) for c in MESSAGE_INSERT_COLUMNS)})"
+                f"({', '.join(mark for _ in MESSAGE_INSERT_COLUMNS)})"
                 + ("" if self.sqlite else " RETURNING id")
             )
         if key == "max_order":
@@ -213,7 +242,7 @@ class StepTx:
 
     # --- helpers -----------------------------------------------------------------------
 
-    def _insert(self, key: str, params: dict[str, Any]) -> int:
+    def _insert(self, key: str, params: Any) -> int:
         self.cur.execute(self.sql(key), params)
         if self.sqlite:
             return int(self.cur.lastrowid)
@@ -275,40 +304,80 @@ class StepTx:
         row = self.cur.fetchone()
         if row is None:
             raise NotFoundError(f"session {session_id} does not exist")
-        values = dict(zip(_SESSION_COLUMNS, row, strict=True))
-        for key in _DATETIME_FIELDS:
-            values[key] = _parse_time(values[key])
-        return SessionRow(**values)
+        # The SELECT lists the columns in SessionRow's field order.
+        session = SessionRow(*row)
+        session.lease_expires_at = _parse_time(session.lease_expires_at)
+        return session
 
     def update_session(self, row: SessionRow, values: dict[str, Any]) -> None:
         """Write ``values`` if the session is still at the version read (no lost update)."""
-        # Only the columns that change: the version check below guarantees the row is as
-        # read, so a column already holding its value need not be written again.
-        values = {k: v for k, v in values.items() if getattr(row, k, _UNSET) != v}
-        values.setdefault("updated_at", utcnow())
-        values["version"] = (row.version or 0) + 1
-        cache_key = ("update_session", row.version is None, *values)
-        sql = self._sql.get(cache_key)
-        if sql is None:
-            sets = ", ".join(f"{k} = {self.p('v_' + k)}" for k in values)
-            where = (
-                f"id = {self.p('w_id')} AND version IS NULL"
-                if row.version is None
-                else f"id = {self.p('w_id')} AND version = {self.p('w_version')}"
-            )
-            sql = f"UPDATE sessions SET {sets} WHERE {where}"
-            self._sql[cache_key] = sql
-        params = {f"v_{k}": v for k, v in values.items()}
-        params["w_id"] = row.id
-        if row.version is not None:
-            params["w_version"] = row.version
-        self.cur.execute(sql, params)
-        if self.cur.rowcount != 1:
+        written = self._update_session(row, values, unchanged=False)
+        if written is None:
             raise SessionBusyError(
                 f"session {row.id} was changed by another process meanwhile; nothing was written"
             )
-        for name, value in values.items():
-            setattr(row, name, value)
+        apply_values(row, written)
+
+    def update_session_if_unchanged(
+        self, row: SessionRow, values: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """Write ``values`` only if every column a step's decision was read from
+        (UNCHANGED_COLUMNS) still holds what ``row`` says; None, writing nothing, if not.
+
+        The version alone is not enough: MRC moves a session without bumping it. Run as
+        the first write of a step's transaction, this one statement is the fence: once it
+        has matched, the transaction holds the row (SQLite's write lock, PostgreSQL's row
+        lock) until it commits, so no one can move the session under the step.
+
+        ``row`` is left as it was: the caller applies what was written (the returned
+        columns, ``apply_values``) once the rest of its transaction has been written, so
+        a transaction rolled back after this leaves ``row`` as the database still has it.
+        """
+        return self._update_session(row, values, unchanged=True)
+
+    def set_engine_state(self, row: SessionRow, text: str) -> None:
+        """Inside a transaction that already wrote the session: its engine state, once the
+        log id it names exists."""
+        mark = "?" if self.sqlite else "%s"
+        self.cur.execute(
+            f"UPDATE sessions SET engine_state = {mark} WHERE id = {mark}", [text, row.id]
+        )
+
+    def _update_session(
+        self, row: SessionRow, values: dict[str, Any], *, unchanged: bool
+    ) -> dict[str, Any] | None:
+        # Only the columns that change: the check below guarantees the row is as read, so
+        # a column already holding its value need not be written again.
+        values = {k: v for k, v in values.items() if getattr(row, k, _UNSET) != v}
+        if "updated_at" not in values:
+            values["updated_at"] = utcnow()
+        values["version"] = (row.version or 0) + 1
+        cache_key = (unchanged, row.version is None, *values)
+        sql = self._update_sql.get(cache_key)
+        if sql is None:
+            sql = self._session_update_sql(tuple(values), unchanged, row.version is None)
+            self._update_sql[cache_key] = sql
+        params = list(values.values())
+        params.append(row.id)
+        if unchanged:
+            params.extend([getattr(row, c) for c in UNCHANGED_COLUMNS])
+        elif row.version is not None:
+            params.append(row.version)
+        self.cur.execute(sql, params)
+        return values if self.cur.rowcount == 1 else None
+
+    def _session_update_sql(self, columns: tuple[str, ...], unchanged: bool, no_version: bool) -> str:
+        mark = "?" if self.sqlite else "%s"
+        sets = ", ".join(f"{c} = {mark}" for c in columns)
+        if unchanged:
+            # NULL-safe equality: a column read as NULL must still be NULL.
+            same = "IS" if self.sqlite else "IS NOT DISTINCT FROM"
+            where = " AND ".join(f"{c} {same} {mark}" for c in UNCHANGED_COLUMNS)
+        elif no_version:
+            where = "version IS NULL"
+        else:
+            where = f"version = {mark}"
+        return f"UPDATE sessions SET {sets} WHERE id = {mark} AND {where}"
 
     def claimable_session(self, now: datetime, only: Sequence[int] = ()) -> int | None:
         """The id of a running session no one holds a live claim on, least recently run
@@ -366,7 +435,7 @@ class StepTx:
             cur.close()
 
     def insert_log(self, values: dict[str, Any]) -> int:
-        return self._insert("insert_log", {c: values.get(c) for c in LOG_INSERT_COLUMNS})
+        return self._insert("insert_log", list(map(values.get, LOG_INSERT_COLUMNS)))
 
     def update_log(
         self, log_id: int, values: dict[str, Any], *, only_running: bool = False
@@ -399,10 +468,9 @@ class StepTx:
     def insert_message(self, values: dict[str, Any]) -> int:
         """Insert a message; ``values["id"]``, when given, is an id reserved on PostgreSQL by
         ``next_message_id`` (on SQLite the id is assigned and the caller compares it)."""
-        params = {c: values.get(c) for c in MESSAGE_INSERT_COLUMNS}
+        params = list(map(values.get, MESSAGE_INSERT_COLUMNS))
         if values.get("id") is not None and not self.sqlite:
-            params["id"] = values["id"]
-            self.cur.execute(self.sql("insert_message_with_id"), params)
+            self.cur.execute(self.sql("insert_message_with_id"), [values["id"], *params])
             return int(self.cur.fetchone()[0])
         return self._insert("insert_message", params)
 
@@ -505,6 +573,12 @@ class StepTx:
     def last_message_view(self, session_id: int) -> tuple[Any, ...] | None:
         rows = self.newest(session_id, 1)
         return rows[0] if rows else None
+
+
+def apply_values(row: SessionRow, values: dict[str, Any]) -> None:
+    """Set on ``row`` the columns an update wrote."""
+    for name, value in values.items():
+        setattr(row, name, value)
 
 
 def is_sqlite_error(exc: BaseException) -> bool:

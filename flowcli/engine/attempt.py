@@ -47,7 +47,6 @@ from flowcli.engine.step_data import (
     Stale,
     StepResult,
     Verdict,
-    session_stamp,
 )
 from flowcli.engine.step_names import LazyNames, message_view
 from flowcli.errors import (
@@ -97,6 +96,8 @@ class SessionRunner(StepRecorder):
         self._roles_cache: tuple[str | None, dict[str, Any]] | None = None
         self._newest_message = None
         self._all_messages = None
+        self._row_written: SessionRow | None = None
+        self._planned_on_own_write = False
         # Why a claimed step's result was dropped, once its row is closed.
         self._claim_lost: FlowcliError | None = None
 
@@ -167,8 +168,11 @@ class SessionRunner(StepRecorder):
                 with translated(self.db):
                     result = self._attempt_once(tx, retries_left)
             except Stale:
+                # A step planned on this runner's own last write is only stale when someone
+                # wrote since: read again at once. A race with another writer waits first.
+                raced = not self._planned_on_own_write
                 self._forget_writes()
-                if not patience.wait():
+                if raced and not patience.wait():
                     raise SessionBusyError(
                         f"session {self.session_id} was changed by another process meanwhile "
                         f"(again and again for {self.db.busy_timeout:g} s); nothing was "
@@ -193,7 +197,6 @@ class SessionRunner(StepRecorder):
         condition_error = self._evaluate_condition(prep)
         if condition_error is not None:
             with tx.transaction():
-                self._fence(tx, prep)
                 return self._record_failure(
                     prep,
                     None,
@@ -205,13 +208,11 @@ class SessionRunner(StepRecorder):
                 )
         if prep.condition_value is False:
             with tx.transaction():
-                self._fence(tx, prep)
                 return self._record_skip(prep)
         if responder.is_local:
             reply, error = self._call(responder, prep)
             return self._finish(tx, prep, responder, reply, error, retries_left)
         with tx.transaction():
-            self._fence(tx, prep)
             claim_log_id = self._claim(prep, responder)
         # The network call may take as long as it needs: only the claim is held.
         reply, error = self._call(responder, prep)
@@ -241,13 +242,9 @@ class SessionRunner(StepRecorder):
                 verdict = self._evaluate_after(prep, reply)
             try:
                 with tx.transaction():
-                    if claim is None:
-                        self._fence(tx, prep)
-                    elif not self._claim_holds(tx, prep, claim):
-                        lost = True
-                    else:
-                        lost = False
-                    if claim is None or not lost:
+                    # Without a claim, the record's first write is the fence (it writes
+                    # only if the session is as read); with one, the claim is checked.
+                    if claim is None or self._claim_holds(tx, prep, claim):
                         return self._record(
                             prep, responder, reply, error, retries_left, claim_log_id, verdict
                         )
@@ -379,7 +376,14 @@ class SessionRunner(StepRecorder):
         its own; then None asks the caller to read again.
         """
         try:
-            row = tx.load_session(self.session_id, lock=False)
+            # The row as this runner's last step left it, when that step committed: not
+            # read again (the write checks nobody moved it: update_session_if_unchanged).
+            # Used once; any failure forgets it (_forget_writes).
+            row = self._row_written
+            self._row_written = None
+            self._planned_on_own_write = row is not None
+            if row is None:
+                row = tx.load_session(self.session_id, lock=False)
             snapshot = self._snapshot(row)
             responder = self._responder_for(snapshot)
             check_runnable(row)
@@ -487,15 +491,6 @@ class SessionRunner(StepRecorder):
             },
         )
         return prep
-
-    def _fence(self, tx: StepTx, prep: Prepared) -> None:
-        """Inside the write transaction: the session must be where the decision was read
-        (the version is the fencing token; on MRC's databases, whose writes leave it
-        unchanged, the count and position are compared too)."""
-        row = tx.load_session(self.session_id)
-        if session_stamp(row) != session_stamp(prep.row):
-            raise Stale
-        prep.row = row
 
     def _names_needed(self, prep: Prepared, responder: Responder) -> set[str]:
         """The names the step's expressions and template read, so the ones read from the

@@ -14,6 +14,10 @@ MAX_STRING = 2000
 MAX_ITEMS = 100
 MAX_DEPTH = 8
 MAX_SNAPSHOT_CHARS = 16_000
+# json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str) builds this
+# same encoder on every call; a step writes two snapshots, so it is built once here.
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
+compact_dumps = _COMPACT.encode
 
 
 def _bound(value: Any, depth: int) -> Any:
@@ -46,10 +50,10 @@ def bounded(value: Any) -> Any:
 
 def bounded_dumps(value: Any, limit: int = MAX_SNAPSHOT_CHARS) -> str:
     """JSON of ``value`` no longer than about ``limit`` characters."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    text = compact_dumps(value)
     if len(text) <= limit:
         return text
-    text = json.dumps(bounded(value), ensure_ascii=False, separators=(",", ":"), default=str)
+    text = compact_dumps(bounded(value))
     if len(text) <= limit:
         return text
     return json.dumps(
