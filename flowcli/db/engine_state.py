@@ -69,6 +69,13 @@ class EngineState:
         )
 
     def to_json(self) -> str:
+        # Written with every step, so built as text when every value is a plain int
+        # (always, but for a hostile stored value): the same text json writes.
+        loops = self.loops_text()
+        attempts, at = self.failed_attempts, self.at
+        if loops is not None and type(attempts) is int and (at is None or type(at) is int):
+            at_text = "null" if at is None else str(at)
+            return f'{{"loops":{loops},"failed_attempts":{attempts},"at":{at_text}}}'
         return _encode(
             {
                 "loops": self.loops_json(),
@@ -76,6 +83,22 @@ class EngineState:
                 "at": self.at,
             }
         )
+
+    def loops_text(self) -> str | None:
+        """``loops_json()`` as compact JSON text, or None when a value is not a plain int."""
+        parts = []
+        loops = self.loops
+        for key in sorted(loops):
+            loop = loops[key]
+            if type(key) is not int or type(loop.jumps) is not int:
+                return None
+            firsts = []
+            for order, log_id in loop.first_logs.items():
+                if type(order) is not int or type(log_id) is not int:
+                    return None
+                firsts.append(f'"{order}":{log_id}')
+            parts.append(f'"{key}":{{"jumps":{loop.jumps},"first_logs":{{{",".join(firsts)}}}}}')
+        return "{" + ",".join(parts) + "}"
 
     def stamped(self, at: int) -> EngineState:
         """This state, stamped as reflecting ``executed_steps_count == at``."""

@@ -13,7 +13,6 @@ import random
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -104,6 +103,7 @@ def _parse_time(value: Any) -> datetime | None:
 
 # How long one try at the write lock waits inside SQLite before our own retry sleeps.
 _TRY_WAIT_MS = 2
+_SHORT_WAIT = f"PRAGMA busy_timeout = {_TRY_WAIT_MS}"
 
 
 def _is_locked(exc: sqlite3.OperationalError) -> bool:
@@ -149,6 +149,9 @@ class StepTx:
         self.busy_timeout = busy_timeout
         self.sqlite = dialect == "sqlite"
         self.cur = dbapi_conn.cursor()
+        self._transaction = _Transaction(self)
+        if busy_timeout is not None:
+            self._full_wait = f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}"
         self._sql: dict[Any, str] = {}
         self._update_sql: dict[tuple[Any, ...], str] = {}
 
@@ -250,17 +253,9 @@ class StepTx:
 
     # --- transaction -------------------------------------------------------------------
 
-    @contextmanager
-    def transaction(self) -> Iterator[StepTx]:
+    def transaction(self) -> _Transaction:
         """BEGIN IMMEDIATE on SQLite (the write lock up front); commit or roll back."""
-        if self.sqlite:
-            self._begin_immediate()
-        try:
-            yield self
-        except BaseException:
-            self.raw.rollback()
-            raise
-        self.raw.commit()
+        return self._transaction
 
     def _begin_immediate(self) -> None:
         """Take the write lock, retrying with short jittered sleeps within the busy timeout.
@@ -275,18 +270,20 @@ class StepTx:
         if self.busy_timeout is None:
             self.cur.execute("BEGIN IMMEDIATE")
             return
-        self.cur.execute(f"PRAGMA busy_timeout = {_TRY_WAIT_MS}")
+        self.cur.execute(_SHORT_WAIT)
         try:
-            patience = LockPatience(self.busy_timeout)
+            patience = None  # the budget starts at the first refusal
             while True:
                 try:
                     self.cur.execute("BEGIN IMMEDIATE")
                     return
                 except sqlite3.OperationalError as exc:
+                    if patience is None:
+                        patience = LockPatience(self.busy_timeout)
                     if not _is_locked(exc) or not patience.wait():
                         raise
         finally:
-            self.cur.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            self.cur.execute(self._full_wait)
 
     # --- sessions ----------------------------------------------------------------------
 
@@ -366,7 +363,9 @@ class StepTx:
         self.cur.execute(sql, params)
         return values if self.cur.rowcount == 1 else None
 
-    def _session_update_sql(self, columns: tuple[str, ...], unchanged: bool, no_version: bool) -> str:
+    def _session_update_sql(
+        self, columns: tuple[str, ...], unchanged: bool, no_version: bool
+    ) -> str:
         mark = "?" if self.sqlite else "%s"
         sets = ", ".join(f"{c} = {mark}" for c in columns)
         if unchanged:
@@ -573,6 +572,28 @@ class StepTx:
     def last_message_view(self, session_id: int) -> tuple[Any, ...] | None:
         rows = self.newest(session_id, 1)
         return rows[0] if rows else None
+
+
+class _Transaction:
+    """StepTx.transaction(): a plain context manager (one per StepTx, reused), cheaper
+    per step than a generator-based one."""
+
+    __slots__ = ("tx",)
+
+    def __init__(self, tx: StepTx) -> None:
+        self.tx = tx
+
+    def __enter__(self) -> StepTx:
+        tx = self.tx
+        if tx.sqlite:
+            tx._begin_immediate()
+        return tx
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is not None:
+            self.tx.raw.rollback()
+            return  # the exception goes on
+        self.tx.raw.commit()
 
 
 def apply_values(row: SessionRow, values: dict[str, Any]) -> None:

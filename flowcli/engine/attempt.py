@@ -136,9 +136,10 @@ class SessionRunner(StepRecorder):
         on_attempt: Callable[[StepResult], None] | None = None,
     ) -> StepResult:
         """Run the next step, retrying transient failures ``retries`` times with backoff."""
-        from flowcli.db.schema import require_schema
+        if not self.db.schema_checked:  # checked once per process, not per step
+            from flowcli.db.schema import require_schema
 
-        require_schema(self.db)
+            require_schema(self.db)
         for attempt in range(retries + 1):
             result = self.attempt(retries_left=retries - attempt)
             if on_attempt is not None:
@@ -162,7 +163,7 @@ class SessionRunner(StepRecorder):
         # Read before anything else: it takes a connection of its own.
         _ = self.conventions
         tx = self._step_tx()
-        patience = LockPatience(self.db.busy_timeout)
+        patience: LockPatience | None = None  # the budget starts at the first collision
         while True:
             try:
                 with translated(self.db):
@@ -172,7 +173,9 @@ class SessionRunner(StepRecorder):
                 # wrote since: read again at once. A race with another writer waits first.
                 raced = not self._planned_on_own_write
                 self._forget_writes()
-                if raced and not patience.wait():
+                if raced and patience is None:
+                    patience = LockPatience(self.db.busy_timeout)
+                if raced and patience is not None and not patience.wait():
                     raise SessionBusyError(
                         f"session {self.session_id} was changed by another process meanwhile "
                         f"(again and again for {self.db.busy_timeout:g} s); nothing was "
@@ -313,9 +316,14 @@ class SessionRunner(StepRecorder):
     # --- preparation ----------------------------------------------------------------
 
     def _state(self, tx: StepTx, row: SessionRow, snapshot: FlowSnapshot) -> EngineState:
+        """The engine state, the runner's own copy: see ``_shared_state``."""
+        return self._shared_state(tx, row, snapshot).copy()
+
+    def _shared_state(self, tx: StepTx, row: SessionRow, snapshot: FlowSnapshot) -> EngineState:
         """The engine state: the cached JSON while its stamp matches the session row
         (parsed once per distinct text, usually the one this runner wrote), else
-        rebuilt from the log (flowcli.engine.replay)."""
+        rebuilt from the log (flowcli.engine.replay). The cached object itself: read it,
+        never change it (``advance`` and the records change copies)."""
         key = (row.engine_state, row.executed_steps_count)
         cached = self._state_cache
         if cached is None or cached[0] != key:
@@ -327,7 +335,7 @@ class SessionRunner(StepRecorder):
             )
             cached = (key, state)
             self._state_cache = cached
-        return cached[1].copy()
+        return cached[1]
 
     def _roles_snapshot(self, row: SessionRow) -> dict[str, Any]:
         """The session's roles snapshot, parsed once per distinct text."""
@@ -452,7 +460,8 @@ class SessionRunner(StepRecorder):
     def _prepare(
         self, tx: StepTx, row: SessionRow, snapshot: FlowSnapshot, now: datetime
     ) -> Prepared:
-        state = self._state(tx, row, snapshot)
+        # Only read: a step's writes change copies (advance, the failure and claim records).
+        state = self._shared_state(tx, row, snapshot)
         executed = row.executed_steps_count or 0
         step = snapshot.step(row.current_step_id)
         plan = plan_step(snapshot, step, row.current_round or 1, state)

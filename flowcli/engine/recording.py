@@ -273,10 +273,9 @@ class StepRecorder:
         # The next attempt plans on this row instead of reading it (flowcli.engine.attempt).
         self._row_written = prep.row
         if state is not None:
-            self._state_cache = (
-                (prep.row.engine_state, prep.row.executed_steps_count),
-                state.copy(),
-            )
+            # Kept as it is, not copied: nothing changes a state once it is written (the
+            # next step's advance works on a copy).
+            self._state_cache = ((prep.row.engine_state, prep.row.executed_steps_count), state)
 
     def _forget_writes(self) -> None:
         # A rolled-back write: what was remembered of it may name a version that another
