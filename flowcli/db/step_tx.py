@@ -9,6 +9,7 @@ they are written once as SQL text for the two paramstyles flowcli meets (sqlite3
 
 from __future__ import annotations
 
+import operator
 import random
 import sqlite3
 import time
@@ -48,6 +49,7 @@ UNCHANGED_COLUMNS = (
     "lease_owner",
     "topic",
 )
+_unchanged_of = operator.attrgetter(*UNCHANGED_COLUMNS)
 MESSAGE_INSERT_COLUMNS = (
     "session_id",
     "speaker_session_role_id",
@@ -357,7 +359,7 @@ class StepTx:
         params = list(values.values())
         params.append(row.id)
         if unchanged:
-            params.extend([getattr(row, c) for c in UNCHANGED_COLUMNS])
+            params.extend(_unchanged_of(row))
         elif row.version is not None:
             params.append(row.version)
         self.cur.execute(sql, params)

@@ -97,6 +97,8 @@ class SessionRunner(StepRecorder):
         self._newest_message = None
         self._all_messages = None
         self._row_written: SessionRow | None = None
+        # Per step id of the current snapshot: (step, names needed, after reads messages).
+        self._step_facts: dict[int, tuple[Step, frozenset[str], bool]] = {}
         self._planned_on_own_write = False
         # Why a claimed step's result was dropped, once its row is closed.
         self._claim_lost: FlowcliError | None = None
@@ -362,6 +364,7 @@ class SessionRunner(StepRecorder):
         if self._snapshot_cache is None or self._snapshot_cache[0] != row.flow_snapshot:
             self._snapshot_cache = (row.flow_snapshot, parse_snapshot(row.flow_snapshot))
             self._responder = None
+            self._step_facts = {}
         return self._snapshot_cache[1]
 
     def _responder_for(self, snapshot: FlowSnapshot) -> Responder:
@@ -402,7 +405,7 @@ class SessionRunner(StepRecorder):
                     return self._housekeep(tx, tx.load_session(self.session_id), snapshot)
             prep = self._prepare(tx, row, snapshot, now)
             self._load_context(prep)
-            prep.names.preload(self._names_needed(prep, responder))
+            prep.names.preload(self._facts(prep, responder)[0])
             return prep
         finally:
             tx.end_read()
@@ -501,6 +504,21 @@ class SessionRunner(StepRecorder):
         )
         return prep
 
+    def _facts(self, prep: Prepared, responder: Responder) -> tuple[frozenset[str], bool]:
+        """What a step's expressions need, worked out once per step of the snapshot (they
+        depend on the step, the snapshot and its responder only): the names to read
+        before evaluating, and whether the exit or end condition reads messages."""
+        step = prep.plan.step
+        facts = self._step_facts.get(step.id)
+        if facts is None or facts[0] is not step:
+            facts = (
+                step,
+                frozenset(self._names_needed(prep, responder)),
+                self._after_reads_messages(prep),
+            )
+            self._step_facts[step.id] = facts
+        return facts[1], facts[2]
+
     def _names_needed(self, prep: Prepared, responder: Responder) -> set[str]:
         """The names the step's expressions and template read, so the ones read from the
         database are read now, before the evaluation (not during it)."""
@@ -536,7 +554,7 @@ class SessionRunner(StepRecorder):
         """The exit and end conditions over the names as the new message leaves them."""
         step = prep.plan.step
         message_id: int | None = None
-        if self._after_reads_messages(prep):
+        if self._facts(prep, self._responder_for(prep.snapshot))[1]:
             message_id = prep.tx.next_message_id()
             prep.tx.end_read()
         after = prep.names.with_new_message(
