@@ -18,9 +18,8 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from flowcli.errors import ConfigError
 
@@ -31,8 +30,9 @@ OPEN_SECTIONS = ("retention",)
 MAX_FILE_BYTES = 256 * 1024
 
 
-@dataclass(frozen=True)
-class KeySpec:
+class KeySpec(NamedTuple):
+    """One known configuration key: its type, environment variable, default and bounds."""
+
     kind: type
     env: str | None = None
     default: Any = None
@@ -109,8 +109,7 @@ KEYS: dict[str, KeySpec] = {
 _TABLES = {key.split(".", 1)[0] for key in KEYS if "." in key}
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):
     """The effective value of every known key."""
 
     database: str | None
@@ -125,19 +124,30 @@ class Settings:
     llm_timeout: float | None
 
 
-@dataclass(frozen=True)
-class ConfigFile:
+class ConfigFile(NamedTuple):
+    """One configuration file as read: its known keys (flattened) and its open tables."""
+
     path: Path
     kind: str  # "project" or "user"
     values: dict[str, Any]  # known keys, flattened ("llm.model")
     sections: dict[str, dict[str, Any]]  # the open tables, as written
 
 
-@dataclass
 class Config:
-    files: list[ConfigFile]  # highest precedence first: project, then user
-    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
-    flags: dict[str, Any] = field(default_factory=dict)
+    """Every source of settings for one command: files, environment and flags."""
+
+    def __init__(
+        self,
+        files: list[ConfigFile],
+        env: Mapping[str, str] | None = None,
+        flags: dict[str, Any] | None = None,
+    ) -> None:
+        self.files = files  # highest precedence first: project, then user
+        self.env: Mapping[str, str] = dict(os.environ) if env is None else env
+        self.flags: dict[str, Any] = {} if flags is None else flags
+
+    def __repr__(self) -> str:
+        return f"Config(files={self.files!r})"  # never the environment: it holds secrets
 
     def source(self, key: str) -> str:
         """Where the effective value of ``key`` comes from, for people to read."""

@@ -4,7 +4,6 @@ them (typer's context object)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -13,14 +12,25 @@ if TYPE_CHECKING:
     from flowcli.db.connection import Database
 
 
-@dataclass
 class AppState:
-    db_option: str | None = None
-    busy_timeout: float = 5.0
-    debug: bool = False
-    config: Any = None  # flowcli.config.Config: the files read for this command
-    durability: str | None = None  # --durability of a command that writes steps
-    _db: Database | None = field(default=None, repr=False)
+    """What the root command resolved for the command it runs (database, options).
+
+    A plain class, not a dataclass: every command creates one, and a dataclass costs
+    its creation at import (docs/architecture.md, "What a one-step command loads")."""
+
+    def __init__(
+        self,
+        db_option: str | None = None,
+        busy_timeout: float = 5.0,
+        debug: bool = False,
+        config: Any = None,
+    ) -> None:
+        self.db_option = db_option
+        self.busy_timeout = busy_timeout
+        self.debug = debug
+        self.config = config  # flowcli.config.Config: the files read for this command
+        self.durability: str | None = None  # --durability of a command that writes steps
+        self._db: Database | None = None
 
     def database(self) -> Database:
         if self._db is None:

@@ -12,16 +12,16 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import typer
 
 from flowcli.cli.boundary import FlowcliGroup, print_error
 
 
-@dataclass(frozen=True)
-class LazyCommand:
+class LazyCommand(NamedTuple):
+    """A command listed in `flowcli --help` whose module is imported only when run."""
+
     module: str
     attr: str  # a typer.Typer (a group) or a command function
     help: str  # the line shown in `flowcli --help`

@@ -3,10 +3,9 @@
 import functools
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, TypeVar, cast
+from typing import Annotated, Any, NamedTuple, TypeVar, cast
 
 import typer
 
@@ -173,22 +172,28 @@ _DURABILITY_PARAMETERS: tuple[tuple[str, Any, Any], ...] = (
 _BUNDLE_PARAMETER = "run_options"
 
 
-@dataclass(frozen=True)
-class RunOptions:
+class RunOptions(NamedTuple):
     """What a command's responder (and retry) options say. A command without --retries
     and --retry-backoff gets their defaults, and ``retry_backoff`` None (the responder's
-    own default)."""
+    own default). A NamedTuple for the start-up (docs/architecture.md)."""
 
     responder: str | None = None
     template: str | None = None
     llm_base_url: str | None = None
     llm_model: str | None = None
-    llm_api_key: str | None = field(default=None, repr=False)
+    llm_api_key: str | None = None  # never in the repr (below)
     llm_timeout: float | None = None
     llm_retries: int | None = None
     retries: int = 2
     retry_backoff: float | None = None
     durability: str = "normal"  # "normal" or "full" (flowcli.db.connection)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{name}={'***' if name == 'llm_api_key' and value else repr(value)}"
+            for name, value in zip(self._fields, self, strict=True)
+        )
+        return f"RunOptions({shown})"
 
     @property
     def backoff(self) -> float:

@@ -30,20 +30,23 @@ def run_next(
     json_out: JsonOption = False,
 ) -> None:
     """Execute the next step of a session (starting it if it has not started)."""
-    from flowcli.render.json_output import print_json
-    from flowcli.render.runs import explain_panel
-
     db = open_db(ctx)
     if dry_run:
         from flowcli.engine.explain import explain_next
 
         data = explain_next(db, session_id)
         if json_out:
+            from flowcli.render.json_output import print_json
+
             print_json(data)
         else:
+            from flowcli.render.runs import explain_panel
+
             explain_panel(data, title="run-next --dry-run: nothing written")
         return
-    from flowcli.engine.runner import run_next_step
+    # From the step's own module, not the runner's face: a one-step command need not
+    # load the auto loop.
+    from flowcli.engine.attempt import run_next_step
 
     result = run_next_step(
         db,
@@ -65,15 +68,17 @@ def show_step_result(
     db: Any, result: Any, json_out: bool, *, failed: str, session_failed: str
 ) -> None:
     """Print what one step did (panel or JSON); a failed step then exits non-zero."""
-    from flowcli.engine.runner import step_report
+    from flowcli.engine.attempt import step_report
     from flowcli.errors import StepFailedError
-    from flowcli.render.json_output import print_json
-    from flowcli.render.runs import step_panel
 
     payload = step_report(db, result)
     if json_out:
+        from flowcli.render.json_output import print_json
+
         print_json(payload)
     else:
+        from flowcli.render.runs import step_panel
+
         step_panel(payload, result)
     if result.failed:
         raise StepFailedError(failed + (session_failed if result.session_failed else ""))

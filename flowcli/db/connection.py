@@ -22,9 +22,8 @@ import sqlite3
 import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote
 
 from flowcli.db.failures import translated
@@ -44,8 +43,7 @@ DEFAULT_DURABILITY = "normal"
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
-@dataclass(frozen=True)
-class DatabaseTarget:
+class DatabaseTarget(NamedTuple):
     """Where the database is: a SQLAlchemy URL, plus the file path when it is SQLite."""
 
     url: str
@@ -271,25 +269,36 @@ def wal_needs_immutable_open(path: Path) -> bool:
     )
 
 
-@dataclass
 class Database:
-    """An opened database: the engine plus the knobs every command shares."""
+    """An opened database: the engine plus the knobs every command shares.
 
-    target: DatabaseTarget
-    busy_timeout: float = DEFAULT_BUSY_TIMEOUT
-    # "normal" or "full": the synchronous level of every connection (configure_sqlite).
-    durability: str = DEFAULT_DURABILITY
-    _engine: Engine | None = field(default=None, repr=False)
-    # Filled by the schema guard once it has checked this database in this process.
-    schema_checked: bool = field(default=False, repr=False)
-    # Who owns the database (flowcli.db.owner), read once per process.
-    _owner: str | None = field(default=None, repr=False)
-    # The bare sqlite3 connection of the direct reads (sqlite_read), opened on first use.
-    _sqlite: sqlite3.Connection | None = field(default=None, repr=False)
-    _immutable: bool | None = field(default=None, repr=False)
-    # False for a view of a transaction someone else holds (engine.batch_run): its reads
-    # must go through that transaction's connection, not a bare driver connection.
-    bare_driver: bool = field(default=True, repr=False)
+    A plain class, not a dataclass: every command builds one (docs/architecture.md,
+    "What a one-step command loads")."""
+
+    def __init__(
+        self,
+        target: DatabaseTarget,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        durability: str = DEFAULT_DURABILITY,
+    ) -> None:
+        self.target = target
+        self.busy_timeout = busy_timeout
+        # "normal" or "full": the synchronous level of every connection (configure_sqlite).
+        self.durability = durability
+        self._engine: Engine | None = None
+        # Filled by the schema guard once it has checked this database in this process.
+        self.schema_checked = False
+        # Who owns the database (flowcli.db.owner), read once per process.
+        self._owner: str | None = None
+        # The bare sqlite3 connection of the direct reads (sqlite_read), opened on first use.
+        self._sqlite: sqlite3.Connection | None = None
+        self._immutable: bool | None = None
+        # False for a view of a transaction someone else holds (engine.batch_run): its
+        # reads must go through that transaction's connection, not a bare driver one.
+        self.bare_driver = True
+
+    def __repr__(self) -> str:
+        return f"Database({self.target.display!r})"  # the URL's password masked
 
     @property
     def owner(self) -> str:

@@ -25,6 +25,8 @@ _encode = json.JSONEncoder(separators=(",", ":")).encode
 
 @dataclass
 class LoopState:
+    """One loop step's jumps made and the log id each iteration started at."""
+
     jumps: int = 0
     first_logs: dict[int, int] = field(default_factory=dict)
 
@@ -34,6 +36,8 @@ class LoopState:
 
 @dataclass
 class EngineState:
+    """The engine's counters cached in ``sessions.engine_state`` (rebuilt when stale)."""
+
     loops: dict[int, LoopState] = field(default_factory=dict)
     failed_attempts: int = 0
     # The sessions.executed_steps_count this state reflects; None = unknown (rebuild).

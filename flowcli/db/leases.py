@@ -8,8 +8,14 @@ An owner id is ``host:pid:suffix`` (flowcli.engine.claims.process_owner).
 from __future__ import annotations
 
 import os
-import socket
+import platform
 from datetime import datetime
+
+
+def host_name() -> str:
+    """This host's name, as owner ids carry it (``platform.node()``: the same name as
+    ``socket.gethostname()``, without importing socket on every step command)."""
+    return platform.node()
 
 
 def owner_alive(owner: str | None) -> bool | None:
@@ -19,7 +25,7 @@ def owner_alive(owner: str | None) -> bool | None:
         return False
     host, _, rest = owner.partition(":")
     pid_text = rest.split(":", 1)[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
+    if host != host_name() or not pid_text.isdigit():
         return None
     pid = int(pid_text)
     if pid <= 0:

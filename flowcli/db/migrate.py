@@ -54,6 +54,8 @@ def head_revision() -> str:
 
 @dataclass
 class RevisionInfo:
+    """One migration revision, as `db history` lists it."""
+
     revision: str
     down_revision: str | None
     doc: str

@@ -15,12 +15,10 @@ one-step command never imports SQLAlchemy to be checked; elsewhere through SQLAl
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from flowcli.db.connection import Database, sqlite_file_state
 from flowcli.db.inspection import existing_columns, existing_tables, read_revisions
-from flowcli.db.migrate import upgrade
 from flowcli.db.revisions import HEAD_REVISION, VERSION_TABLE
 from flowcli.db.schema_state import classify_revisions
 from flowcli.db.schema_state import missing_objects as classify_missing
@@ -30,14 +28,13 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
 
-@dataclass(frozen=True)
-class SchemaFacts:
+class SchemaFacts(NamedTuple):
     """What the guard looks at: the tables, the columns of the models' tables that exist,
     and the rows of flowcli's version table (None when it does not exist)."""
 
     tables: frozenset[str]
-    columns: dict[str, frozenset[str]] = field(default_factory=dict)
-    revisions: list[str] | None = None
+    columns: dict[str, frozenset[str]]
+    revisions: list[str] | None
 
     def missing(self) -> list[str]:
         """Tables and columns of the models the database lacks, as ``table[.column]``."""
@@ -100,6 +97,8 @@ def create_if_new(db: Database) -> bool:
     """Create a missing or empty SQLite file at head (the embedded default)."""
     if database_exists(db):
         return False
+    from flowcli.db.migrate import upgrade
+
     upgrade(db, "head")
     return True
 
@@ -145,6 +144,8 @@ def require_schema(db: Database, *, create: bool = True) -> None:
                 f"database {db.target.display} has no tables yet; {_HOW_TO_CREATE}"
             )
         # An empty database (e.g. a fresh PostgreSQL schema) is created at head.
+        from flowcli.db.migrate import upgrade
+
         upgrade(db, "head")
         db.schema_checked = True
         return

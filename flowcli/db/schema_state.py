@@ -11,16 +11,14 @@ differently, but decide with these same functions.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from flowcli.db.revisions import HEAD_REVISION, KNOWN_REVISIONS
 
 RevisionKind = Literal["absent", "several", "head", "behind", "unknown"]
 
 
-@dataclass(frozen=True)
-class RevisionState:
+class RevisionState(NamedTuple):
     """Where flowcli's version table says the schema is.
 
     ``absent``: no version table (unversioned); ``several``: not exactly one row (none,
@@ -51,8 +49,7 @@ def classify_revisions(rows: Sequence[str] | None) -> RevisionState:
     return RevisionState("unknown", found)
 
 
-@dataclass(frozen=True, order=True)
-class MissingObject:
+class MissingObject(NamedTuple):
     """A table, or a column of a table that exists, that the models need."""
 
     table: str

@@ -43,6 +43,8 @@ def utcnow() -> datetime:
 
 @dataclass
 class SessionRow:
+    """A ``sessions`` row: the columns the engine reads and writes."""
+
     id: int
     topic: str
     flow_template_id: int

@@ -522,8 +522,6 @@ class SessionRunner(StepRecorder):
     def _names_needed(self, prep: Prepared, responder: Responder) -> set[str]:
         """The names the step's expressions and template read, so the ones read from the
         database are read now, before the evaluation (not during it)."""
-        from flowcli.sandbox.expressions import compile_expression
-
         needed: set[str] = set(getattr(responder, "names_used", ()))
         exit_cond = prep.plan.step.exit_condition or {}
         exit_expr = exit_cond.get("expr") if exit_cond.get("type") == "expression" else None
@@ -531,6 +529,9 @@ class SessionRunner(StepRecorder):
             needed.add("last")
         for source in (prep.plan.step.condition, exit_expr, prep.snapshot.end_condition):
             if isinstance(source, str):
+                # Imported only for a flow with expressions: most steps have none.
+                from flowcli.sandbox.expressions import compile_expression
+
                 with contextlib.suppress(ExpressionError):  # reported when evaluated
                     needed |= compile_expression(source).names_used
         return needed
@@ -583,14 +584,14 @@ class SessionRunner(StepRecorder):
         )
 
     def _after_reads_messages(self, prep: Prepared) -> bool:
-        from flowcli.sandbox.expressions import compile_expression
-
         exit_cond = prep.plan.step.exit_condition or {}
         sources = [prep.snapshot.end_condition]
         if prep.plan.step.loop is not None and exit_cond.get("type") == "expression":
             sources.append(exit_cond.get("expr"))
         for source in sources:
             if isinstance(source, str):
+                from flowcli.sandbox.expressions import compile_expression
+
                 try:
                     if compile_expression(source).names_used & {"last", "messages"}:
                         return True

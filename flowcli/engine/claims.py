@@ -10,12 +10,10 @@ running rows without one, and ``session cancel`` drops the claim of a step in fl
 from __future__ import annotations
 
 import os
-import socket
-import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from flowcli.db.leases import claim_live
+from flowcli.db.leases import claim_live, host_name
 from flowcli.engine import recording
 from flowcli.errors import SessionBusyError
 
@@ -27,7 +25,7 @@ if TYPE_CHECKING:
 
 def process_owner() -> str:
     """A claim owner id unique to this process (host, pid, random suffix)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    return f"{host_name()}:{os.getpid()}:{os.urandom(4).hex()}"
 
 
 def claim_state(row: SessionRow, now: datetime, owner: str | None) -> str:

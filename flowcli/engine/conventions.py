@@ -17,7 +17,7 @@ every database, as MRC computes it: harmless, and MRC's views read it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # MRC's labels for its task types; any other task type is a discussion.
 SECTION_LABELS = {
@@ -43,8 +43,7 @@ def content_summary(content: str) -> str:
     return content[: SUMMARY_LIMIT - 3] + "..."
 
 
-@dataclass(frozen=True)
-class Conventions:
+class Conventions(NamedTuple):
     """The writing conventions of one database: MRC's (``mrc``) or flowcli's own."""
 
     mrc: bool = False

@@ -18,10 +18,9 @@ if TYPE_CHECKING:
 
 
 def explain_next(db: Database, session_id: int) -> dict[str, Any]:
-    from flowcli.engine.breakpoints import upcoming_step
     from flowcli.engine.conventions import conventions_for
     from flowcli.engine.replay import current_state
-    from flowcli.sandbox.expressions import compile_expression
+    from flowcli.engine.upcoming import upcoming_step
 
     conventions = conventions_for(db.owner)
     # Read on the bare driver where it can be (a SQLite file): explain imports no SQLAlchemy.
@@ -102,6 +101,9 @@ def explain_next(db: Database, session_id: int) -> dict[str, Any]:
         if cond is None:
             out["condition"] = None
         else:
+            # The sandbox is loaded only for a step that has a condition.
+            from flowcli.sandbox.expressions import compile_expression
+
             try:
                 value: bool | None = compile_expression(cond).evaluate_bool(names)
                 error = None

@@ -16,7 +16,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass, field
 from typing import IO, Any
 
 # A line in a pipe is never broken before this many characters; large enough for any
@@ -25,19 +24,30 @@ PIPE_WIDTH = 1 << 16
 DEFAULT_PAGER = "less -R"
 
 
-@dataclass
 class OutputSettings:
-    pager: str | None = None  # the command; None or "" means never page
-    width: int | None = None  # forced terminal width (config `width`)
-    quiet: bool = False  # no notes or progress on stderr; warnings and errors still show
-    paging_allowed: bool = True  # a command (e.g. `logs --follow`) may turn it off
+    """How this command writes its output: pager, width, quiet. (Plain classes here, not
+    dataclasses, for the start-up: docs/architecture.md, "What a one-step command loads".)"""
+
+    def __init__(
+        self,
+        pager: str | None = None,
+        width: int | None = None,
+        quiet: bool = False,
+        paging_allowed: bool = True,
+    ) -> None:
+        self.pager = pager  # the command; None or "" means never page
+        self.width = width  # forced terminal width (config `width`)
+        self.quiet = quiet  # no notes or progress on stderr; warnings and errors still show
+        self.paging_allowed = paging_allowed  # a command (`logs --follow`) may turn it off
 
 
-@dataclass
 class _RunState:
-    settings: OutputSettings = field(default_factory=OutputSettings)
-    console: Any = None
-    gate: PagerGate | None = None
+    """The output state of the running command (its console and pager)."""
+
+    def __init__(self) -> None:
+        self.settings = OutputSettings()
+        self.console: Any = None
+        self.gate: PagerGate | None = None
 
 
 _state = _RunState()
