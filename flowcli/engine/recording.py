@@ -21,7 +21,7 @@ from flowcli.db.json_text import loads_json
 from flowcli.db.plain_schema import STEP_LOG_COLUMNS
 from flowcli.db.session_row import SessionRow, utcnow
 from flowcli.db.step_tx import apply_values
-from flowcli.engine.bounded import bounded_dumps
+from flowcli.engine.bounded import MAX_SNAPSHOT_CHARS, bounded_dumps, compact_dumps
 from flowcli.engine.conventions import Conventions, content_summary, conventions_for
 from flowcli.engine.planner import Advance, advance
 from flowcli.engine.responders import Responder, ResponderError, ResponderReply
@@ -80,6 +80,38 @@ def context_snapshot(
             },
         }
     )
+
+
+def context_snapshot_text(
+    plan: StepPlan,
+    *,
+    executed: int,
+    vars_text: str,
+    state: EngineState,
+    context_ids: list[int],
+) -> str | None:
+    """``context_snapshot``'s text, written as text (its shape is fixed): the same
+    characters, without building the dictionaries. ``vars_text`` is the variables'
+    compact JSON. None when a value is not a plain int or the text is too long: then
+    ``context_snapshot`` decides (it bounds what is too long)."""
+    loops = state.loops_text()
+    if loops is None:
+        return None
+    step = plan.step
+    numbers = (plan.round, step.order, plan.loop_iteration, plan.attempt, executed)
+    kept = context_ids[-CONTEXT_IDS_KEPT:]
+    for number in (*numbers, *kept):
+        if type(number) is not int:
+            return None
+    count = len(context_ids)
+    text = (
+        f'{{"round":{plan.round},"step_order":{step.order},'
+        f'"loop_iteration":{plan.loop_iteration},"attempt":{plan.attempt},'
+        f'"executed_steps":{executed},"vars":{vars_text},"loops":{loops},'
+        f'"context":{{"scope":{step.scope_json},"message_ids":[{",".join(map(str, kept))}],'
+        f'"count":{count},"truncated":{"true" if count > CONTEXT_IDS_KEPT else "false"}}}}}'
+    )
+    return text if len(text) <= MAX_SNAPSHOT_CHARS else None
 
 
 def log_row(
@@ -194,6 +226,8 @@ class StepRecorder:
     _conventions: Conventions | None
     _known_order: tuple[int | None, int] | None
     _row_written: SessionRow | None
+    # The variables this runner last wrote into a context snapshot, and their JSON text.
+    _vars_text: tuple[Any, str] | None = None
     _role_ids: dict[str, int] | None
     _state_cache: tuple[tuple[str | None, int | None], EngineState] | None
     # The message this runner wrote last, as ((session version, executed count) after
@@ -333,18 +367,32 @@ class StepRecorder:
     def _log_values(self, prep: Prepared, extra: dict[str, Any]) -> dict[str, Any]:
         plan = prep.plan
         executed = prep.row.executed_steps_count or 0
+        variables = prep.names["vars"]
+        cached = self._vars_text
+        if cached is None or cached[0] is not variables:
+            # The variables' text, once per variables read (usually once per run).
+            cached = self._vars_text = (variables, compact_dumps(variables))
+        context = context_snapshot_text(
+            plan,
+            executed=executed,
+            vars_text=cached[1],
+            state=prep.state,
+            context_ids=prep.context_ids,
+        )
+        if context is None:
+            context = context_snapshot(
+                plan,
+                executed=executed,
+                variables=variables,
+                loops=prep.state.loops_json(),
+                context_ids=prep.context_ids,
+            )
         return log_row(
             plan,
             session_id=prep.row.id,
             execution_order=prep.execution_order,
             started_at=prep.started_at,
-            context=context_snapshot(
-                plan,
-                executed=executed,
-                variables=prep.names["vars"],
-                loops=prep.state.loops_json(),
-                context_ids=prep.context_ids,
-            ),
+            context=context,
             condition_value=prep.condition_value,
             memory_mb=resident_memory_mb(),
             **extra,

@@ -77,6 +77,13 @@ class Step:
         # Serialised once per step: the log's step_snapshot is the same every execution.
         return json.dumps(self.raw, ensure_ascii=False, default=str)
 
+    @cached_property
+    def scope_json(self) -> str:
+        # The context scope as a log row's context snapshot writes it (compact JSON).
+        return json.dumps(
+            self.context_scope, ensure_ascii=False, separators=(",", ":"), default=str
+        )
+
     def label(self) -> str:
         arrow = f" → {self.target}" if self.target else ""
         return f"#{self.order} {self.speaker}{arrow} ({self.task_type})"

@@ -28,6 +28,16 @@ def test_compact_dumps_is_json_dumps(value: Any) -> None:
     assert compact_dumps(value) == expected
 
 
+# Small enough that a snapshot never reaches the bound (where context_snapshot cuts).
+_small_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=50),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4)
+    ),
+    max_leaves=10,
+)
+
+
 def _reference(state: EngineState) -> str:
     data = {"loops": state.loops_json(), "failed_attempts": state.failed_attempts, "at": state.at}
     return json.dumps(data, separators=(",", ":"))
@@ -57,3 +67,50 @@ def test_engine_state_text_is_json_dumps(
         EngineState.from_json(state.to_json()).to_json()
         == EngineState.from_json(_reference(state)).to_json()
     )
+
+
+@given(
+    st.integers(0, 10**6),
+    st.integers(0, 10**6),
+    st.dictionaries(st.text(max_size=8), _small_values, max_size=5),
+    st.lists(st.integers(1, 10**9), max_size=70),
+    st.sampled_from(["all", "last_message", "none", ["A", "B ü"], "last_n_messages"]),
+    st.dictionaries(st.integers(1, 9), st.integers(0, 99), max_size=3),
+)
+def test_context_snapshot_text_is_context_snapshot(
+    round_: int,
+    executed: int,
+    variables: dict[str, Any],
+    context_ids: list[int],
+    scope: Any,
+    jumps: dict[int, int],
+) -> None:
+    from flowcli.engine.planner import StepPlan
+    from flowcli.engine.recording import context_snapshot, context_snapshot_text
+    from flowcli.flows.snapshot import step_from_dict
+
+    step = step_from_dict({"id": 3, "order": 2, "speaker_role_ref": "A", "context_scope": scope})
+    plan = StepPlan(
+        step=step,
+        round=round_,
+        loop=None,
+        loop_iteration=executed % 7,
+        parent_log_id=None,
+        attempt=1 + executed % 3,
+    )
+    state = EngineState(loops={k: LoopState(v, {k: v}) for k, v in jumps.items()})
+    text = context_snapshot_text(
+        plan,
+        executed=executed,
+        vars_text=compact_dumps(variables),
+        state=state,
+        context_ids=context_ids,
+    )
+    expected = context_snapshot(
+        plan,
+        executed=executed,
+        variables=variables,
+        loops=state.loops_json(),
+        context_ids=context_ids,
+    )
+    assert text == expected
