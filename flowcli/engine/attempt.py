@@ -486,13 +486,14 @@ class SessionRunner(StepRecorder):
             snapshot=snapshot,
             state=state,
             plan=plan,
-            names=LazyNames(values, {}),
+            names=None,  # type: ignore[arg-type]  # set just below
             roles_snapshot=roles_snapshot,
             execution_order=self._execution_order(tx, row),
             started_at=now,
             t0=time.perf_counter(),
             tx=tx,
         )
+        # The loaders refer to prep itself, so the names are set once it exists.
         prep.names = LazyNames(
             values,
             {
@@ -554,6 +555,11 @@ class SessionRunner(StepRecorder):
     def _evaluate_after(self, prep: Prepared, reply: ResponderReply) -> Verdict:
         """The exit and end conditions over the names as the new message leaves them."""
         step = prep.plan.step
+        if (step.loop is None or step.exit_condition is None) and (
+            prep.snapshot.end_condition is None
+        ):
+            # Neither condition applies (most steps): nothing to evaluate.
+            return Verdict(exit_met=None, end_met=False, error=None, message_id=None)
         message_id: int | None = None
         if self._facts(prep, self._responder_for(prep.snapshot))[1]:
             message_id = prep.tx.next_message_id()

@@ -31,7 +31,7 @@ if c_make_encoder is not None:
         return "".join(_c_compact(value, 0))
 
 else:  # pragma: no cover - CPython always has the C encoder
-    compact_dumps = _COMPACT.encode
+    compact_dumps = _COMPACT.encode  # type: ignore[assignment]
 
 
 def _bound(value: Any, depth: int) -> Any:
