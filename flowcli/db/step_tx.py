@@ -466,12 +466,12 @@ class StepTx:
         self.cur.execute(self.sql("running_logs"), {"sid": session_id})
         return [int(r[0]) for r in self.cur.fetchall()]
 
-    def insert_message(self, values: dict[str, Any]) -> int:
-        """Insert a message; ``values["id"]``, when given, is an id reserved on PostgreSQL by
+    def insert_message(self, values: dict[str, Any], *, reserved_id: int | None = None) -> int:
+        """Insert a message; ``reserved_id``, when given, is an id reserved on PostgreSQL by
         ``next_message_id`` (on SQLite the id is assigned and the caller compares it)."""
         params = list(map(values.get, MESSAGE_INSERT_COLUMNS))
-        if values.get("id") is not None and not self.sqlite:
-            self.cur.execute(self.sql("insert_message_with_id"), [values["id"], *params])
+        if reserved_id is not None and not self.sqlite:
+            self.cur.execute(self.sql("insert_message_with_id"), [reserved_id, *params])
             return int(self.cur.fetchone()[0])
         return self._insert("insert_message", params)
 

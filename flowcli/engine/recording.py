@@ -517,7 +517,7 @@ class StepRecorder:
             "section": conventions.section(step.task_type),
             "created_at": prep.moment(),
         }
-        message_id = prep.tx.insert_message({"id": verdict.message_id, **message_values})
+        message_id = prep.tx.insert_message(message_values, reserved_id=verdict.message_id)
         if verdict.message_id is not None and message_id != verdict.message_id:
             raise MessageIdTaken
         message = {
