@@ -347,7 +347,8 @@ class StepTx:
     ) -> dict[str, Any] | None:
         # Only the columns that change: the check below guarantees the row is as read, so
         # a column already holding its value need not be written again.
-        values = {k: v for k, v in values.items() if getattr(row, k, _UNSET) != v}
+        held = row.__dict__.get  # SessionRow is a plain dataclass: its fields are its dict
+        values = {k: v for k, v in values.items() if held(k, _UNSET) != v}
         if "updated_at" not in values:
             values["updated_at"] = utcnow()
         values["version"] = (row.version or 0) + 1
@@ -600,8 +601,7 @@ class _Transaction:
 
 def apply_values(row: SessionRow, values: dict[str, Any]) -> None:
     """Set on ``row`` the columns an update wrote."""
-    for name, value in values.items():
-        setattr(row, name, value)
+    row.__dict__.update(values)  # a plain dataclass: the same as setattr, name by name
 
 
 def is_sqlite_error(exc: BaseException) -> bool:
