@@ -64,6 +64,11 @@ PLANS: dict[str, dict[str, list[str]]] = {
         "moderate": ["--rows", "200000", "--steps", "5000", "--runs", "3"],
         "full": [],
     },
+    "first_rows": {
+        "quick": ["--rows", "2000", "--rounds", "1"],
+        "moderate": ["--rounds", "7"],
+        "full": ["--rounds", "11"],
+    },
     "tui_start": {
         "quick": ["--rows", "2000", "--rounds", "1"],
         "moderate": ["--rounds", "7"],
@@ -72,7 +77,7 @@ PLANS: dict[str, dict[str, list[str]]] = {
 }
 # Scripts that take the measured interpreter (`--python`) or the venv (`--venv`).
 TAKES_PYTHON = {"step_cost", "peers", "exports"}
-TAKES_VENV = {"commands", "tui_start"}
+TAKES_VENV = {"commands", "first_rows", "tui_start"}
 
 
 def versions_line(python: str, peer_versions: dict[str, str]) -> str:

@@ -85,7 +85,10 @@ def test_config_values_reach_the_commands(places: tuple[Path, Path], monkeypatch
     assert runner.invoke(app, ["--db", str(other), "demo"], env=WIDE_ENV).exit_code == 0
     assert other.is_file()
     help_text = runner.invoke(app, ["run-next", "--help"], env=WIDE_ENV).stdout
-    assert "default: 0" in help_text  # retries from the file
+    assert "[default: 0; 0<=x<=100]" in help_text  # retries from the file
+    # A group's subcommand, built only when it is looked up, gets it too.
+    help_text = runner.invoke(app, ["session", "retry", "--help"], env=WIDE_ENV).stdout
+    assert "[default: 0; 0<=x<=100]" in help_text
 
 
 def test_show_masks_the_key_and_names_sources(places: tuple[Path, Path], monkeypatch) -> None:

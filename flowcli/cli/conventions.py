@@ -31,20 +31,27 @@ class ReadableArgument(TyperArgument):
         return var
 
 
-def option_metavar(param: Any) -> str:
-    """A metavar a reader understands, from the option's type and name."""
+def option_metavar(param: Any) -> str | None:
+    """A metavar a reader understands, from the option's type and name (None: Click's
+    own, which for a choice lists the choices)."""
     from typer._click import types as ctypes
 
     kind = param.type
     name = (param.name or "").lower()
-    if isinstance(kind, ctypes.IntParamType):
+    if getattr(kind, "choices", None):
+        return None
+    # A bounded number (flowcli.cli.params.BoundedNumber) parses through a function.
+    number = getattr(getattr(kind, "func", None), "kind", None)
+    if isinstance(kind, ctypes.IntParamType) or number is int:
         return "ID" if name in ("flow", "session", "at") else "N"
-    if isinstance(kind, ctypes.FloatParamType):
+    if isinstance(kind, ctypes.FloatParamType) or number is float:
         return "SECONDS" if _SECONDS.search(name) else "NUMBER"
     if name in ("output", "file"):
         return "PATH"
     if name in ("since",):
         return "TIME"
+    if name in ("where", "break_when"):
+        return "EXPR"
     if name in ("db",):
         return "PATH_OR_URL"
     if name in ("llm_base_url",):
@@ -106,16 +113,22 @@ def _global_options() -> list[Any]:
     ]
 
 
+def shape_subcommand(sub: Any) -> Any:
+    """``shape_command`` for a group's subcommand, whose short help the group lists."""
+    shape_command(sub)
+    # The whole first paragraph, wrapped, rather than Click's cut at 45 characters.
+    if not sub.short_help and sub.help:
+        sub.short_help = " ".join(sub.help.strip().split("\n\n")[0].split())
+    return sub
+
+
 def shape_command(command: Any, *, root: bool = False) -> Any:
     """Give ``command`` (and its subcommands) flowcli's help shape and global options."""
     command.rich_markup_mode = None
     subcommands = getattr(command, "commands", None)
     if subcommands:
         for sub in subcommands.values():
-            shape_command(sub)
-            # The whole first paragraph, wrapped, rather than Click's cut at 45 characters.
-            if not sub.short_help and sub.help:
-                sub.short_help = " ".join(sub.help.strip().split("\n\n")[0].split())
+            shape_subcommand(sub)
     from flowcli.cli.completion import attach_id_completion
 
     for param in command.params:
@@ -125,7 +138,9 @@ def shape_command(command: Any, *, root: bool = False) -> Any:
                 param.__class__ = ReadableArgument
         elif param.param_type_name == "option" and param.metavar is None and not param.is_flag:
             param.metavar = option_metavar(param)
-    if not root and not subcommands:
+    # A group built lazily (flowcli.cli.lazy) has no subcommands yet, but is a group.
+    is_group = subcommands is not None
+    if not root and not is_group:
         taken = {opt for p in command.params for opt in getattr(p, "opts", [])}
         for option in _global_options():
             if not set(option.opts) & taken:

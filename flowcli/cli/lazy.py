@@ -12,9 +12,10 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import typer
+from typer.core import TyperGroup
 
 from flowcli.cli.boundary import FlowcliGroup, print_error
 
@@ -109,15 +110,66 @@ def build_command(name: str, spec: LazyCommand) -> Any:
 
     obj = getattr(importlib.import_module(spec.module), spec.attr)
     if isinstance(obj, typer.Typer):
-        # Completion is served by the root (`flowcli --install-completion`), not each group.
-        obj._add_completion = False
-        command = typer.main.get_command(obj)
+        command = _lazy_group(obj)
     else:
         single = typer.Typer(add_completion=False)
         single.command(name)(obj)
         command = typer.main.get_command(single)
     command.name = name
     return shape_command(command)
+
+
+def _lazy_group(app: typer.Typer) -> Any:
+    """A group (``session``, ``db``…) built without its subcommands, each converted
+    from its function when it is looked up: `flowcli session show 1` reads the
+    signature of ``show`` and not of the group's thirty others."""
+    from copy import copy
+
+    shell = copy(app)
+    # Completion is served by the root (`flowcli --install-completion`), not each group.
+    shell._add_completion = False
+    shell.registered_commands = []
+    group = typer.main.get_group(shell)
+    if type(group) is not TyperGroup or app.registered_groups:
+        app._add_completion = False
+        return typer.main.get_command(app)  # a shape this does not know: built whole
+    group.__class__ = LazySubcommandGroup
+    lazy = cast(LazySubcommandGroup, group)
+    lazy.pending = {
+        info.name or typer.main.get_command_name(info.callback.__name__): info  # type: ignore[union-attr]
+        for info in app.registered_commands
+    }
+    lazy.order = list(lazy.pending)
+    lazy.typer_app = app
+    lazy.pending_defaults = {}
+    return lazy
+
+
+class LazySubcommandGroup(TyperGroup):
+    """A group whose subcommands are built on first lookup (see ``_lazy_group``)."""
+
+    pending: dict[str, Any]  # name -> typer CommandInfo, not built yet
+    order: list[str]  # every subcommand's name, in the order they were registered
+    typer_app: typer.Typer
+    pending_defaults: dict[str, Any]  # the config files' option defaults (_apply_defaults)
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(self.order)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        info = self.pending.pop(cmd_name, None)
+        if info is not None:
+            from flowcli.cli.conventions import shape_subcommand
+
+            command = typer.main.get_command_from_info(
+                info,
+                pretty_exceptions_short=self.typer_app.pretty_exceptions_short,
+                rich_markup_mode=self.typer_app.rich_markup_mode,
+            )
+            shape_subcommand(command)
+            _apply_defaults(command, self.pending_defaults)
+            self.commands[cmd_name] = command
+        return super().get_command(ctx, cmd_name)
 
 
 class LazyCommandGroup(FlowcliGroup):
@@ -236,6 +288,8 @@ def _apply_defaults(command: Any, defaults: dict[str, Any], *, recurse: bool = T
     still ranks a flag and the option's environment variable above them."""
     if not defaults:
         return
+    if isinstance(command, LazySubcommandGroup):
+        command.pending_defaults = defaults  # for the subcommands it builds later
     for param in command.params:
         if param.param_type_name == "option" and param.name in defaults:
             param.default = defaults[param.name]

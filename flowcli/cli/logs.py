@@ -8,7 +8,7 @@ import typer
 from typer.core import TyperGroup
 
 from flowcli.cli.context import open_db
-from flowcli.cli.options import JsonOption, session_id_given
+from flowcli.cli.options import JsonOption, SessionIdOrOptionArg, SessionOpt, session_id_given
 from flowcli.cli.params import bounded_float, int_limit
 from flowcli.errors import EXIT_INTERRUPTED, raised_by_interrupt
 
@@ -43,19 +43,8 @@ def _parse_since(value: str | None) -> datetime | None:
 @app.command("list")
 def list_(
     ctx: typer.Context,
-    session_id_arg: Annotated[
-        int | None,
-        typer.Argument(
-            help="The session's id (or use --session).",
-            min=1,
-            max=int_limit("count"),
-            show_default=False,
-        ),
-    ] = None,
-    session: Annotated[
-        int | None,
-        typer.Option("--session", "-s", help="The session's id.", min=1, max=int_limit("count")),
-    ] = None,
+    session_id_arg: SessionIdOrOptionArg = None,
+    session: SessionOpt = None,
     status: Annotated[
         list[str] | None, typer.Option("--status", help="Only this status. Repeatable.")
     ] = None,

@@ -114,6 +114,23 @@ BackoffOpt = Annotated[
 ]
 
 
+# A session named either way (``logs 5``, ``auto --session 5``): read with session_id_given.
+SessionIdOrOptionArg = Annotated[
+    int | None,
+    typer.Argument(
+        help="The session's id (or use --session).",
+        metavar="SESSION_ID",
+        min=1,
+        max=int_limit("count"),
+        show_default=False,
+    ),
+]
+SessionOpt = Annotated[
+    int | None,
+    typer.Option("--session", "-s", help="The session's id.", min=1, max=int_limit("count")),
+]
+
+
 def session_id_given(positional: int | None, option: int | None, *, which: str) -> int:
     """The session a command names by its positional id or by ``--session`` (both may be
     given if they agree). ``which``: the question asked when neither is given."""

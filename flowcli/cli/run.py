@@ -12,6 +12,8 @@ from flowcli.cli.options import (
     JsonOption,
     RunOptions,
     SessionIdArg,
+    SessionIdOrOptionArg,
+    SessionOpt,
     session_id_given,
     with_run_options,
 )
@@ -154,19 +156,8 @@ class _StepQuestion:
 @with_run_options(retries=True)
 def auto(
     ctx: typer.Context,
-    session_id_arg: Annotated[
-        int | None,
-        typer.Argument(
-            help="The session's id (or use --session).",
-            min=1,
-            max=int_limit("count"),
-            show_default=False,
-        ),
-    ] = None,
-    session: Annotated[
-        int | None,
-        typer.Option("--session", "-s", help="The session's id.", min=1, max=int_limit("count")),
-    ] = None,
+    session_id_arg: SessionIdOrOptionArg = None,
+    session: SessionOpt = None,
     max_steps: Annotated[
         int | None,
         typer.Option(
@@ -324,13 +315,15 @@ def _auto_where(ctx: typer.Context, where: str, given: dict[str, Any]) -> None:
 def explain(ctx: typer.Context, session_id: SessionIdArg, json_out: JsonOption = False) -> None:
     """Say why the next step is next: condition, loop counters, round, limits. Writes nothing."""
     from flowcli.engine.explain import explain_next
-    from flowcli.render.json_output import print_json
-    from flowcli.render.runs import explain_panel
 
     data = explain_next(open_db(ctx), session_id)
     if json_out:
+        from flowcli.render.json_output import print_json
+
         print_json(data)
     else:
+        from flowcli.render.runs import explain_panel
+
         explain_panel(data)
 
 

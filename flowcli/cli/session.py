@@ -1,5 +1,7 @@
 """``flowcli session …``: create sessions from flows and move them through their life."""
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -199,62 +201,88 @@ def pause(ctx: typer.Context, session_id: SessionIdArg, json_out: JsonOption = F
     _transition(ctx, session_id, "pause", json_out)
 
 
-@app.command()
-def resume(
-    ctx: typer.Context,
-    session_id: OptionalSessionIdArg = None,
-    where: WhereOpt = None,
-    limit: LimitOpt = None,
-    yes: BatchYesOpt = False,
-    dry_run: DryRunOpt = False,
-    json_out: JsonOption = False,
-) -> None:
-    """Make a paused or failed session runnable again (a failed step runs again)."""
-    _transition(ctx, session_id, "resume", json_out, where, limit, yes, dry_run)
+def _batchable_transition(action: str, doc: str) -> Callable[..., None]:
+    """A command that applies ``action`` to one session, or to every session a --where
+    selects (as a batch: flowcli.cli.batch)."""
+
+    def command(
+        ctx: typer.Context,
+        session_id: OptionalSessionIdArg = None,
+        where: WhereOpt = None,
+        limit: LimitOpt = None,
+        yes: BatchYesOpt = False,
+        dry_run: DryRunOpt = False,
+        json_out: JsonOption = False,
+    ) -> None:
+        _transition(ctx, session_id, action, json_out, where, limit, yes, dry_run)
+
+    command.__doc__ = doc
+    return command
 
 
-@app.command()
-def cancel(
-    ctx: typer.Context,
-    session_id: OptionalSessionIdArg = None,
-    where: WhereOpt = None,
-    limit: LimitOpt = None,
-    yes: BatchYesOpt = False,
-    dry_run: DryRunOpt = False,
-    json_out: JsonOption = False,
-) -> None:
-    """Cancel a session for good."""
-    _transition(ctx, session_id, "cancel", json_out, where, limit, yes, dry_run)
+app.command("resume")(
+    _batchable_transition(
+        "resume", "Make a paused or failed session runnable again (a failed step runs again)."
+    )
+)
+app.command("cancel")(_batchable_transition("cancel", "Cancel a session for good."))
 
 
 @app.command()
 def delete(
     ctx: typer.Context,
     session_id: SessionIdArg,
+    archive: Annotated[
+        Path | None,
+        typer.Option(
+            "--archive",
+            help="Archive file (or folder) to write first. Default: <db>.archive/<time>.jsonl.gz.",
+            show_default=False,
+        ),
+    ] = None,
+    no_archive: Annotated[
+        bool, typer.Option("--no-archive", help="Delete without an archive (not advised).")
+    ] = False,
     yes: YesOption = False,
     json_out: JsonOption = False,
 ) -> None:
-    """Delete a session with its logs, messages and session roles."""
+    """Delete a session with its logs, messages and session roles, archived first
+    (`db restore-archive` puts it back)."""
     from flowcli.cli.boundary import confirm_or_require_yes
-    from flowcli.engine.lifecycle import delete_session, show_session
+    from flowcli.db.session_store import utcnow
+    from flowcli.engine.lifecycle import show_session
+    from flowcli.errors import UsageError
+    from flowcli.maintenance.prune import delete_session, resolve_archive_path
+    from flowcli.maintenance.selection import CHILD_TABLES
     from flowcli.render.formatting import plural
     from flowcli.render.json_output import print_json
-    from flowcli.render.messages import info
+    from flowcli.render.messages import info, warn
 
+    if archive is not None and no_archive:
+        raise UsageError("choose --archive PATH or --no-archive, not both")
     db = open_db(ctx)
     data = show_session(db, session_id)
     logs = sum(data["log_counts"].values())
+    now = utcnow()
+    target = None if no_archive else resolve_archive_path(db, archive, None, now)
     confirm_or_require_yes(
         f"Delete session {session_id} ({data['status']}, {plural(logs, 'log row')}, "
-        f"{plural(data['message_count'], 'message')})?",
+        f"{plural(data['message_count'], 'message')})"
+        + (f", archived first to {target}" if target else ", WITHOUT an archive")
+        + "?",
         yes=yes,
         action=f"deleting session {session_id}",
     )
-    counts = delete_session(db, session_id)
+    if no_archive:
+        warn("--no-archive: the session is deleted without an archive and cannot be restored")
+    report = delete_session(db, session_id, archive_path=target, now=now)
+    counts = {table: report.rows[table] for table in CHILD_TABLES}
     if json_out:
-        print_json({"id": session_id, "deleted": counts})
-    else:
-        info(f"deleted session {session_id}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+        print_json({"id": session_id, "deleted": counts, "archive": report.archive})
+        return
+    info(f"deleted session {session_id}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    if report.archive:
+        info(f"archived to {report.archive} (`flowcli db restore-archive` puts it back)")
 
 
 # --- the dialogue and debugging (issue 6) -------------------------------------------------

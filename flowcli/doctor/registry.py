@@ -79,6 +79,14 @@ def result(
     return CheckResult(spec.name, spec.title, spec.group, status, summary, findings or [])
 
 
+def from_findings(
+    c: Check | str, findings: list[Finding], found: str, none: str = "none"
+) -> CheckResult:
+    """A check's result from what it found: the worst severity, and ``found`` as the
+    summary (``none`` when it found nothing)."""
+    return result(c, status_of(findings), found if findings else none, findings)
+
+
 def status_of(findings: list[Finding]) -> str:
     for level in ("error", "warning", "info"):
         if any(f.severity == level for f in findings):

@@ -17,9 +17,9 @@ from flowcli.doctor.registry import (
     DoctorContext,
     check,
     drift_of,
+    from_findings,
     owner_of,
     result,
-    status_of,
 )
 
 # --- flowcli's version table ------------------------------------------------------------
@@ -210,9 +210,7 @@ def _schema_check(name: str, kinds: tuple[str, ...], ok_text: str) -> CheckFn:
                 if f.fix is not None and f.fix.risk == "safe":
                     # Repairing against models older than the database could do harm.
                     f.fix = Fix("manual", "not repaired while the revision is unknown")
-        if not findings:
-            return result(name, "ok", ok_text)
-        return result(name, status_of(findings), f"{len(findings)} found", findings)
+        return from_findings(name, findings, f"{len(findings)} found", ok_text)
 
     return run
 

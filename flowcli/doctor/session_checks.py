@@ -16,9 +16,9 @@ from flowcli.doctor.registry import (
     DoctorContext,
     check,
     drift_of,
+    from_findings,
     owner_of,
     result,
-    status_of,
 )
 
 # --- application state ------------------------------------------------------------------
@@ -92,12 +92,7 @@ def check_stuck_sessions(ctx: DoctorContext) -> CheckResult:
                 data={"session_id": sid, "action": "release"},
             )
         )
-    return result(
-        "stuck_sessions",
-        status_of(findings),
-        f"{len(findings)} stuck" if findings else "none",
-        findings,
-    )
+    return from_findings("stuck_sessions", findings, f"{len(findings)} stuck")
 
 
 @check("ownerless_running", "running log rows no process holds", "state")
@@ -138,11 +133,28 @@ def check_ownerless_running(ctx: DoctorContext) -> CheckResult:
         )
         for sid, ids in by_session.items()
     ]
-    return result(
-        "ownerless_running",
-        status_of(findings),
-        f"{len(rows)} row(s) in {len(findings)} session(s)" if findings else "none",
-        findings,
+    return from_findings(
+        "ownerless_running", findings, f"{len(rows)} row(s) in {len(findings)} session(s)"
+    )
+
+
+def _fail_session(
+    name: str, severity: str, sid: int, message: str, *, reason: str, how: str
+) -> Finding:
+    """A finding whose safe fix marks session ``sid`` failed with ``reason`` (the repair
+    writes it as ``error_reason``; `session resume` makes the session runnable again)."""
+    return Finding(
+        name,
+        severity,
+        f"session {sid}",
+        message,
+        fix=Fix(
+            "safe",
+            how,
+            ["UPDATE sessions SET status = 'failed', error_reason = … "],
+            applies_with="sessions",
+        ),
+        data={"session_id": sid, "action": "fail", "reason": reason},
     )
 
 
@@ -161,29 +173,19 @@ def check_failed_running(ctx: DoctorContext) -> CheckResult:
         )
     ).all()
     findings = [
-        Finding(
+        _fail_session(
             "failed_running",
             "warning",
-            f"session {sid}",
+            sid,
             f"session {sid} is running but its last execution failed "
             f"({(err or '').strip()[:120]}); "
             "its driver stopped between retries",
-            fix=Fix(
-                "safe",
-                "mark the session failed with that reason (`session resume` runs it again)",
-                ["UPDATE sessions SET status = 'failed', error_reason = … "],
-                applies_with="sessions",
-            ),
-            data={"session_id": sid, "action": "fail", "reason": f"last execution failed: {err}"},
+            reason=f"last execution failed: {err}",
+            how="mark the session failed with that reason (`session resume` runs it again)",
         )
         for sid, err in rows
     ]
-    return result(
-        "failed_running",
-        status_of(findings),
-        f"{len(findings)} found" if findings else "none",
-        findings,
-    )
+    return from_findings("failed_running", findings, f"{len(findings)} found")
 
 
 @check("missing_current_step", "sessions whose current step is not in their snapshot", "state")
@@ -208,31 +210,17 @@ def check_missing_current_step(ctx: DoctorContext) -> CheckResult:
         ids = {s.get("id") for s in steps if isinstance(s, dict)}
         if step_id not in ids:
             findings.append(
-                Finding(
+                _fail_session(
                     "missing_current_step",
                     "error",
-                    f"session {sid}",
+                    sid,
                     f"session {sid} is positioned on step {step_id}, which its flow snapshot does "
                     "not contain: it cannot run",
-                    fix=Fix(
-                        "safe",
-                        "mark the session failed with the reason",
-                        ["UPDATE sessions SET status = 'failed', error_reason = … "],
-                        applies_with="sessions",
-                    ),
-                    data={
-                        "session_id": sid,
-                        "action": "fail",
-                        "reason": f"current step {step_id} is not in the flow snapshot",
-                    },
+                    reason=f"current step {step_id} is not in the flow snapshot",
+                    how="mark the session failed with the reason",
                 )
             )
-    return result(
-        "missing_current_step",
-        status_of(findings),
-        f"{len(findings)} found" if findings else "none",
-        findings,
-    )
+    return from_findings("missing_current_step", findings, f"{len(findings)} found")
 
 
 @check("orphan_logs", "log rows pointing at missing sessions or steps", "state")
@@ -317,12 +305,7 @@ def check_orphan_logs(ctx: DoctorContext) -> CheckResult:
                 ),
             )
         )
-    return result(
-        "orphan_logs",
-        status_of(findings),
-        "none" if not findings else f"{no_session + no_step} row(s)",
-        findings,
-    )
+    return from_findings("orphan_logs", findings, f"{no_session + no_step} row(s)")
 
 
 @check("cotenancy", "sessions MRC could not continue (MRC's databases)", "state")
@@ -402,9 +385,6 @@ def check_cotenancy(ctx: DoctorContext) -> CheckResult:
                 data={"session_id": sid, "action": "terminated"},
             )
         )
-    return result(
-        "cotenancy",
-        status_of(findings),
-        f"{len(findings)} found" if findings else "MRC can continue every session",
-        findings,
+    return from_findings(
+        "cotenancy", findings, f"{len(findings)} found", "MRC can continue every session"
     )

@@ -10,17 +10,14 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import insert, select
 
 from flowcli.db import session_store as store
 from flowcli.db.engine_state import EngineState
 from flowcli.db.json_text import loads_json
 from flowcli.db.tables import (
     flow_templates_table,
-    messages_table,
     roles_table,
-    session_roles_table,
-    step_logs_table,
 )
 
 # `session list` and `session show` read without SQLAlchemy (re-exported here).
@@ -218,38 +215,3 @@ def transition(db: Database, session_id: int, action: str) -> dict[str, Any]:
             values["lease_expires_at"] = None
         store.update_session(conn, row, values)
         return row.position()
-
-
-def delete_session(db: Database, session_id: int) -> dict[str, int]:
-    """Delete a session and its logs, messages and session roles, in one transaction.
-
-    The children are deleted explicitly: databases whose foreign keys predate flowcli
-    have no ON DELETE CASCADE.
-    """
-    logs_t = step_logs_table
-    msgs_t = messages_table
-    sr_t = session_roles_table
-    with db.write() as conn:
-        store.load_session(conn, session_id)
-        # Self-references first, so no row points at one being deleted.
-        conn.execute(
-            logs_t.update().where(logs_t.c.session_id == session_id).values(parent_log_id=None)
-        )
-        conn.execute(
-            msgs_t.update()
-            .where(msgs_t.c.session_id == session_id)
-            .values(reply_to_message_id=None)
-        )
-        counts = {
-            "step_execution_logs": conn.execute(
-                delete(logs_t).where(logs_t.c.session_id == session_id)
-            ).rowcount,
-            "messages": conn.execute(
-                delete(msgs_t).where(msgs_t.c.session_id == session_id)
-            ).rowcount,
-            "session_roles": conn.execute(
-                delete(sr_t).where(sr_t.c.session_id == session_id)
-            ).rowcount,
-        }
-        conn.execute(delete(store.sessions_t).where(store.sessions_t.c.id == session_id))
-    return counts

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, text
 
 from flowcli.db.session_store import utcnow
-from flowcli.errors import DatabaseError, UsageError
+from flowcli.errors import DatabaseError, SessionStateError, UsageError
 from flowcli.maintenance.archive import COUNTED, ArchiveWriter, read_session_records, record_counts
 from flowcli.maintenance.selection import (
     CHILD_TABLES,
@@ -258,6 +258,24 @@ def run_prune(
     if writer is not None:
         report.manifest = writer.finish({"finished_at": utcnow().isoformat(sep=" ")})
     report.elapsed_s = time.perf_counter() - started
+    return report
+
+
+def delete_session(
+    db: Database, session_id: int, *, archive_path: Path | None, now: datetime | None = None
+) -> PruneReport:
+    """``session delete``: one session, archived and verified first (unless
+    ``archive_path`` is None), then deleted exactly as ``db prune ID`` deletes it: in one
+    transaction, only if it is still as archived and no other session's rows point at its
+    rows. Raises SessionStateError, naming the archive, when it was kept."""
+    plan = plan_prune(
+        db, PruneCriteria(session_ids=[session_id]), archive_path=archive_path, now=now
+    )
+    report = run_prune(db, plan, archive_header={"command": "session delete"})
+    if session_id not in report.sessions:
+        why = report.kept[0]["reason"] if report.kept else "it no longer exists"
+        kept_in = f"; the archive {report.archive} holds it as it was" if report.archive else ""
+        raise SessionStateError(f"session {session_id} was not deleted: {why}{kept_in}")
     return report
 
 

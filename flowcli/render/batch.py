@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowcli.render.formatting import cell_time, escaped, styled_status
+from flowcli.render.formatting import cell_time, escaped, panel, styled_status
 from flowcli.render.messages import err_console
 from flowcli.render.output import out_console
 
@@ -181,7 +181,6 @@ def batch_table(batches: list[dict[str, Any]]) -> None:
 
 
 def batch_panel(data: dict[str, Any], shown: int | None) -> None:
-    from rich.panel import Panel
     from rich.table import Table
 
     grid = Table.grid(padding=(0, 2))
@@ -208,7 +207,7 @@ def batch_panel(data: dict[str, Any], shown: int | None) -> None:
         grid.add_row("ended", cell_time(data["ended_at"]))
     if data.get("owner"):
         grid.add_row("run by", _esc(data["owner"]))
-    out_console().print(Panel(grid, title=f"batch {data['id']}"))
+    out_console().print(panel(grid, title=f"batch {data['id']}"))
     items = data["items"]
     if not items:
         return

@@ -19,8 +19,14 @@ def plural(count: int, singular: str, plural_form: str | None = None) -> str:
 def panel(body: Any, **kwargs: Any) -> Any:
     """A Rich panel; in a pipe it hugs its content instead of filling a 65,536-wide line."""
     from rich.panel import Panel
+    from rich.text import Text
 
     kwargs.setdefault("expand", out_console().is_terminal)
+    for key in ("title", "subtitle"):
+        # Rich parses a str title with emoji codes on (`:warning:` in a stored name would
+        # turn into a glyph) and loads its emoji table to do it; the consoles have them off.
+        if isinstance(kwargs.get(key), str):
+            kwargs[key] = Text.from_markup(kwargs[key], emoji=False)
     return Panel(body, **kwargs)
 
 

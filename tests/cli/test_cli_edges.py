@@ -45,7 +45,9 @@ def test_usage_errors_are_one_line_naming_help(
     assert result.stdout == ""
 
 
-INTERNAL = re.compile(r"<int range>|<float range>|<str>|\{[a-z_]+\}|\[[a-z_]+_arg\]|<int>|<float>")
+INTERNAL = re.compile(
+    r"<int range>|<float range>|<str>|\{[a-z_]+\}|\[[a-z_]+_arg\]|<int>|<float>|[A-Z_]+_ARG\b"
+)
 
 
 def test_help_has_one_readable_shape_for_every_command(runner: CliRunner) -> None:
@@ -59,7 +61,7 @@ def test_help_has_one_readable_shape_for_every_command(runner: CliRunner) -> Non
         assert max(len(line) for line in out.splitlines()) <= 80, path
         for url in re.findall(r"https?://\S+", " ".join(out.split())):
             assert url in out, (path, url)  # a URL is never broken across lines
-        if not getattr(cmd, "commands", None) and path:
+        if not hasattr(cmd, "list_commands") and path:  # a command, not a group
             assert "-q, --quiet" in out and "-V, --version" in out, path
             assert "--no-pager" in out, path
 
@@ -253,3 +255,24 @@ def test_sqlalchemy_log_records_never_reach_stderr(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
+
+
+def test_number_options_name_their_unit_not_text() -> None:
+    """A number option (plain, or bounded by flowcli.cli.params) shows N, ID, SECONDS or
+    NUMBER, never Click's TEXT; a choice lists its choices."""
+    from flowcli.cli.params import BoundedNumber
+
+    root = typer.main.get_command(app)
+    wrong = []
+    for path, cmd in _walk(root):
+        for param in cmd.params:
+            if param.param_type_name != "option" or param.is_flag:
+                continue
+            kind = param.type
+            func = getattr(kind, "func", None)
+            numeric = kind.name in ("integer", "float") or isinstance(func, BoundedNumber)
+            if numeric and param.metavar not in ("N", "ID", "SECONDS", "NUMBER"):
+                wrong.append((" ".join(path), param.name, param.metavar))
+            if getattr(kind, "choices", None) and param.metavar is not None:
+                wrong.append((" ".join(path), param.name, param.metavar))
+    assert not wrong

@@ -252,6 +252,65 @@ def test_delete_cascades_and_asks_first(cli: Cli) -> None:
     assert cli("session", "show", str(sid)).exit_code == 1
 
 
+CHILD_TABLES = ("step_execution_logs", "messages", "session_roles")
+
+
+def _child_rows(cli: Cli, sid: int) -> dict[str, list[dict[str, object]]]:
+    return {
+        table: cli.sql(f"SELECT * FROM {table} WHERE session_id = :sid ORDER BY id", sid=sid)
+        for table in CHILD_TABLES
+    }
+
+
+def test_delete_archives_first_and_restore_archive_puts_it_back(cli: Cli, tmp_path: Path) -> None:
+    sid = new_session(cli, LOOP_FLOW)
+    cli.ok("auto", str(sid), "--quiet")
+    before = _child_rows(cli, sid)
+    session_before = session_row(cli.db, sid)
+    archive = tmp_path / "deleted.jsonl.gz"
+    done = cli.json("session", "delete", str(sid), "--yes", "--archive", str(archive))
+    assert done["archive"] == str(archive) and archive.is_file()
+    assert done["deleted"] == {table: len(rows) for table, rows in before.items()}
+    assert cli("session", "show", str(sid)).exit_code == 1
+    checked = cli.json("db", "restore-archive", str(archive), "--dry-run")
+    assert checked["not_restored"] == 0
+    restored = cli.json("db", "restore-archive", str(archive))
+    assert restored["restored"] == 1  # its id was free: the same rows, the same ids
+    assert _child_rows(cli, sid) == before
+    assert session_row(cli.db, sid) == session_before
+
+
+def test_delete_without_an_archive_warns_and_one_referenced_is_kept(
+    cli: Cli, tmp_path: Path
+) -> None:
+    sid = new_session(cli, LOOP_FLOW)
+    cli.ok("run-next", str(sid))
+    gone = cli("session", "delete", str(sid), "--yes", "--no-archive")
+    assert gone.exit_code == 0 and "without an archive" in gone.stderr
+    assert not list(tmp_path.glob("**/*.jsonl.gz"))
+    assert cli("session", "show", str(sid)).exit_code == 1
+    both = cli("session", "delete", "1", "--yes", "--no-archive", "--archive", str(tmp_path))
+    assert both.exit_code == 2 and "not both" in both.stderr
+    # A row of another session pointing at this one's: nothing of it is deleted.
+    target = new_session(cli, LOOP_FLOW)
+    other = new_session(cli, LOOP_FLOW)
+    cli.ok("run-next", str(target))
+    cli.ok("run-next", str(other))
+    [log] = logs(cli.db, target)
+    cli.sql(
+        "UPDATE step_execution_logs SET parent_log_id = :log WHERE session_id = :other",
+        log=log["id"],
+        other=other,
+    )
+    archive = tmp_path / "kept.jsonl.gz"
+    kept = cli("session", "delete", str(target), "--yes", "--archive", str(archive))
+    assert kept.exit_code == 1
+    line = kept.stderr.strip()
+    assert line.startswith("Error: ") and f"rows of session {other} point at its rows" in line
+    assert str(archive) in line and len(line.splitlines()) == 1
+    assert len(logs(cli.db, target)) == 1
+
+
 def test_delete_works_without_on_delete_cascade(cli: Cli, tmp_path: Path) -> None:
     """A database whose foreign keys predate flowcli (MRC's) has no ON DELETE."""
     sid = new_session(cli, LOOP_FLOW)

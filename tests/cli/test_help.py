@@ -62,3 +62,20 @@ def test_root_help_lists_every_command(runner) -> None:
     out = runner.invoke(app, ["--help"]).stdout
     for name in COMMANDS:
         assert f"  {name} " in out
+
+
+def test_a_group_builds_only_the_subcommand_that_runs() -> None:
+    """`flowcli session show 1` converts `show` from its function, not the whole group."""
+    from flowcli.cli.lazy import COMMANDS, build_command
+
+    group = build_command("session", COMMANDS["session"])
+    ctx = typer.Context(group)
+    names = group.list_commands(ctx)
+    assert "show" in names and "create" in names
+    assert group.commands == {}
+    show = group.get_command(ctx, "show")
+    assert show is not None and show.name == "show"
+    assert list(group.commands) == ["show"]
+    assert group.get_command(ctx, "show") is show  # built once
+    assert group.list_commands(ctx) == names  # the order the group registered them
+    assert group.get_command(ctx, "no-such-command") is None

@@ -50,6 +50,7 @@ TABLE_VIEWS = [
 ]
 
 
+# `session diff 1 1` refuses (two different sessions): test_a_piped_diff_keeps_every_column.
 @pytest.mark.parametrize("view", TABLE_VIEWS[:5] + TABLE_VIEWS[6:], ids=" ".join)
 def test_a_pipe_gets_tab_separated_rows_under_a_header(demo_db: Path, view: list[str]) -> None:
     out = run(demo_db, *view, pipe=True)
@@ -58,6 +59,43 @@ def test_a_pipe_gets_tab_separated_rows_under_a_header(demo_db: Path, view: list
     widths = {len(line.split("\t")) for line in lines}
     assert len(widths) == 1  # every row has the header's columns
     assert "…" not in out and "│" not in out
+
+
+def test_a_piped_diff_keeps_every_column(tmp_path: Path) -> None:
+    """`session diff 1 2 | cat` dropped whole columns; a pipe gets all twelve."""
+    db = tmp_path / "flowcli.db"
+    for _ in range(2):
+        made = CliRunner().invoke(app, ["--db", str(db), "demo"], env=WIDE_ENV)
+        assert made.exit_code == 0, made.output
+    header, *rows = run(db, "session", "diff", "1", "2", pipe=True).splitlines()
+    names = header.split("\t")
+    assert names[1:] == [
+        "round", "step", "loop",
+        "A #", "A status", "A result", "A message",
+        "B #", "B status", "B result", "B message",
+    ]  # fmt: skip
+    assert rows and all(len(r.split("\t")) == len(names) for r in rows)
+    ran = [r.split("\t") for r in rows if "\tcompleted\t" in r]
+    assert ran and all(cells[7] and cells[11] for cells in ran)  # both messages, whole
+    assert "…" not in "\n".join(rows)
+
+
+def test_logs_stats_names_the_peak_memory_once(demo_db: Path) -> None:
+    """The log's memory figure is the writing process's, the same for every step: the
+    table has no per-step memory column; one line under it says the peak."""
+    out = run(demo_db, "logs", "stats", "1", "--no-pager", columns=120)
+    assert "memory" not in out.lower()  # no per-step column
+    assert out.count("peaked at") == 1 and " MB" in out
+
+
+def test_the_follow_header_fits_a_120_column_terminal(demo_db: Path) -> None:
+    """`logs --follow` on a finished session prints its rows and returns; its header is
+    one line at 120 columns (it wrapped)."""
+    lines = run(demo_db, "logs", "1", "--follow", columns=120).splitlines()
+    header = lines[0]
+    assert header.split()[:5] == ["#", "round", "step", "status", "result"]
+    assert "error" in header and len(header) <= 120
+    assert all(len(line) <= 120 for line in lines)
 
 
 def test_piped_logs_are_whole(demo_db: Path) -> None:

@@ -133,3 +133,15 @@ def test_error_lines_show_controls(tmp_path: Path, runner: CliRunner) -> None:
     assert result.exit_code != 0
     assert not DANGEROUS.search(result.stderr)
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_emoji_codes_in_stored_names_stay_text(tmp_path: Path) -> None:
+    """A panel's title carries stored text (a role's name): `:warning:` stays those nine
+    characters on a terminal, as in every other cell."""
+    runner = CliRunner()
+    db = str(tmp_path / "flowcli.db")
+    added = runner.invoke(app, ["--db", db, "role", "add", ":warning: lead", "--prompt", "p"])
+    assert added.exit_code == 0, added.output
+    shown = runner.invoke(app, ["--db", db, "role", "show", ":warning: lead"], env=WIDE_ENV)
+    assert shown.exit_code == 0, shown.output
+    assert ":warning: lead" in shown.stdout and "\u26a0" not in shown.stdout
