@@ -12,22 +12,20 @@ import pytest
 from tests.conftest import REPO_ROOT, subprocess_env
 
 
-def test_logs_last_benchmark_runs_and_prints_a_ratio() -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO_ROOT / "benchmarks" / "logs_last.py"),
-            "--rows",
-            "2000",
-            "--baseline",
-            "200",
-            "--runs",
-            "1",
-        ],
+def run_script(script: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """``benchmarks/SCRIPT`` with this interpreter, its output captured."""
+    return subprocess.run(
+        [sys.executable, str(REPO_ROOT / "benchmarks" / script), *args],
         capture_output=True,
         text=True,
         env=subprocess_env(),
-        timeout=120,
+        timeout=timeout,
+    )
+
+
+def test_logs_last_benchmark_runs_and_prints_a_ratio() -> None:
+    result = run_script(
+        "logs_last.py", "--rows", "2000", "--baseline", "200", "--runs", "1", timeout=120
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
@@ -40,13 +38,7 @@ def test_logs_last_benchmark_runs_and_prints_a_ratio() -> None:
 
 
 def test_logs_last_benchmark_rejects_sizes_below_last() -> None:
-    result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "benchmarks" / "logs_last.py"), "--rows", "10"],
-        capture_output=True,
-        text=True,
-        env=subprocess_env(),
-        timeout=60,
-    )
+    result = run_script("logs_last.py", "--rows", "10", timeout=60)
     assert result.returncode == 2 and "at least 2 × --last" in result.stderr
 
 
@@ -55,26 +47,20 @@ def test_step_cost_benchmark_runs_and_replays_flowcli_exactly(tmp_path: Path) ->
     # The script itself fails when the bare replay does not write what flowcli wrote,
     # or when flowcli did not run at the synchronous level the variant asks for.
     results = tmp_path / "step_cost.json"
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO_ROOT / "benchmarks" / "step_cost.py"),
-            "--short",
-            "4",
-            "--long",
-            "12",
-            "--pg-short",
-            "2",
-            "--pg-long",
-            "5",
-            "--rounds",
-            "1",
-            "--results",
-            str(results),
-        ],
-        capture_output=True,
-        text=True,
-        env=subprocess_env(),
+    result = run_script(
+        "step_cost.py",
+        "--short",
+        "4",
+        "--long",
+        "12",
+        "--pg-short",
+        "2",
+        "--pg-long",
+        "5",
+        "--rounds",
+        "1",
+        "--results",
+        str(results),
         timeout=600,
     )
     assert result.returncode == 0, result.stderr
@@ -93,21 +79,8 @@ def test_step_cost_benchmark_runs_and_replays_flowcli_exactly(tmp_path: Path) ->
 def test_commands_benchmark_runs_against_an_installed_flowcli(tmp_path: Path) -> None:
     # --venv: the test's own environment (building a wheel venv would need the network).
     results = tmp_path / "commands.json"
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO_ROOT / "benchmarks" / "commands.py"),
-            "--rounds",
-            "1",
-            "--venv",
-            sys.prefix,
-            "--results",
-            str(results),
-        ],
-        capture_output=True,
-        text=True,
-        env=subprocess_env(),
-        timeout=600,
+    result = run_script(
+        "commands.py", "--rounds", "1", "--venv", sys.prefix, "--results", str(results), timeout=600
     )
     assert result.returncode == 0, result.stderr
     assert "bytecode (compileall): site-packages" in result.stdout
@@ -133,23 +106,17 @@ def test_peers_benchmark_runs_flowcli_and_each_installed_peer(tmp_path: Path) ->
     # --no-install: a peer is measured when its venv is already cached on this machine
     # and reported as skipped otherwise; either way every peer and case is accounted for.
     results = tmp_path / "peers.json"
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO_ROOT / "benchmarks" / "peers.py"),
-            "--short",
-            "3",
-            "--long",
-            "8",
-            "--rounds",
-            "1",
-            "--no-install",
-            "--results",
-            str(results),
-        ],
-        capture_output=True,
-        text=True,
-        env=subprocess_env(),
+    result = run_script(
+        "peers.py",
+        "--short",
+        "3",
+        "--long",
+        "8",
+        "--rounds",
+        "1",
+        "--no-install",
+        "--results",
+        str(results),
         timeout=600,
     )
     assert result.returncode == 0, result.stderr
@@ -164,22 +131,7 @@ def test_peers_benchmark_runs_flowcli_and_each_installed_peer(tmp_path: Path) ->
 
 def test_exports_benchmark_measures_flowcli_and_the_baselines(tmp_path: Path) -> None:
     results = tmp_path / "exports.json"
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO_ROOT / "benchmarks" / "exports.py"),
-            "--rows",
-            "300",
-            "--rounds",
-            "1",
-            "--results",
-            str(results),
-        ],
-        capture_output=True,
-        text=True,
-        env=subprocess_env(),
-        timeout=300,
-    )
+    result = run_script("exports.py", "--rows", "300", "--rounds", "1", "--results", str(results))
     assert result.returncode == 0, result.stderr
     data = json.loads(results.read_text())
     targets = {r["what"]: (r["op"], r["target"]) for r in data["ratios"]}
@@ -192,45 +144,23 @@ def test_exports_benchmark_measures_flowcli_and_the_baselines(tmp_path: Path) ->
 
 
 def test_scale_benchmark_runs() -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO_ROOT / "benchmarks" / "scale.py"),
-            "--rows",
-            "3000",
-            "--steps",
-            "400",
-            "--runs",
-            "1",
-        ],
-        capture_output=True,
-        text=True,
-        env=subprocess_env(),
-        timeout=300,
-    )
+    result = run_script("scale.py", "--rows", "3000", "--steps", "400", "--runs", "1")
     assert result.returncode == 0, result.stderr
     for needle in ("schema + state checks on 3,000 rows", "auto memory", "target: auto"):
         assert needle in result.stdout
 
 
 def test_workers_benchmark_runs() -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO_ROOT / "benchmarks" / "workers.py"),
-            "--sessions",
-            "4",
-            "--steps",
-            "6",
-            "--pg-workers",
-            "1",
-            "--sqlite-workers",
-            "1",
-        ],
-        capture_output=True,
-        text=True,
-        env=subprocess_env(),
-        timeout=300,
+    result = run_script(
+        "workers.py",
+        "--sessions",
+        "4",
+        "--steps",
+        "6",
+        "--pg-workers",
+        "1",
+        "--sqlite-workers",
+        "1",
     )
     assert result.returncode == 0, result.stderr
     assert "sqlite" in result.stdout and "exactly once" in result.stdout
@@ -239,24 +169,18 @@ def test_workers_benchmark_runs() -> None:
 
 def test_run_all_gathers_every_ratio_into_one_table(tmp_path: Path) -> None:
     out = tmp_path / "all.json"
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO_ROOT / "benchmarks" / "run_all.py"),
-            "--size",
-            "quick",
-            "--only",
-            "logs_last",
-            "--venv",
-            sys.prefix,
-            "--log-dir",
-            str(tmp_path / "logs"),
-            "--json",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        env=subprocess_env(),
+    result = run_script(
+        "run_all.py",
+        "--size",
+        "quick",
+        "--only",
+        "logs_last",
+        "--venv",
+        sys.prefix,
+        "--log-dir",
+        str(tmp_path / "logs"),
+        "--json",
+        str(out),
         timeout=600,
     )
     assert result.returncode == 0, result.stderr
@@ -271,20 +195,7 @@ def test_run_all_gathers_every_ratio_into_one_table(tmp_path: Path) -> None:
 
 
 def test_where_benchmark_runs_and_counts_agree() -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO_ROOT / "benchmarks" / "where.py"),
-            "--sessions",
-            "2000",
-            "--runs",
-            "1",
-        ],
-        capture_output=True,
-        text=True,
-        env=subprocess_env(),
-        timeout=300,
-    )
+    result = run_script("where.py", "--sessions", "2000", "--runs", "1")
     assert result.returncode == 0, result.stderr
     assert "built 2,000 sessions" in result.stderr
     lines = result.stdout.splitlines()
@@ -294,22 +205,7 @@ def test_where_benchmark_runs_and_counts_agree() -> None:
 
 
 def test_prune_benchmark_runs() -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO_ROOT / "benchmarks" / "prune.py"),
-            "--rows",
-            "600",
-            "--per-session",
-            "20",
-            "--auto-steps",
-            "20",
-        ],
-        capture_output=True,
-        text=True,
-        env=subprocess_env(),
-        timeout=300,
-    )
+    result = run_script("prune.py", "--rows", "600", "--per-session", "20", "--auto-steps", "20")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("flowcli db prune: 600 log rows (1,290 rows in all) in 30 sessions")
@@ -321,22 +217,8 @@ def test_prune_benchmark_runs() -> None:
 
 def test_tui_start_benchmark_runs_and_prints_its_ratio(tmp_path: Path) -> None:
     results = tmp_path / "tui_start.json"
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO_ROOT / "benchmarks" / "tui_start.py"),
-            "--here",
-            "--rows",
-            "2000",
-            "--rounds",
-            "1",
-            "--results",
-            str(results),
-        ],
-        capture_output=True,
-        text=True,
-        env=subprocess_env(),
-        timeout=300,
+    result = run_script(
+        "tui_start.py", "--here", "--rows", "2000", "--rounds", "1", "--results", str(results)
     )
     assert result.returncode == 0, result.stderr
     assert "flowcli tui: first frame" in result.stdout
@@ -357,22 +239,8 @@ def test_tui_start_benchmark_runs_and_prints_its_ratio(tmp_path: Path) -> None:
 
 def test_first_rows_benchmark_runs_and_prints_its_ratios(tmp_path: Path) -> None:
     results = tmp_path / "first_rows.json"
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO_ROOT / "benchmarks" / "first_rows.py"),
-            "--here",
-            "--rows",
-            "300",
-            "--rounds",
-            "1",
-            "--results",
-            str(results),
-        ],
-        capture_output=True,
-        text=True,
-        env=subprocess_env(),
-        timeout=300,
+    result = run_script(
+        "first_rows.py", "--here", "--rows", "300", "--rounds", "1", "--results", str(results)
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout
@@ -387,3 +255,10 @@ def test_first_rows_benchmark_runs_and_prints_its_ratios(tmp_path: Path) -> None
     assert against_start_up["what"].startswith("logs of 300 rows: first row on screen / `import")
     assert against_one_screen["what"] == "logs of 300 rows: first row / first row of --last 40"
     assert against_start_up["value"] > 0 and against_one_screen["value"] > 0
+
+
+def test_sandbox_cost_benchmark_runs_and_refuses_every_bomb() -> None:
+    result = run_script("sandbox_cost.py", "--number", "50", "--repeat", "1")
+    assert result.returncode == 0, result.stderr
+    assert "ratio" in result.stdout
+    assert "NOT REFUSED" not in result.stdout

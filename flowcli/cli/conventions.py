@@ -46,10 +46,12 @@ def option_metavar(param: Any) -> str | None:
         return "ID" if name in ("flow", "session", "at") else "N"
     if isinstance(kind, ctypes.FloatParamType) or number is float:
         return "SECONDS" if _SECONDS.search(name) else "NUMBER"
-    if name in ("output", "file"):
+    if name in ("output", "file") or getattr(kind, "name", None) == "path":
         return "PATH"
     if name in ("since",):
         return "TIME"
+    if name in ("older_than",):
+        return "DURATION"
     if name in ("where", "break_when"):
         return "EXPR"
     if name in ("db",):

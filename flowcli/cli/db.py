@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from flowcli.cli.context import examinable_db, open_db
-from flowcli.cli.options import MAX_ID, YesOption
+from flowcli.cli.options import MAX_ID, ArchiveOpt, NoArchiveOpt, YesOption
 from flowcli.errors import EXIT_FAILURE, EXIT_USAGE
 
 app = typer.Typer(
@@ -332,17 +332,8 @@ def prune(
             "--dry-run", help="Print what would go (sessions, rows, bytes); change nothing."
         ),
     ] = False,
-    archive: Annotated[
-        Path | None,
-        typer.Option(
-            "--archive",
-            help="Archive file (or folder) to write first. Default: <db>.archive/<time>.jsonl.gz.",
-            show_default=False,
-        ),
-    ] = None,
-    no_archive: Annotated[
-        bool, typer.Option("--no-archive", help="Delete without an archive (not advised).")
-    ] = False,
+    archive: ArchiveOpt = None,
+    no_archive: NoArchiveOpt = False,
     batch: Annotated[
         int,
         typer.Option(

@@ -5,6 +5,7 @@ import inspect
 from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any, NamedTuple, TypeVar, cast
 
 import typer
@@ -113,6 +114,19 @@ BackoffOpt = Annotated[
     ),
 ]
 
+
+# Where a command that deletes sessions (`db prune`, `session delete`) archives them first.
+ArchiveOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--archive",
+        help="Archive file (or folder) to write first. Default: <db>.archive/<time>.jsonl.gz.",
+        show_default=False,
+    ),
+]
+NoArchiveOpt = Annotated[
+    bool, typer.Option("--no-archive", help="Delete without an archive (not advised).")
+]
 
 # A session named either way (``logs 5``, ``auto --session 5``): read with session_id_given.
 SessionIdOrOptionArg = Annotated[

@@ -1,7 +1,6 @@
 """``flowcli session …``: create sessions from flows and move them through their life."""
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -10,7 +9,9 @@ from flowcli.cli.batch import BatchYesOpt, DryRunOpt, LimitOpt, WhereOpt, act_on
 from flowcli.cli.context import open_db
 from flowcli.cli.options import (
     MAX_ID,
+    ArchiveOpt,
     JsonOption,
+    NoArchiveOpt,
     RunOptions,
     SessionIdArg,
     YesOption,
@@ -232,17 +233,8 @@ app.command("cancel")(_batchable_transition("cancel", "Cancel a session for good
 def delete(
     ctx: typer.Context,
     session_id: SessionIdArg,
-    archive: Annotated[
-        Path | None,
-        typer.Option(
-            "--archive",
-            help="Archive file (or folder) to write first. Default: <db>.archive/<time>.jsonl.gz.",
-            show_default=False,
-        ),
-    ] = None,
-    no_archive: Annotated[
-        bool, typer.Option("--no-archive", help="Delete without an archive (not advised).")
-    ] = False,
+    archive: ArchiveOpt = None,
+    no_archive: NoArchiveOpt = False,
     yes: YesOption = False,
     json_out: JsonOption = False,
 ) -> None:

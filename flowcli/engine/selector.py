@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
+from flowcli.db.session_reads import SESSION_LIST_COLUMNS
 from flowcli.db.session_store import utcnow
 from flowcli.db.tables import sessions_table
 from flowcli.engine.selector_sql import SELECTOR_FIELDS, SelectorField, Translator, field_sql
@@ -317,19 +318,8 @@ def compile_selector(
 
 
 # --------------------------------------------------------------------------- listing
-LIST_COLUMNS = (
-    "id",
-    "status",
-    "flow_template_id",
-    "topic",
-    "current_step_id",
-    "current_round",
-    "executed_steps_count",
-    "error_reason",
-    "created_at",
-    "updated_at",
-    "ended_at",
-)
+# The columns `session list` shows, with or without --where (session_reads).
+LIST_COLUMNS = SESSION_LIST_COLUMNS
 
 
 def find_sessions(

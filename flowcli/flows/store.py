@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, delete, func, insert, select, update
 
 from flowcli.db.json_text import loads_json
+from flowcli.db.plain_schema import MODEL_COLUMNS
 from flowcli.db.session_store import utcnow
 from flowcli.db.tables import (
     flow_steps_table,
@@ -35,19 +36,8 @@ roles_t = roles_table
 sessions_t = sessions_table
 logs_t = step_logs_table
 
-STEP_FIELDS = (
-    "id",
-    "flow_template_id",
-    "order",
-    "speaker_role_ref",
-    "target_role_ref",
-    "task_type",
-    "context_scope",
-    "context_param",
-    "logic_config",
-    "next_step_id",
-    "description",
-)
+# A step's columns, as the models define them (a snapshot's step carries each).
+STEP_FIELDS = MODEL_COLUMNS["flow_steps"]
 
 
 @dataclass

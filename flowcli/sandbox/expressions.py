@@ -40,7 +40,7 @@ from flowcli.sandbox.budget import (
     to_text,
     type_name,
 )
-from flowcli.sandbox.failures import describe, label, reraise_foreign
+from flowcli.sandbox.failures import checked_source, describe, label, reraise_foreign
 from flowcli.sandbox.names import (
     EXPRESSION_NAMES,
     FORMAT_METHODS,
@@ -595,13 +595,7 @@ def compile_expression(
     source: str, *, allowed_names: frozenset[str] = EXPRESSION_NAMES
 ) -> Expression:
     """Validate ``source`` once (cached) and return an Expression; raises ExpressionError."""
-    if not isinstance(source, str):
-        raise ExpressionError(f"expression must be text, not {type_name(source)}")
-    try:
-        names = frozenset(allowed_names)
-    except TypeError as exc:
-        raise ExpressionError(f"allowed names must be a set of strings ({exc})") from None
-    return _compile_expression(source, names)
+    return _compile_expression(source, checked_source("expression", source, allowed_names))
 
 
 @functools.lru_cache(maxsize=1024)

@@ -10,12 +10,23 @@ from __future__ import annotations
 from typing import Any
 
 from flowcli.errors import ExpressionError, FlowcliError
-from flowcli.sandbox.budget import Refused
+from flowcli.sandbox.budget import Refused, type_name
 
 
 def one_line(text: str, limit: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def checked_source(kind: str, source: Any, allowed_names: Any) -> frozenset[str]:
+    """What compiling an expression or a template first checks of its arguments: the
+    source is text and the allowed names a set; returns the names, frozen (a cache key)."""
+    if not isinstance(source, str):
+        raise ExpressionError(f"{kind} must be text, not {type_name(source)}")
+    try:
+        return frozenset(allowed_names)
+    except TypeError as exc:
+        raise ExpressionError(f"allowed names must be a set of strings ({exc})") from None
 
 
 def label(kind: str, source: Any) -> str:

@@ -45,7 +45,13 @@ from flowcli.sandbox.budget import (
     type_name,
     walk,
 )
-from flowcli.sandbox.failures import describe, label, one_line, reraise_foreign
+from flowcli.sandbox.failures import (
+    checked_source,
+    describe,
+    label,
+    one_line,
+    reraise_foreign,
+)
 from flowcli.sandbox.names import (
     LOOP_ATTRIBUTES,
     MESSAGE_FIELDS,
@@ -291,13 +297,7 @@ class Template:
 
 def compile_template(source: str, *, allowed_names: frozenset[str] = TEMPLATE_NAMES) -> Template:
     """Validate and compile ``source`` once (cached); raises ExpressionError."""
-    if not isinstance(source, str):
-        raise ExpressionError(f"template must be text, not {type_name(source)}")
-    try:
-        names = frozenset(allowed_names)
-    except TypeError as exc:
-        raise ExpressionError(f"allowed names must be a set of strings ({exc})") from None
-    return _compile_template(source, names)
+    return _compile_template(source, checked_source("template", source, allowed_names))
 
 
 @functools.lru_cache(maxsize=256)

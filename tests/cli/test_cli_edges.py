@@ -259,7 +259,7 @@ def test_sqlalchemy_log_records_never_reach_stderr(tmp_path: Path) -> None:
 
 def test_number_options_name_their_unit_not_text() -> None:
     """A number option (plain, or bounded by flowcli.cli.params) shows N, ID, SECONDS or
-    NUMBER, never Click's TEXT; a choice lists its choices."""
+    NUMBER, never Click's TEXT; a path option PATH; a choice lists its choices."""
     from flowcli.cli.params import BoundedNumber
 
     root = typer.main.get_command(app)
@@ -272,6 +272,8 @@ def test_number_options_name_their_unit_not_text() -> None:
             func = getattr(kind, "func", None)
             numeric = kind.name in ("integer", "float") or isinstance(func, BoundedNumber)
             if numeric and param.metavar not in ("N", "ID", "SECONDS", "NUMBER"):
+                wrong.append((" ".join(path), param.name, param.metavar))
+            if kind.name == "path" and param.metavar != "PATH":
                 wrong.append((" ".join(path), param.name, param.metavar))
             if getattr(kind, "choices", None) and param.metavar is not None:
                 wrong.append((" ".join(path), param.name, param.metavar))

@@ -88,7 +88,8 @@ def test_three_workers_drain_thirty_sessions_one_killed(cli: Cli) -> None:
     victim.wait()
     for proc in workers[1:]:
         out, err = proc.communicate(timeout=240)
-        assert proc.returncode == 0, err
+        errors = [line for line in out.splitlines() if '"event": "error"' in line]
+        assert proc.returncode == 0, (err, errors)
         summary = json.loads(out.strip().splitlines()[-1])
         assert summary["event"] == "summary" and summary["stop_reason"] == "idle"
     statuses = run_sql(cli.db, "SELECT id, status, lease_owner FROM sessions ORDER BY id")
