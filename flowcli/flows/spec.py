@@ -2,15 +2,15 @@
 
 Every problem in a flow is reported at once, one line each, as
 ``{source}: {path}: {what was expected}`` (``flow.yaml: steps[2].logic_config.max_loops: …``).
+The words of a flow are in flowcli.flows.vocabulary, the wording of its problems in
+flowcli.flows.spec_words, and the checks across steps in flowcli.flows.spec_checks.
 """
 
 from __future__ import annotations
 
-import difflib
-import re
 from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -23,6 +23,26 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from flowcli.errors import FlowcliError, FlowValidationError
+from flowcli.flows.spec_checks import check_document
+from flowcli.flows.spec_words import (
+    did_you_mean,
+    one_line,
+    problem_from_pydantic,
+    problem_order,
+    render_problem,
+    show_value,
+)
+from flowcli.flows.vocabulary import (
+    CONTEXT_KEYWORDS,
+    CONTEXT_PARAM_KEYS,
+    FLOW_TYPES,
+    ROLE_NAME_MAX,
+    ROLE_REF_MAX,
+    STEP_ALIASES,
+    TASK_TYPES,
+    FlowType,
+    Problem,
+)
 from flowcli.flows.yaml_io import dump_flow_yaml, parse_flow_text
 
 __all__ = [
@@ -44,80 +64,7 @@ __all__ = [
     "validate_flow",
 ]
 
-TASK_TYPES: tuple[str, ...] = (
-    "ask_question",
-    "answer_question",
-    "review_answer",
-    "question",
-    "summarize",
-    "evaluate",
-    "suggest",
-    "challenge",
-    "support",
-    "conclude",
-    "comment",
-)
-FlowType = Literal["teaching", "review", "debate", "discussion", "interview", "other"]
-FLOW_TYPES: tuple[str, ...] = get_args(FlowType)
-CONTEXT_KEYWORDS: tuple[str, ...] = (
-    "none",
-    "all",
-    "last_message",
-    "last_round",
-    "last_n_messages",
-    "__TOPIC__",
-)
-# Short names accepted on input; export always writes the canonical (MRC column) name.
-STEP_ALIASES: dict[str, str] = {
-    "speaker": "speaker_role_ref",
-    "target": "target_role_ref",
-    "task": "task_type",
-}
-CONTEXT_PARAM_KEYS: tuple[str, ...] = ("n",)  # context_param.n: messages for last_n_messages
-ROLE_REF_MAX = 50  # flow_steps.speaker_role_ref / target_role_ref are String(50)
-ROLE_NAME_MAX = 100  # roles.name is String(100)
-
-Loc = tuple[str | int, ...]
-Problem = tuple[Loc, str]
-
-
-# --- small message helpers ---------------------------------------------------------
-
-
-def _short(text: str, limit: int = 40) -> str:
-    # repr() escapes newlines, so a message quoting user text stays on one line.
-    return repr(text[:limit]) + "…" if len(text) > limit else repr(text)
-
-
-def _show(value: Any) -> str:
-    """A value as a message quotes it: YAML-ish scalars, never a whole container."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        # Python refuses to print integers past ~4300 digits; YAML can still spell one.
-        return str(value) if value.bit_length() <= 64 else "a very large integer"
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, str):
-        return _short(value)
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return f"a value of type {type(value).__name__}"
-
-
-def _one_line(text: str) -> str:
-    return " ".join(part.strip() for part in text.splitlines() if part.strip())
-
-
-def _suggest(word: Any, candidates: Collection[str]) -> str:
-    if not isinstance(word, str):
-        return ""
-    match = difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.6)
-    return f"; did you mean {match[0]!r}?" if match else ""
+# --- small helpers ---------------------------------------------------------------
 
 
 def _fail(message: str) -> PydanticCustomError:
@@ -144,10 +91,10 @@ def _checked(value: str | None, kind: Literal["expression", "template"]) -> str 
         return None
     problem = _sandbox_problem(value, kind)
     if problem:
-        problem = _one_line(problem)
+        problem = one_line(problem)
         # The sandbox's messages usually quote the source already ('expression "x": …').
         if not problem.startswith(kind):
-            problem = f"invalid {kind} {_show(value)}: {problem}"
+            problem = f"invalid {kind} {show_value(value)}: {problem}"
         raise _fail(problem)
     return value
 
@@ -281,7 +228,7 @@ class StepSpec(BaseModel):
     def _known_task(cls, value: str) -> str:
         if value not in TASK_TYPES:
             raise _fail(
-                f"unknown task_type {_show(value)}{_suggest(value, TASK_TYPES)}"
+                f"unknown task_type {show_value(value)}{did_you_mean(value, TASK_TYPES)}"
                 f" (allowed: {', '.join(TASK_TYPES)})"
             )
         return value
@@ -299,11 +246,11 @@ class StepSpec(BaseModel):
                 raise _fail("an empty list selects no messages; use 'none' for no history")
             for index, item in enumerate(value):
                 if not isinstance(item, str) or not item:
-                    raise _fail(f"item {index} must be a role name, got {_show(item)}")
+                    raise _fail(f"item {index} must be a role name, got {show_value(item)}")
         else:
             raise _fail(
                 f"expected one of {keywords}, a role name or a list of role names, "
-                f"got {_show(value)}"
+                f"got {show_value(value)}"
             )
         return value
 
@@ -319,13 +266,13 @@ class StepSpec(BaseModel):
         # YAML alias bomb hides.
         for key in value:
             if key not in CONTEXT_PARAM_KEYS:
-                hint = _suggest(key, CONTEXT_PARAM_KEYS)
+                hint = did_you_mean(key, CONTEXT_PARAM_KEYS)
                 allowed = ", ".join(CONTEXT_PARAM_KEYS)
-                raise _fail(f"unknown key {_show(key)}{hint} (allowed: {allowed})")
+                raise _fail(f"unknown key {show_value(key)}{hint} (allowed: {allowed})")
         if "n" in value:
             n = value["n"]
             if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-                raise _fail(f"n must be an integer >= 1 (messages to show), got {_show(n)}")
+                raise _fail(f"n must be an integer >= 1 (messages to show), got {show_value(n)}")
         return value
 
     @field_validator("logic_config", mode="before")
@@ -426,7 +373,7 @@ class FlowDocument(BaseModel):
                 raise _fail("a role name must not be empty")
             if len(name) > ROLE_NAME_MAX:
                 raise _fail(
-                    f"role name {_show(name)} is too long: {len(name)} characters, "
+                    f"role name {show_value(name)} is too long: {len(name)} characters, "
                     f"at most {ROLE_NAME_MAX}"
                 )
         return value
@@ -442,296 +389,20 @@ class FlowDocument(BaseModel):
         return self
 
 
-# --- pydantic errors into our messages ---------------------------------------------
-
-_TYPE_WORDS = {
-    "int_type": "an integer",
-    "string_type": "a string",
-    "bool_type": "true or false",
-    "float_type": "a number",
-    "dict_type": "a mapping",
-    "model_type": "a mapping",
-    "model_attributes_type": "a mapping",
-    "list_type": "a list",
-}
-# What a mapping or list in a given place should look like, by path shape (# = an index).
-_CONTAINER_WORDS: dict[tuple[str, ...], str] = {
-    ("steps",): "a list of steps",
-    ("steps", "#"): "a step (a mapping with speaker_role_ref, task_type, ...)",
-    ("roles",): "a mapping of role names to {prompt: ...}",
-    ("roles", "*"): "a role (a mapping with a prompt)",
-    ("steps", "#", "logic_config"): "a mapping (condition, next_step_order, max_loops, ...)",
-    ("steps", "#", "logic_config", "exit_condition"): (
-        "a mapping like {type: expression, expr: ...} or {type: llm_accept_flag}"
-    ),
-    ("termination_config",): "a mapping (max_rounds, max_steps, end_condition)",
-    ("responder",): "a mapping like {type: template, template: ...}",
-}
-_MODEL_AT: dict[tuple[str, ...], type[BaseModel]] = {
-    (): FlowDocument,
-    ("roles", "*"): RoleSpec,
-    ("steps", "#"): StepSpec,
-    ("steps", "#", "logic_config"): LogicConfig,
-    ("steps", "#", "logic_config", "exit_condition"): ExitCondition,
-    ("termination_config",): TerminationConfig,
-    ("responder",): ResponderSpec,
-}
-
-
-def _shape(loc: Loc) -> tuple[str, ...]:
-    if len(loc) == 2 and loc[0] == "roles":
-        return ("roles", "*")
-    return tuple("#" if isinstance(part, int) else str(part) for part in loc)
-
-
-def _unknown_key(key: Any, parent: Loc) -> str:
-    model = _MODEL_AT.get(_shape(parent))
-    allowed = list(model.model_fields) if model is not None else []
-    if model is StepSpec:
-        allowed += list(STEP_ALIASES)
-    hint = _suggest(key, allowed)
-    if not hint and allowed:
-        hint = f" (allowed: {', '.join(allowed)})"
-    if not isinstance(key, str):
-        return f"unknown key {_show(key)}: keys must be names (strings){hint}"
-    return f"unknown key {_show(key)}{hint}"
-
-
-def _from_pydantic(error: Any) -> Problem:
-    loc: Loc = tuple(error["loc"])
-    kind = error["type"]
-    ctx = error.get("ctx") or {}
-    value = error.get("input")
-    if kind == "flowcli":
-        return loc, str(ctx["message"])
-    if kind in ("extra_forbidden", "invalid_key"):
-        return loc[:-1], _unknown_key(loc[-1], loc[:-1])
-    if loc and loc[-1] == "[key]":
-        what = "a role name" if loc[:-2] == ("roles",) else "a key"
-        return loc[:-2], f"{what} must be a string, got {_show(loc[-2])} (quote it)"
-    if kind == "missing":
-        return loc[:-1], f"missing required key {loc[-1]!r}"
-    if kind in _TYPE_WORDS:
-        expected = _TYPE_WORDS[kind]
-        if kind in ("dict_type", "model_type", "model_attributes_type", "list_type"):
-            expected = _CONTAINER_WORDS.get(_shape(loc), expected)
-        message = f"expected {expected}, got {_show(value)}"
-        if kind == "string_type" and not isinstance(value, (dict, list, type(None))):
-            message += " (quote it to make it text)"
-        return loc, message
-    if kind == "string_too_short":
-        return loc, "must not be empty"
-    if kind == "too_short" and loc == ("steps",):
-        return loc, "the flow has no steps; add at least one"
-    if kind == "too_short":
-        return loc, f"must have at least {ctx.get('min_length')} item(s)"
-    if kind == "string_too_long":
-        length = len(value) if isinstance(value, str) else "?"
-        return loc, f"is too long: {length} characters, at most {ctx.get('max_length')}"
-    bounds = {
-        "greater_than_equal": (">=", "ge"),
-        "greater_than": (">", "gt"),
-        "less_than_equal": ("<=", "le"),
-        "less_than": ("<", "lt"),
-    }
-    if kind in bounds:
-        sign, key = bounds[kind]
-        return loc, f"must be {sign} {ctx.get(key)}, got {_show(value)}"
-    if kind == "finite_number":
-        return loc, f"must be a finite number, got {_show(value)}"
-    if kind == "literal_error":
-        options = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
-        return loc, (
-            f"expected one of {', '.join(options)}, got {_show(value)}{_suggest(value, options)}"
-        )
-    return loc, str(error.get("msg", "invalid value"))
-
-
-# --- checks across the document ----------------------------------------------------
-
-
-def _count(value: Any, minimum: int) -> int | None:
-    """``value`` if it is a real integer >= minimum (others were reported by the model)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        return None
-    return value
-
-
-def _check_document(
-    data: dict[Any, Any], known_roles: Collection[str], defaulted: set[int]
-) -> list[Problem]:
-    """Orders, loop targets and role references: the checks no single field can make.
-
-    Runs on the normalised raw data, so it still reports when other fields are invalid.
-    """
-    problems: list[Problem] = []
-    raw_steps = data.get("steps")
-    steps = [
-        (index, step)
-        for index, step in enumerate(raw_steps if isinstance(raw_steps, list) else [])
-        if isinstance(step, dict)
-    ]
-    total = len(raw_steps) if isinstance(raw_steps, list) else 0
-
-    # Orders: unique and exactly 1..n once defaults are applied.
-    orders: dict[int, int] = {}
-    holder: dict[int, int] = {}
-    for index, step in steps:
-        order = _count(step.get("order"), 1)
-        if order is None:
-            continue
-        orders[index] = order
-        if order in holder:
-            other = holder[order]
-            why = " (it has no order, so its position counts)" if other in defaulted else ""
-            problems.append(
-                (
-                    ("steps", index, "order"),
-                    f"duplicate order {order}: steps[{other}] has it too{why}",
-                )
-            )
-        else:
-            holder[order] = index
-        if order > total:
-            problems.append(
-                (
-                    ("steps", index, "order"),
-                    f"{order} is out of range: orders run 1..{total} without gaps, one per step",
-                )
-            )
-
-    # Loops: the target must exist and lie at or before the loop step; loops must nest.
-    valid = set(orders.values())
-    span = (
-        f"1..{total}"
-        if valid == set(range(1, total + 1))
-        else ", ".join(str(o) for o in sorted(valid)) or "none"
-    )
-    loops: list[tuple[int, int, int]] = []  # (first order, loop step order, index)
-    for index, step in steps:
-        logic = step.get("logic_config")
-        if not isinstance(logic, dict):
-            continue
-        target = _count(logic.get("next_step_order"), 1)
-        if target is None:
-            continue
-        where: Loc = ("steps", index, "logic_config", "next_step_order")
-        own = orders.get(index)
-        if target not in valid:
-            problems.append((where, f"{target} is not a step order ({span})"))
-        elif own is not None and target > own:
-            problems.append(
-                (
-                    where,
-                    f"{target} points forward (this step's order is {own}); "
-                    "a loop jumps back to this step or an earlier one",
-                )
-            )
-        elif own is not None:
-            loops.append((target, own, index))
-    loops.sort()
-    for first, (start_a, end_a, index_a) in enumerate(loops):
-        for start_b, end_b, index_b in loops[first + 1 :]:
-            if start_a < start_b <= end_a < end_b:
-                problems.append(
-                    (
-                        ("steps", index_b, "logic_config", "next_step_order"),
-                        f"this loop (orders {start_b}..{end_b}) crosses the loop of "
-                        f"steps[{index_a}] (orders {start_a}..{end_a}); loops must nest "
-                        "or be separate",
-                    )
-                )
-
-    # Role references: speakers and targets need a role; scopes may name any of them.
-    roles = data.get("roles")
-    defined = (
-        {name for name in roles if isinstance(name, str)} if isinstance(roles, dict) else set()
-    )
-    defined |= set(known_roles)
-    referable = set(defined)
-    for _, step in steps:
-        for key in ("speaker_role_ref", "target_role_ref"):
-            ref = step.get(key)
-            if isinstance(ref, str) and ref:
-                referable.add(ref)
-    for index, step in steps:
-        for key in ("speaker_role_ref", "target_role_ref"):
-            ref = step.get(key)
-            if isinstance(ref, str) and ref and len(ref) <= ROLE_REF_MAX and ref not in defined:
-                problems.append(
-                    (
-                        ("steps", index, key),
-                        f"unknown role {_show(ref)}: it is neither defined under roles "
-                        f"nor an existing role{_suggest(ref, defined)}",
-                    )
-                )
-        scope = step.get("context_scope", "all")
-        if isinstance(scope, str) and scope:
-            if scope not in CONTEXT_KEYWORDS and scope not in referable:
-                problems.append(
-                    (
-                        ("steps", index, "context_scope"),
-                        f"{_show(scope)} is neither a context scope "
-                        f"({', '.join(CONTEXT_KEYWORDS)}) nor a role of this flow"
-                        f"{_suggest(scope, (*CONTEXT_KEYWORDS, *referable))}",
-                    )
-                )
-        elif isinstance(scope, list):
-            for item_index, item in enumerate(scope):
-                if not isinstance(item, str) or not item:
-                    continue
-                where = ("steps", index, "context_scope", item_index)
-                # A list holds role names; a keyword there is a mistake unless a role
-                # really has that name.
-                if item in CONTEXT_KEYWORDS and item not in referable:
-                    problems.append(
-                        (
-                            where,
-                            f"{item!r} is a context keyword; a list holds role names only "
-                            f"(use {item!r} on its own)",
-                        )
-                    )
-                elif item not in referable:
-                    problems.append(
-                        (
-                            where,
-                            f"unknown role {_show(item)}: not a role of this flow"
-                            f"{_suggest(item, referable)}",
-                        )
-                    )
-    return problems
-
-
 # --- the public functions ----------------------------------------------------------
 
 
-def _format_loc(loc: Loc) -> str:
-    text = ""
-    for part in loc:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        elif isinstance(part, str) and part.isidentifier():
-            text += f".{part}" if text else part
-        else:
-            text += f"[{_show(part)}]"
-    return text
-
-
-def _sort_key(problem: Problem) -> tuple[int, int, int]:
-    # Top-level findings first, then step by step in file order, then whole-list ones;
-    # within a place an unknown key comes first, since a typo explains a missing key.
-    loc, message = problem
-    typo_first = 0 if message.startswith("unknown key") else 1
-    if loc and loc[0] == "steps":
-        if len(loc) > 1 and isinstance(loc[1], int):
-            return (1, loc[1], typo_first)
-        return (2, 0, typo_first)
-    return (0, 0, typo_first)
-
-
-def _render(source: str, loc: Loc, message: str) -> str:
-    where = _format_loc(loc)
-    return _one_line(f"{source}: {where}: {message}" if where else f"{source}: {message}")
+# The keys each place takes (for "did you mean"), from the models; a step also takes
+# the aliases.
+_ALLOWED_AT: dict[tuple[str, ...], list[str]] = {
+    (): list(FlowDocument.model_fields),
+    ("roles", "*"): list(RoleSpec.model_fields),
+    ("steps", "#"): [*StepSpec.model_fields, *STEP_ALIASES],
+    ("steps", "#", "logic_config"): list(LogicConfig.model_fields),
+    ("steps", "#", "logic_config", "exit_condition"): list(ExitCondition.model_fields),
+    ("termination_config",): list(TerminationConfig.model_fields),
+    ("responder",): list(ResponderSpec.model_fields),
+}
 
 
 def validate_flow(
@@ -750,11 +421,13 @@ def validate_flow(
     try:
         document = FlowDocument.model_validate(normalized)
     except ValidationError as exc:
-        found.extend(_from_pydantic(error) for error in exc.errors(include_url=False))
-    found.extend(_check_document(normalized, known_roles, defaulted))
+        found.extend(
+            problem_from_pydantic(error, _ALLOWED_AT) for error in exc.errors(include_url=False)
+        )
+    found.extend(check_document(normalized, known_roles, defaulted))
     if found:
-        found.sort(key=_sort_key)
-        messages = list(dict.fromkeys(_render(source, loc, msg) for loc, msg in found))
+        found.sort(key=problem_order)
+        messages = list(dict.fromkeys(render_problem(source, loc, msg) for loc, msg in found))
         raise FlowValidationError(messages, source)
     assert document is not None  # model_validate either returned or added problems
     return document
