@@ -18,6 +18,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+# What json.dumps(..., separators=(",", ":")) builds on every call, built once: the state
+# is written with every step.
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
 
 @dataclass
 class LoopState:
@@ -69,14 +73,36 @@ class EngineState:
         )
 
     def to_json(self) -> str:
-        return json.dumps(
+        # Written with every step, so built as text when every value is a plain int
+        # (always, but for a hostile stored value): the same text json writes.
+        loops = self.loops_text()
+        attempts, at = self.failed_attempts, self.at
+        if loops is not None and type(attempts) is int and (at is None or type(at) is int):
+            at_text = "null" if at is None else str(at)
+            return f'{{"loops":{loops},"failed_attempts":{attempts},"at":{at_text}}}'
+        return _encode(
             {
                 "loops": self.loops_json(),
                 "failed_attempts": self.failed_attempts,
                 "at": self.at,
-            },
-            separators=(",", ":"),
+            }
         )
+
+    def loops_text(self) -> str | None:
+        """``loops_json()`` as compact JSON text, or None when a value is not a plain int."""
+        parts = []
+        loops = self.loops
+        for key in sorted(loops):
+            loop = loops[key]
+            if type(key) is not int or type(loop.jumps) is not int:
+                return None
+            firsts = []
+            for order, log_id in loop.first_logs.items():
+                if type(order) is not int or type(log_id) is not int:
+                    return None
+                firsts.append(f'"{order}":{log_id}')
+            parts.append(f'"{key}":{{"jumps":{loop.jumps},"first_logs":{{{",".join(firsts)}}}}}')
+        return "{" + ",".join(parts) + "}"
 
     def stamped(self, at: int) -> EngineState:
         """This state, stamped as reflecting ``executed_steps_count == at``."""
@@ -85,6 +111,10 @@ class EngineState:
 
     def loops_json(self) -> dict[str, Any]:
         return {str(k): v.to_json() for k, v in sorted(self.loops.items())}
+
+    def names_log(self, log_id: int) -> bool:
+        """Whether some loop remembers ``log_id`` as a step's first pass."""
+        return any(log_id in loop.first_logs.values() for loop in self.loops.values())
 
     def replace_log_id(self, placeholder: int, log_id: int) -> None:
         """Put the real id where a placeholder stood for a log row not yet inserted."""

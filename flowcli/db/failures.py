@@ -10,10 +10,8 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from flowcli.errors import (
     DatabaseBusyError,
@@ -95,27 +93,34 @@ def describe_db_error(
     return DatabaseError(f"{where} error: {text}")
 
 
-@contextmanager
-def translated(db: Database | None = None) -> Iterator[None]:
-    """Re-raise SQLAlchemy and sqlite3 errors as flowcli errors."""
-    import sqlite3
+class translated:  # noqa: N801 - used as a function: ``with translated(db):``
+    """Re-raise SQLAlchemy and sqlite3 errors as flowcli errors.
 
-    where = f"database {db.target.display}" if db is not None else "database"
-    try:
-        yield
-    except FlowcliError:
-        raise
-    except (sqlite3.Error, OverflowError) as exc:
+    A plain context manager rather than a generator: the step's hot path enters one per
+    step, and the database's name is worked out only when an error is being described.
+    """
+
+    __slots__ = ("db",)
+
+    def __init__(self, db: Database | None = None) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc is None or not isinstance(exc, Exception) or isinstance(exc, FlowcliError):
+            return  # nothing raised, or not a database error: it goes on as it is
+        import sqlite3
+
+        db = self.db
+        where = f"database {db.target.display}" if db is not None else "database"
         path = db.target.path if db is not None else None
-        raise describe_db_error(exc, where, path) from exc
-    except Exception as exc:
-        if _is_sqlalchemy_error(exc):
-            path = db.target.path if db is not None else None
+        if isinstance(exc, sqlite3.Error | OverflowError) or _is_sqlalchemy_error(exc):
             raise describe_db_error(exc, where, path) from exc
         # psycopg's errors, met on the DBAPI hot path (imported only when installed).
         if type(exc).__module__.startswith("psycopg"):
             raise describe_db_error(exc, where) from exc
-        raise
 
 
 def _is_sqlalchemy_error(exc: BaseException) -> bool:

@@ -8,6 +8,7 @@ SQLAlchemy to name a row.
 from __future__ import annotations
 
 import json
+import operator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -34,6 +35,8 @@ SESSION_POSITION_COLUMNS = (
     "executed_steps_count",
     "error_reason",
 )
+
+_position_of = operator.attrgetter(*SESSION_POSITION_COLUMNS)
 
 
 def utcnow() -> datetime:
@@ -65,7 +68,7 @@ class SessionRow:
     ended_at: datetime | None
 
     def position(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in SESSION_POSITION_COLUMNS}
+        return dict(zip(SESSION_POSITION_COLUMNS, _position_of(self), strict=True))
 
     def vars(self) -> dict[str, Any]:
         try:

@@ -9,11 +9,11 @@ they are written once as SQL text for the two paramstyles flowcli meets (sqlite3
 
 from __future__ import annotations
 
+import operator
 import random
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -23,8 +23,8 @@ from flowcli.errors import NotFoundError, SessionBusyError, SessionStateError
 
 _SESSION_COLUMNS = tuple(SessionRow.__dataclass_fields__)
 _UNSET = object()
-# The one timestamp the engine compares; the others are carried, not read.
-_DATETIME_FIELDS = ("lease_expires_at",)
+# lease_expires_at is the one timestamp the engine compares (load_session parses it);
+# the others are carried, not read.
 # Every column of a log row but its id: the bug report's INSERT, in its order.
 LOG_INSERT_COLUMNS = STEP_LOG_COLUMNS
 # The log columns the replay (flowcli.engine.replay) reads, in execution order.
@@ -37,6 +37,19 @@ REPLAY_COLUMNS = (
     "round_index",
     "result_data",
 )
+# What a step's decision is read from and another writer may change: flowcli's writers
+# bump the version, MRC's move the status, the position and the count (and edit the
+# topic) without touching it. A step writes only if all of them are as it read them.
+UNCHANGED_COLUMNS = (
+    "version",
+    "status",
+    "current_step_id",
+    "current_round",
+    "executed_steps_count",
+    "lease_owner",
+    "topic",
+)
+_unchanged_of = operator.attrgetter(*UNCHANGED_COLUMNS)
 MESSAGE_INSERT_COLUMNS = (
     "session_id",
     "speaker_session_role_id",
@@ -57,9 +70,22 @@ _VIEW_SELECT = (
 )
 
 
+# The last datetime bound and its text. A step binds its one timestamp several times
+# (message, log row, session): it is formatted once. Datetimes are immutable and the memo
+# holds a reference, so the same object always has the same text (one tuple, swapped
+# whole, so threads see a matching pair).
+_last_time: tuple[datetime | None, str] = (None, "")
+
+
 def _sqlite_time(value: datetime) -> str:
     # The text SQLAlchemy's SQLite DateTime writes, so both paths read each other's rows.
-    return value.isoformat(" ", "microseconds")
+    global _last_time
+    last = _last_time
+    if last[0] is value:
+        return last[1]
+    text = value.isoformat(" ", "microseconds")
+    _last_time = (value, text)
+    return text
 
 
 # Bind datetimes as that text on every sqlite3 connection, instead of converting each
@@ -79,6 +105,7 @@ def _parse_time(value: Any) -> datetime | None:
 
 # How long one try at the write lock waits inside SQLite before our own retry sleeps.
 _TRY_WAIT_MS = 2
+_SHORT_WAIT = f"PRAGMA busy_timeout = {_TRY_WAIT_MS}"
 
 
 def _is_locked(exc: sqlite3.OperationalError) -> bool:
@@ -124,7 +151,11 @@ class StepTx:
         self.busy_timeout = busy_timeout
         self.sqlite = dialect == "sqlite"
         self.cur = dbapi_conn.cursor()
+        self._transaction = _Transaction(self)
+        if busy_timeout is not None:
+            self._full_wait = f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}"
         self._sql: dict[Any, str] = {}
+        self._update_sql: dict[tuple[Any, ...], str] = {}
 
     @classmethod
     def over(cls, conn: Any) -> StepTx:
@@ -154,22 +185,25 @@ class StepTx:
                 # No AUTOINCREMENT on messages (flowcli's or MRC's): SQLite gives max + 1.
                 return "SELECT coalesce(max(id), 0) + 1 FROM messages"
             return "SELECT nextval(pg_get_serial_sequence('messages', 'id'))"
+        # The step's inserts bind positionally: a list built with map() costs less per
+        # step than a dict of twenty named parameters.
+        mark = "?" if self.sqlite else "%s"
         if key == "insert_message_with_id":
             with_id = ("id", *MESSAGE_INSERT_COLUMNS)
             return (
                 f"INSERT INTO messages ({', '.join(with_id)}) VALUES "
-                f"({', '.join(p(c) for c in with_id)}) RETURNING id"
+                f"({', '.join(mark for _ in with_id)}) RETURNING id"
             )
         if key == "insert_log":
             return (
                 f"INSERT INTO step_execution_logs ({', '.join(LOG_INSERT_COLUMNS)}) VALUES "
-                f"({', '.join(p(c) for c in LOG_INSERT_COLUMNS)})"
+                f"({', '.join(mark for _ in LOG_INSERT_COLUMNS)})"
                 + ("" if self.sqlite else " RETURNING id")
             )
         if key == "insert_message":
             return (
                 f"INSERT INTO messages ({', '.join(MESSAGE_INSERT_COLUMNS)}) VALUES "
-                f"({', '.join(p(c) for c in MESSAGE_INSERT_COLUMNS)})"
+                f"({', '.join(mark for _ in MESSAGE_INSERT_COLUMNS)})"
                 + ("" if self.sqlite else " RETURNING id")
             )
         if key == "max_order":
@@ -213,7 +247,7 @@ class StepTx:
 
     # --- helpers -----------------------------------------------------------------------
 
-    def _insert(self, key: str, params: dict[str, Any]) -> int:
+    def _insert(self, key: str, params: Any) -> int:
         self.cur.execute(self.sql(key), params)
         if self.sqlite:
             return int(self.cur.lastrowid)
@@ -221,17 +255,9 @@ class StepTx:
 
     # --- transaction -------------------------------------------------------------------
 
-    @contextmanager
-    def transaction(self) -> Iterator[StepTx]:
+    def transaction(self) -> _Transaction:
         """BEGIN IMMEDIATE on SQLite (the write lock up front); commit or roll back."""
-        if self.sqlite:
-            self._begin_immediate()
-        try:
-            yield self
-        except BaseException:
-            self.raw.rollback()
-            raise
-        self.raw.commit()
+        return self._transaction
 
     def _begin_immediate(self) -> None:
         """Take the write lock, retrying with short jittered sleeps within the busy timeout.
@@ -246,18 +272,20 @@ class StepTx:
         if self.busy_timeout is None:
             self.cur.execute("BEGIN IMMEDIATE")
             return
-        self.cur.execute(f"PRAGMA busy_timeout = {_TRY_WAIT_MS}")
+        self.cur.execute(_SHORT_WAIT)
         try:
-            patience = LockPatience(self.busy_timeout)
+            patience = None  # the budget starts at the first refusal
             while True:
                 try:
                     self.cur.execute("BEGIN IMMEDIATE")
                     return
                 except sqlite3.OperationalError as exc:
+                    if patience is None:
+                        patience = LockPatience(self.busy_timeout)
                     if not _is_locked(exc) or not patience.wait():
                         raise
         finally:
-            self.cur.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            self.cur.execute(self._full_wait)
 
     # --- sessions ----------------------------------------------------------------------
 
@@ -275,40 +303,83 @@ class StepTx:
         row = self.cur.fetchone()
         if row is None:
             raise NotFoundError(f"session {session_id} does not exist")
-        values = dict(zip(_SESSION_COLUMNS, row, strict=True))
-        for key in _DATETIME_FIELDS:
-            values[key] = _parse_time(values[key])
-        return SessionRow(**values)
+        # The SELECT lists the columns in SessionRow's field order.
+        session = SessionRow(*row)
+        session.lease_expires_at = _parse_time(session.lease_expires_at)
+        return session
 
     def update_session(self, row: SessionRow, values: dict[str, Any]) -> None:
         """Write ``values`` if the session is still at the version read (no lost update)."""
-        # Only the columns that change: the version check below guarantees the row is as
-        # read, so a column already holding its value need not be written again.
-        values = {k: v for k, v in values.items() if getattr(row, k, _UNSET) != v}
-        values.setdefault("updated_at", utcnow())
-        values["version"] = (row.version or 0) + 1
-        cache_key = ("update_session", row.version is None, *values)
-        sql = self._sql.get(cache_key)
-        if sql is None:
-            sets = ", ".join(f"{k} = {self.p('v_' + k)}" for k in values)
-            where = (
-                f"id = {self.p('w_id')} AND version IS NULL"
-                if row.version is None
-                else f"id = {self.p('w_id')} AND version = {self.p('w_version')}"
-            )
-            sql = f"UPDATE sessions SET {sets} WHERE {where}"
-            self._sql[cache_key] = sql
-        params = {f"v_{k}": v for k, v in values.items()}
-        params["w_id"] = row.id
-        if row.version is not None:
-            params["w_version"] = row.version
-        self.cur.execute(sql, params)
-        if self.cur.rowcount != 1:
+        written = self._update_session(row, values, unchanged=False)
+        if written is None:
             raise SessionBusyError(
                 f"session {row.id} was changed by another process meanwhile; nothing was written"
             )
-        for name, value in values.items():
-            setattr(row, name, value)
+        apply_values(row, written)
+
+    def update_session_if_unchanged(
+        self, row: SessionRow, values: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """Write ``values`` only if every column a step's decision was read from
+        (UNCHANGED_COLUMNS) still holds what ``row`` says; None, writing nothing, if not.
+
+        The version alone is not enough: MRC moves a session without bumping it. Run as
+        the first write of a step's transaction, this one statement is the fence: once it
+        has matched, the transaction holds the row (SQLite's write lock, PostgreSQL's row
+        lock) until it commits, so no one can move the session under the step.
+
+        ``row`` is left as it was: the caller applies what was written (the returned
+        columns, ``apply_values``) once the rest of its transaction has been written, so
+        a transaction rolled back after this leaves ``row`` as the database still has it.
+        """
+        return self._update_session(row, values, unchanged=True)
+
+    def set_engine_state(self, row: SessionRow, text: str) -> None:
+        """Inside a transaction that already wrote the session: its engine state, once the
+        log id it names exists."""
+        mark = "?" if self.sqlite else "%s"
+        self.cur.execute(
+            f"UPDATE sessions SET engine_state = {mark} WHERE id = {mark}", [text, row.id]
+        )
+
+    def _update_session(
+        self, row: SessionRow, values: dict[str, Any], *, unchanged: bool
+    ) -> dict[str, Any] | None:
+        # Only the columns that change: the check below guarantees the row is as read, so
+        # a column already holding its value need not be written again.
+        held = row.__dict__.get  # SessionRow is a plain dataclass: its fields are its dict
+        values = {k: v for k, v in values.items() if held(k, _UNSET) != v}
+        if "updated_at" not in values:
+            values["updated_at"] = utcnow()
+        values["version"] = (row.version or 0) + 1
+        cache_key = (unchanged, row.version is None, *values)
+        sql = self._update_sql.get(cache_key)
+        if sql is None:
+            sql = self._session_update_sql(tuple(values), unchanged, row.version is None)
+            self._update_sql[cache_key] = sql
+        params = list(values.values())
+        params.append(row.id)
+        if unchanged:
+            params.extend(_unchanged_of(row))
+        elif row.version is not None:
+            params.append(row.version)
+        self.cur.execute(sql, params)
+        return values if self.cur.rowcount == 1 else None
+
+    def _session_update_sql(
+        self, columns: tuple[str, ...], unchanged: bool, no_version: bool
+    ) -> str:
+        mark = "?" if self.sqlite else "%s"
+        sets = ", ".join(f"{c} = {mark}" for c in columns)
+        if unchanged:
+            # NULL-safe equality: a column read as NULL must still be NULL.
+            same = "IS" if self.sqlite else "IS NOT DISTINCT FROM"
+            where = " AND ".join(f"{c} {same} {mark}" for c in UNCHANGED_COLUMNS)
+        elif no_version:
+            where = "version IS NULL"
+        else:
+            where = f"version = {mark}"
+        return f"UPDATE sessions SET {sets} WHERE id = {mark} AND {where}"
 
     def claimable_session(self, now: datetime, only: Sequence[int] = ()) -> int | None:
         """The id of a running session no one holds a live claim on, least recently run
@@ -366,7 +437,7 @@ class StepTx:
             cur.close()
 
     def insert_log(self, values: dict[str, Any]) -> int:
-        return self._insert("insert_log", {c: values.get(c) for c in LOG_INSERT_COLUMNS})
+        return self._insert("insert_log", list(map(values.get, LOG_INSERT_COLUMNS)))
 
     def update_log(
         self, log_id: int, values: dict[str, Any], *, only_running: bool = False
@@ -396,13 +467,12 @@ class StepTx:
         self.cur.execute(self.sql("running_logs"), {"sid": session_id})
         return [int(r[0]) for r in self.cur.fetchall()]
 
-    def insert_message(self, values: dict[str, Any]) -> int:
-        """Insert a message; ``values["id"]``, when given, is an id reserved on PostgreSQL by
+    def insert_message(self, values: dict[str, Any], *, reserved_id: int | None = None) -> int:
+        """Insert a message; ``reserved_id``, when given, is an id reserved on PostgreSQL by
         ``next_message_id`` (on SQLite the id is assigned and the caller compares it)."""
-        params = {c: values.get(c) for c in MESSAGE_INSERT_COLUMNS}
-        if values.get("id") is not None and not self.sqlite:
-            params["id"] = values["id"]
-            self.cur.execute(self.sql("insert_message_with_id"), params)
+        params = list(map(values.get, MESSAGE_INSERT_COLUMNS))
+        if reserved_id is not None and not self.sqlite:
+            self.cur.execute(self.sql("insert_message_with_id"), [reserved_id, *params])
             return int(self.cur.fetchone()[0])
         return self._insert("insert_message", params)
 
@@ -505,6 +575,33 @@ class StepTx:
     def last_message_view(self, session_id: int) -> tuple[Any, ...] | None:
         rows = self.newest(session_id, 1)
         return rows[0] if rows else None
+
+
+class _Transaction:
+    """StepTx.transaction(): a plain context manager (one per StepTx, reused), cheaper
+    per step than a generator-based one."""
+
+    __slots__ = ("tx",)
+
+    def __init__(self, tx: StepTx) -> None:
+        self.tx = tx
+
+    def __enter__(self) -> StepTx:
+        tx = self.tx
+        if tx.sqlite:
+            tx._begin_immediate()
+        return tx
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is not None:
+            self.tx.raw.rollback()
+            return  # the exception goes on
+        self.tx.raw.commit()
+
+
+def apply_values(row: SessionRow, values: dict[str, Any]) -> None:
+    """Set on ``row`` the columns an update wrote."""
+    row.__dict__.update(values)  # a plain dataclass: the same as setattr, name by name
 
 
 def is_sqlite_error(exc: BaseException) -> bool:

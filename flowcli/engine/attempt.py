@@ -47,7 +47,6 @@ from flowcli.engine.step_data import (
     Stale,
     StepResult,
     Verdict,
-    session_stamp,
 )
 from flowcli.engine.step_names import LazyNames, message_view
 from flowcli.errors import (
@@ -97,6 +96,10 @@ class SessionRunner(StepRecorder):
         self._roles_cache: tuple[str | None, dict[str, Any]] | None = None
         self._newest_message = None
         self._all_messages = None
+        self._row_written: SessionRow | None = None
+        # Per step id of the current snapshot: (step, names needed, after reads messages).
+        self._step_facts: dict[int, tuple[Step, frozenset[str], bool]] = {}
+        self._planned_on_own_write = False
         # Why a claimed step's result was dropped, once its row is closed.
         self._claim_lost: FlowcliError | None = None
 
@@ -135,9 +138,10 @@ class SessionRunner(StepRecorder):
         on_attempt: Callable[[StepResult], None] | None = None,
     ) -> StepResult:
         """Run the next step, retrying transient failures ``retries`` times with backoff."""
-        from flowcli.db.schema import require_schema
+        if not self.db.schema_checked:  # checked once per process, not per step
+            from flowcli.db.schema import require_schema
 
-        require_schema(self.db)
+            require_schema(self.db)
         for attempt in range(retries + 1):
             result = self.attempt(retries_left=retries - attempt)
             if on_attempt is not None:
@@ -161,14 +165,19 @@ class SessionRunner(StepRecorder):
         # Read before anything else: it takes a connection of its own.
         _ = self.conventions
         tx = self._step_tx()
-        patience = LockPatience(self.db.busy_timeout)
+        patience: LockPatience | None = None  # the budget starts at the first collision
         while True:
             try:
                 with translated(self.db):
                     result = self._attempt_once(tx, retries_left)
             except Stale:
+                # A step planned on this runner's own last write is only stale when someone
+                # wrote since: read again at once. A race with another writer waits first.
+                raced = not self._planned_on_own_write
                 self._forget_writes()
-                if not patience.wait():
+                if raced and patience is None:
+                    patience = LockPatience(self.db.busy_timeout)
+                if raced and patience is not None and not patience.wait():
                     raise SessionBusyError(
                         f"session {self.session_id} was changed by another process meanwhile "
                         f"(again and again for {self.db.busy_timeout:g} s); nothing was "
@@ -193,7 +202,6 @@ class SessionRunner(StepRecorder):
         condition_error = self._evaluate_condition(prep)
         if condition_error is not None:
             with tx.transaction():
-                self._fence(tx, prep)
                 return self._record_failure(
                     prep,
                     None,
@@ -205,13 +213,11 @@ class SessionRunner(StepRecorder):
                 )
         if prep.condition_value is False:
             with tx.transaction():
-                self._fence(tx, prep)
                 return self._record_skip(prep)
         if responder.is_local:
             reply, error = self._call(responder, prep)
             return self._finish(tx, prep, responder, reply, error, retries_left)
         with tx.transaction():
-            self._fence(tx, prep)
             claim_log_id = self._claim(prep, responder)
         # The network call may take as long as it needs: only the claim is held.
         reply, error = self._call(responder, prep)
@@ -241,13 +247,9 @@ class SessionRunner(StepRecorder):
                 verdict = self._evaluate_after(prep, reply)
             try:
                 with tx.transaction():
-                    if claim is None:
-                        self._fence(tx, prep)
-                    elif not self._claim_holds(tx, prep, claim):
-                        lost = True
-                    else:
-                        lost = False
-                    if claim is None or not lost:
+                    # Without a claim, the record's first write is the fence (it writes
+                    # only if the session is as read); with one, the claim is checked.
+                    if claim is None or self._claim_holds(tx, prep, claim):
                         return self._record(
                             prep, responder, reply, error, retries_left, claim_log_id, verdict
                         )
@@ -316,9 +318,14 @@ class SessionRunner(StepRecorder):
     # --- preparation ----------------------------------------------------------------
 
     def _state(self, tx: StepTx, row: SessionRow, snapshot: FlowSnapshot) -> EngineState:
+        """The engine state, the runner's own copy: see ``_shared_state``."""
+        return self._shared_state(tx, row, snapshot).copy()
+
+    def _shared_state(self, tx: StepTx, row: SessionRow, snapshot: FlowSnapshot) -> EngineState:
         """The engine state: the cached JSON while its stamp matches the session row
         (parsed once per distinct text, usually the one this runner wrote), else
-        rebuilt from the log (flowcli.engine.replay)."""
+        rebuilt from the log (flowcli.engine.replay). The cached object itself: read it,
+        never change it (``advance`` and the records change copies)."""
         key = (row.engine_state, row.executed_steps_count)
         cached = self._state_cache
         if cached is None or cached[0] != key:
@@ -330,7 +337,7 @@ class SessionRunner(StepRecorder):
             )
             cached = (key, state)
             self._state_cache = cached
-        return cached[1].copy()
+        return cached[1]
 
     def _roles_snapshot(self, row: SessionRow) -> dict[str, Any]:
         """The session's roles snapshot, parsed once per distinct text."""
@@ -357,6 +364,7 @@ class SessionRunner(StepRecorder):
         if self._snapshot_cache is None or self._snapshot_cache[0] != row.flow_snapshot:
             self._snapshot_cache = (row.flow_snapshot, parse_snapshot(row.flow_snapshot))
             self._responder = None
+            self._step_facts = {}
         return self._snapshot_cache[1]
 
     def _responder_for(self, snapshot: FlowSnapshot) -> Responder:
@@ -379,7 +387,14 @@ class SessionRunner(StepRecorder):
         its own; then None asks the caller to read again.
         """
         try:
-            row = tx.load_session(self.session_id, lock=False)
+            # The row as this runner's last step left it, when that step committed: not
+            # read again (the write checks nobody moved it: update_session_if_unchanged).
+            # Used once; any failure forgets it (_forget_writes).
+            row = self._row_written
+            self._row_written = None
+            self._planned_on_own_write = row is not None
+            if row is None:
+                row = tx.load_session(self.session_id, lock=False)
             snapshot = self._snapshot(row)
             responder = self._responder_for(snapshot)
             check_runnable(row)
@@ -390,7 +405,7 @@ class SessionRunner(StepRecorder):
                     return self._housekeep(tx, tx.load_session(self.session_id), snapshot)
             prep = self._prepare(tx, row, snapshot, now)
             self._load_context(prep)
-            prep.names.preload(self._names_needed(prep, responder))
+            prep.names.preload(self._facts(prep, responder)[0])
             return prep
         finally:
             tx.end_read()
@@ -448,7 +463,8 @@ class SessionRunner(StepRecorder):
     def _prepare(
         self, tx: StepTx, row: SessionRow, snapshot: FlowSnapshot, now: datetime
     ) -> Prepared:
-        state = self._state(tx, row, snapshot)
+        # Only read: a step's writes change copies (advance, the failure and claim records).
+        state = self._shared_state(tx, row, snapshot)
         executed = row.executed_steps_count or 0
         step = snapshot.step(row.current_step_id)
         plan = plan_step(snapshot, step, row.current_round or 1, state)
@@ -470,13 +486,14 @@ class SessionRunner(StepRecorder):
             snapshot=snapshot,
             state=state,
             plan=plan,
-            names=LazyNames(values, {}),
+            names=None,  # type: ignore[arg-type]  # set just below
             roles_snapshot=roles_snapshot,
             execution_order=self._execution_order(tx, row),
             started_at=now,
             t0=time.perf_counter(),
             tx=tx,
         )
+        # The loaders refer to prep itself, so the names are set once it exists.
         prep.names = LazyNames(
             values,
             {
@@ -488,14 +505,20 @@ class SessionRunner(StepRecorder):
         )
         return prep
 
-    def _fence(self, tx: StepTx, prep: Prepared) -> None:
-        """Inside the write transaction: the session must be where the decision was read
-        (the version is the fencing token; on MRC's databases, whose writes leave it
-        unchanged, the count and position are compared too)."""
-        row = tx.load_session(self.session_id)
-        if session_stamp(row) != session_stamp(prep.row):
-            raise Stale
-        prep.row = row
+    def _facts(self, prep: Prepared, responder: Responder) -> tuple[frozenset[str], bool]:
+        """What a step's expressions need, worked out once per step of the snapshot (they
+        depend on the step, the snapshot and its responder only): the names to read
+        before evaluating, and whether the exit or end condition reads messages."""
+        step = prep.plan.step
+        facts = self._step_facts.get(step.id)
+        if facts is None or facts[0] is not step:
+            facts = (
+                step,
+                frozenset(self._names_needed(prep, responder)),
+                self._after_reads_messages(prep),
+            )
+            self._step_facts[step.id] = facts
+        return facts[1], facts[2]
 
     def _names_needed(self, prep: Prepared, responder: Responder) -> set[str]:
         """The names the step's expressions and template read, so the ones read from the
@@ -532,8 +555,13 @@ class SessionRunner(StepRecorder):
     def _evaluate_after(self, prep: Prepared, reply: ResponderReply) -> Verdict:
         """The exit and end conditions over the names as the new message leaves them."""
         step = prep.plan.step
+        if (step.loop is None or step.exit_condition is None) and (
+            prep.snapshot.end_condition is None
+        ):
+            # Neither condition applies (most steps): nothing to evaluate.
+            return Verdict(exit_met=None, end_met=False, error=None, message_id=None)
         message_id: int | None = None
-        if self._after_reads_messages(prep):
+        if self._facts(prep, self._responder_for(prep.snapshot))[1]:
             message_id = prep.tx.next_message_id()
             prep.tx.end_read()
         after = prep.names.with_new_message(

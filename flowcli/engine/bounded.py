@@ -7,6 +7,7 @@ every snapshot passes through ``bounded_dumps`` before it is written.
 from __future__ import annotations
 
 import json
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
 TRUNCATION_MARKER = "…[truncated {n} chars]"
@@ -14,6 +15,23 @@ MAX_STRING = 2000
 MAX_ITEMS = 100
 MAX_DEPTH = 8
 MAX_SNAPSHOT_CHARS = 16_000
+# json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str), whose
+# encoder (and C encoder) json builds again on every call; a step writes two snapshots,
+# so they are built once here. The C encoder is called directly, without json's
+# circular-reference bookkeeping: what is written comes from JSON text or from plain
+# dicts the engine builds, which cannot refer to themselves.
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
+if c_make_encoder is not None:
+    _c_compact = c_make_encoder(None, str, encode_basestring, None, ":", ",", False, False, True)
+
+    def compact_dumps(value: Any) -> str:
+        """json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)."""
+        if isinstance(value, str):
+            return encode_basestring(value)
+        return "".join(_c_compact(value, 0))
+
+else:  # pragma: no cover - CPython always has the C encoder
+    compact_dumps = _COMPACT.encode  # type: ignore[assignment]
 
 
 def _bound(value: Any, depth: int) -> Any:
@@ -46,10 +64,10 @@ def bounded(value: Any) -> Any:
 
 def bounded_dumps(value: Any, limit: int = MAX_SNAPSHOT_CHARS) -> str:
     """JSON of ``value`` no longer than about ``limit`` characters."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    text = compact_dumps(value)
     if len(text) <= limit:
         return text
-    text = json.dumps(bounded(value), ensure_ascii=False, separators=(",", ":"), default=str)
+    text = compact_dumps(bounded(value))
     if len(text) <= limit:
         return text
     return json.dumps(

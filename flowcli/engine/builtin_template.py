@@ -42,9 +42,9 @@ def render_builtin(names: Mapping[str, Any]) -> str | None:
         loop_iteration = names["loop_iteration"]
     except KeyError:
         return None  # Jinja names the missing one in its error
-    values = (speaker, target, task_type, topic, round_, step, loop_iteration)
-    if any(type(value) not in _PLAIN_TYPES for value in values):
-        return None
+    for value in (speaker, target, task_type, topic, round_, step, loop_iteration):
+        if type(value) not in _PLAIN_TYPES:
+            return None
     head = f"[{speaker} → {target}]" if target else f"[{speaker}]"
     loop = f", loop {loop_iteration}" if loop_iteration else ""
     text = f'{head} {task_type} on "{topic}" (round {round_}, step {step}{loop})'

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 from flowcli.db.json_text import loads_json
 from flowcli.db.plain_schema import STEP_LOG_COLUMNS
 from flowcli.db.session_row import SessionRow, utcnow
-from flowcli.engine.bounded import bounded_dumps
+from flowcli.db.step_tx import apply_values
+from flowcli.engine.bounded import MAX_SNAPSHOT_CHARS, bounded_dumps, compact_dumps
 from flowcli.engine.conventions import Conventions, content_summary, conventions_for
 from flowcli.engine.planner import Advance, advance
 from flowcli.engine.responders import Responder, ResponderError, ResponderReply
@@ -29,6 +30,7 @@ from flowcli.engine.step_data import (
     PENDING_LOG_ID,
     MessageIdTaken,
     Prepared,
+    Stale,
     StepResult,
     Verdict,
     resident_memory_mb,
@@ -78,6 +80,38 @@ def context_snapshot(
             },
         }
     )
+
+
+def context_snapshot_text(
+    plan: StepPlan,
+    *,
+    executed: int,
+    vars_text: str,
+    state: EngineState,
+    context_ids: list[int],
+) -> str | None:
+    """``context_snapshot``'s text, written as text (its shape is fixed): the same
+    characters, without building the dictionaries. ``vars_text`` is the variables'
+    compact JSON. None when a value is not a plain int or the text is too long: then
+    ``context_snapshot`` decides (it bounds what is too long)."""
+    loops = state.loops_text()
+    if loops is None:
+        return None
+    step = plan.step
+    numbers = (plan.round, step.order, plan.loop_iteration, plan.attempt, executed)
+    kept = context_ids[-CONTEXT_IDS_KEPT:]
+    for number in (*numbers, *kept):
+        if type(number) is not int:
+            return None
+    count = len(context_ids)
+    text = (
+        f'{{"round":{plan.round},"step_order":{step.order},'
+        f'"loop_iteration":{plan.loop_iteration},"attempt":{plan.attempt},'
+        f'"executed_steps":{executed},"vars":{vars_text},"loops":{loops},'
+        f'"context":{{"scope":{step.scope_json},"message_ids":[{",".join(map(str, kept))}],'
+        f'"count":{count},"truncated":{"true" if count > CONTEXT_IDS_KEPT else "false"}}}}}'
+    )
+    return text if len(text) <= MAX_SNAPSHOT_CHARS else None
 
 
 def log_row(
@@ -191,6 +225,9 @@ class StepRecorder:
     hold_lease: float | None
     _conventions: Conventions | None
     _known_order: tuple[int | None, int] | None
+    _row_written: SessionRow | None
+    # The variables this runner last wrote into a context snapshot, and their JSON text.
+    _vars_text: tuple[Any, str] | None = None
     _role_ids: dict[str, int] | None
     _state_cache: tuple[tuple[str | None, int | None], EngineState] | None
     # The message this runner wrote last, as ((session version, executed count) after
@@ -212,12 +249,9 @@ class StepRecorder:
         """Commit a ``running`` log row and a lease, so the network call runs unlocked."""
         timeout = getattr(responder, "timeout", 60.0) * (getattr(responder, "retries", 0) + 1)
         lease_until = prep.moment() + timedelta(seconds=timeout + LEASE_MARGIN_SECONDS)
-        log_id = insert_log(
-            prep.tx, self._log_values(prep, {"status": "running", "result_type": None})
-        )
-        move_session(
-            prep.tx,
-            prep.row,
+        values = self._log_values(prep, {"status": "running", "result_type": None})
+        written = self._move_unchanged(
+            prep,
             {
                 "lease_owner": self.owner,
                 "lease_expires_at": lease_until,
@@ -226,8 +260,19 @@ class StepRecorder:
                 "engine_state": prep.state.copy().stamped(prep.execution_order).to_json(),
             },
         )
+        log_id = insert_log(prep.tx, values)
+        apply_values(prep.row, written)
         self._remember_order(prep)
         return log_id
+
+    def _move_unchanged(self, prep: Prepared, values: dict[str, Any]) -> dict[str, Any]:
+        """The first write of a step's transaction: the session's new values, written only
+        if the session is still as the step read it (the fence; Stale if not). What was
+        written is applied to ``prep.row`` by the caller once the rest is written."""
+        written = prep.tx.update_session_if_unchanged(prep.row, values)
+        if written is None:
+            raise Stale
+        return written
 
     def _abandon_claim(self, tx: StepTx, row: SessionRow, claim_log_id: int) -> None:
         """Our claimed row loses to a step another engine (MRC) ran meanwhile: it is
@@ -259,16 +304,18 @@ class StepRecorder:
         stamped, so the next step neither reads the order nor parses the state again
         while the session row is as this write left it."""
         self._known_order = (prep.row.version, prep.row.executed_steps_count or 0)
+        # The next attempt plans on this row instead of reading it (flowcli.engine.attempt).
+        self._row_written = prep.row
         if state is not None:
-            self._state_cache = (
-                (prep.row.engine_state, prep.row.executed_steps_count),
-                state.copy(),
-            )
+            # Kept as it is, not copied: nothing changes a state once it is written (the
+            # next step's advance works on a copy).
+            self._state_cache = ((prep.row.engine_state, prep.row.executed_steps_count), state)
 
     def _forget_writes(self) -> None:
         # A rolled-back write: what was remembered of it may name a version that another
         # process's next write will reuse.
         self._known_order = None
+        self._row_written = None
         self._role_ids = None
         self._newest_message = None
         self._all_messages = None
@@ -320,18 +367,32 @@ class StepRecorder:
     def _log_values(self, prep: Prepared, extra: dict[str, Any]) -> dict[str, Any]:
         plan = prep.plan
         executed = prep.row.executed_steps_count or 0
+        variables = prep.names["vars"]
+        cached = self._vars_text
+        if cached is None or cached[0] is not variables:
+            # The variables' text, once per variables read (usually once per run).
+            cached = self._vars_text = (variables, compact_dumps(variables))
+        context = context_snapshot_text(
+            plan,
+            executed=executed,
+            vars_text=cached[1],
+            state=prep.state,
+            context_ids=prep.context_ids,
+        )
+        if context is None:
+            context = context_snapshot(
+                plan,
+                executed=executed,
+                variables=variables,
+                loops=prep.state.loops_json(),
+                context_ids=prep.context_ids,
+            )
         return log_row(
             plan,
             session_id=prep.row.id,
             execution_order=prep.execution_order,
             started_at=prep.started_at,
-            context=context_snapshot(
-                plan,
-                executed=executed,
-                variables=prep.names["vars"],
-                loops=prep.state.loops_json(),
-                context_ids=prep.context_ids,
-            ),
+            context=context,
             condition_value=prep.condition_value,
             memory_mb=resident_memory_mb(),
             **extra,
@@ -362,7 +423,8 @@ class StepRecorder:
                 **self._finish_values(prep),
             },
         )
-        log_id = self._write(prep, decision, None, None, data, values)
+        moved = self._move_after(prep, decision)
+        log_id = self._write(prep, decision, None, None, data, values, moved)
         return StepResult(
             session=prep.row.position(),
             step=prep.plan.step,
@@ -407,40 +469,6 @@ class StepRecorder:
             )
         step = prep.plan.step
         conventions = self.conventions
-        roles = self._session_roles(prep)
-        speaker_sr = self._ensure_role(prep, roles, step.speaker)
-        if not step.target:
-            target_sr = None
-        elif conventions.creates_target_role:
-            target_sr = self._ensure_role(prep, roles, step.target)
-        else:
-            # MRC names a target only through the session's mapping, and never fails on it.
-            target_sr = roles.get(step.target)
-        if conventions.replies_to_newest:
-            newest = self._newest_view(prep)
-            reply_to = newest[0] if newest else None
-        else:
-            reply_to = prep.context_ids[-1] if prep.context_ids else None
-        message_values = {
-            "session_id": prep.row.id,
-            "speaker_session_role_id": speaker_sr,
-            "target_session_role_id": target_sr,
-            "reply_to_message_id": reply_to,
-            "content": reply.content,
-            "content_summary": content_summary(reply.content),
-            "round_index": prep.plan.round,
-            "section": conventions.section(step.task_type),
-            "created_at": prep.moment(),
-        }
-        message_id = prep.tx.insert_message({"id": verdict.message_id, **message_values})
-        if verdict.message_id is not None and message_id != verdict.message_id:
-            raise MessageIdTaken
-        message = {
-            "id": message_id,
-            **message_values,
-            "speaker": step.speaker,
-            "target": step.target,
-        }
         exit_met, end_met = verdict.exit_met, verdict.end_met
         decision = advance(
             prep.snapshot,
@@ -452,15 +480,12 @@ class StepRecorder:
             end_condition_met=end_met,
             rounds_end_on_summary=conventions.rounds_end_on_summary,
         )
-        data = {
-            "message_id": message_id,
-            "responder": responder.describe(),
-            "tokens": reply.tokens,
-            "model": reply.model,
-            "exit_condition": exit_met,
-            "end_condition": end_met,
-            "decision": decision.reason,
-        }
+        if conventions.replies_to_newest:
+            # Read before the session moves: the newest message is known by its stamp.
+            newest = self._newest_view(prep)
+            reply_to = newest[0] if newest else None
+        else:
+            reply_to = prep.context_ids[-1] if prep.context_ids else None
         values = self._log_values(
             prep,
             {
@@ -470,7 +495,47 @@ class StepRecorder:
                 **self._finish_values(prep),
             },
         )
-        log_id = self._write(prep, decision, message, claim_log_id, data, values)
+        # The fence first: nothing below is written unless the session is as read.
+        moved = self._move_after(prep, decision)
+        roles = self._session_roles(prep)
+        speaker_sr = self._ensure_role(prep, roles, step.speaker)
+        if not step.target:
+            target_sr = None
+        elif conventions.creates_target_role:
+            target_sr = self._ensure_role(prep, roles, step.target)
+        else:
+            # MRC names a target only through the session's mapping, and never fails on it.
+            target_sr = roles.get(step.target)
+        message_values = {
+            "session_id": prep.row.id,
+            "speaker_session_role_id": speaker_sr,
+            "target_session_role_id": target_sr,
+            "reply_to_message_id": reply_to,
+            "content": reply.content,
+            "content_summary": content_summary(reply.content),
+            "round_index": prep.plan.round,
+            "section": conventions.section(step.task_type),
+            "created_at": prep.moment(),
+        }
+        message_id = prep.tx.insert_message(message_values, reserved_id=verdict.message_id)
+        if verdict.message_id is not None and message_id != verdict.message_id:
+            raise MessageIdTaken
+        message = {
+            "id": message_id,
+            **message_values,
+            "speaker": step.speaker,
+            "target": step.target,
+        }
+        data = {
+            "message_id": message_id,
+            "responder": responder.describe(),
+            "tokens": reply.tokens,
+            "model": reply.model,
+            "exit_condition": exit_met,
+            "end_condition": end_met,
+            "decision": decision.reason,
+        }
+        log_id = self._write(prep, decision, message, claim_log_id, data, values, moved)
         return StepResult(
             session=prep.row.position(),
             step=step,
@@ -493,6 +558,25 @@ class StepRecorder:
             known[ref] = prep.tx.insert_session_role(prep.row.id, ref, role_id)
         return known[ref]
 
+    def _move_after(self, prep: Prepared, decision: Advance) -> tuple[dict[str, Any], bool]:
+        """Move the session where ``decision`` leads, if it is still as read (the fence,
+        the transaction's first write). Returns what was written, and whether the engine
+        state still waits for the log id of the row about to be inserted (a loop's first
+        pass names it): then the state is written once that row exists."""
+        pending = decision.state.names_log(PENDING_LOG_ID)
+        values = position_after(
+            decision,
+            prep.execution_order,
+            step=prep.plan.step,
+            keeps_last_step=self.conventions.keeps_last_step,
+            now=prep.moment(),
+        )
+        if pending:
+            del values["engine_state"]
+        values.update(self._lease_after_step(prep.moment(), ended=decision.finished))
+        values["updated_at"] = prep.moment()
+        return self._move_unchanged(prep, values), pending
+
     def _write(
         self,
         prep: Prepared,
@@ -501,8 +585,10 @@ class StepRecorder:
         claim_log_id: int | None,
         data: dict[str, Any],
         log_values: dict[str, Any],
+        moved: tuple[dict[str, Any], bool],
     ) -> int:
-        """Write the log row (complete, once) and the session's new position."""
+        """After ``_move_after``: write the log row (complete, once), then the engine state
+        if it waited for the row's id."""
         data["next_step_id"] = decision.next_step.id if decision.next_step else None
         data["next_round"] = decision.next_round
         data["finished"] = decision.finished
@@ -528,18 +614,13 @@ class StepRecorder:
                     )
                 },
             )
-        decision.state.replace_log_id(PENDING_LOG_ID, log_id)
-        values = position_after(
-            decision,
-            prep.execution_order,
-            step=prep.plan.step,
-            keeps_last_step=self.conventions.keeps_last_step,
-            now=prep.moment(),
-        )
-        values.update(self._lease_after_step(prep.moment(), ended=decision.finished))
-        values["updated_at"] = prep.moment()
+        written, pending = moved
+        if pending:
+            decision.state.replace_log_id(PENDING_LOG_ID, log_id)
+            written["engine_state"] = decision.state.to_json()
+            prep.tx.set_engine_state(prep.row, written["engine_state"])
         before = (prep.row.version, prep.row.executed_steps_count)
-        move_session(prep.tx, prep.row, values)
+        apply_values(prep.row, written)
         # position_after stamped the decision's state: it is what was just written.
         self._remember_order(prep, decision.state)
         if message is not None:
@@ -575,6 +656,25 @@ class StepRecorder:
                 **self._finish_values(prep),
             },
         )
+        state = prep.state.copy()
+        state.failed_attempts += 1
+        state.stamped(prep.execution_order)
+        session_values: dict[str, Any] = {
+            # A failed attempt is an execution logged: it counts (MRC numbers above it).
+            "executed_steps_count": prep.execution_order,
+            "engine_state": state.to_json(),
+            **self._lease_after_step(prep.moment(), ended=final),
+            "updated_at": prep.moment(),
+        }
+        if final:
+            reason = (
+                f"step {prep.plan.step.order} failed after {prep.plan.attempt} attempt(s): "
+                f"{message}"
+            )
+            session_values["status"] = "failed"
+            session_values["error_reason"] = reason[:500]
+        # The fence first: the log row is written only if the session is as read.
+        written = self._move_unchanged(prep, session_values)
         if claim_log_id is None:
             log_id = insert_log(prep.tx, values)
         else:
@@ -595,24 +695,7 @@ class StepRecorder:
                     )
                 },
             )
-        state = prep.state.copy()
-        state.failed_attempts += 1
-        state.stamped(prep.execution_order)
-        session_values: dict[str, Any] = {
-            # A failed attempt is an execution logged: it counts (MRC numbers above it).
-            "executed_steps_count": prep.execution_order,
-            "engine_state": state.to_json(),
-            **self._lease_after_step(prep.moment(), ended=final),
-            "updated_at": prep.moment(),
-        }
-        if final:
-            reason = (
-                f"step {prep.plan.step.order} failed after {prep.plan.attempt} attempt(s): "
-                f"{message}"
-            )
-            session_values["status"] = "failed"
-            session_values["error_reason"] = reason[:500]
-        move_session(prep.tx, prep.row, session_values)
+        apply_values(prep.row, written)
         self._remember_order(prep, state)
         return StepResult(
             session=prep.row.position(),

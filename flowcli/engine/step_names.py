@@ -7,7 +7,7 @@ evaluation reads the database. Breakpoints (flowcli.engine.breakpoints) use the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Set
 from typing import Any
 
 
@@ -33,7 +33,7 @@ class LazyNames(Mapping[str, Any]):
     def __len__(self) -> int:
         return len({*self._values, *self._loaders})
 
-    def preload(self, keys: set[str]) -> None:
+    def preload(self, keys: Set[str]) -> None:
         """Read now the loaded names among ``keys`` (so an evaluation reads nothing)."""
         for key in keys & self._loaders.keys():
             self[key]
@@ -52,13 +52,21 @@ class LazyNames(Mapping[str, Any]):
         return LazyNames(values, loaders)
 
 
-def message_view(row: tuple[Any, ...] | None) -> Any:
-    from flowcli.sandbox.names import MessageView
+_MESSAGE_VIEW: Any = None
 
+
+def message_view(row: tuple[Any, ...] | None) -> Any:
+    global _MESSAGE_VIEW
     if row is None:
         return None
+    view = _MESSAGE_VIEW
+    if view is None:
+        # Imported on first use (not at import), then kept: a step makes a view or two.
+        from flowcli.sandbox.names import MessageView
+
+        view = _MESSAGE_VIEW = MessageView
     mid, speaker, target, content, section, round_index = row
-    return MessageView(
+    return view(
         id=mid,
         speaker=speaker,
         target=target,

@@ -60,12 +60,14 @@ class Step:
     loop: Loop | None = None
     warnings: list[str] = field(default_factory=list)
 
-    @property
+    # Read every step of a run: a step's settings never change once parsed, so each
+    # is worked out once (cached_property), not per execution.
+    @cached_property
     def condition(self) -> str | None:
         cond = self.logic_config.get("condition")
         return cond if isinstance(cond, str) and cond.strip() else None
 
-    @property
+    @cached_property
     def exit_condition(self) -> dict[str, Any] | None:
         exit_cond = self.logic_config.get("exit_condition")
         return exit_cond if isinstance(exit_cond, dict) else None
@@ -74,6 +76,13 @@ class Step:
     def snapshot_json(self) -> str:
         # Serialised once per step: the log's step_snapshot is the same every execution.
         return json.dumps(self.raw, ensure_ascii=False, default=str)
+
+    @cached_property
+    def scope_json(self) -> str:
+        # The context scope as a log row's context snapshot writes it (compact JSON).
+        return json.dumps(
+            self.context_scope, ensure_ascii=False, separators=(",", ":"), default=str
+        )
 
     def label(self) -> str:
         arrow = f" → {self.target}" if self.target else ""
@@ -147,27 +156,27 @@ class FlowSnapshot:
     def by_order(self) -> dict[int, Step]:
         return {s.order: s for s in self.steps}
 
-    @property
+    @cached_property
     def termination(self) -> dict[str, Any]:
         term = loads_json(self.data.get("termination_config"), {})
         return term if isinstance(term, dict) else {}
 
-    @property
+    @cached_property
     def max_rounds(self) -> int:
         value = _as_int(self.termination.get("max_rounds"))
         return value if value and value > 0 else 1
 
-    @property
+    @cached_property
     def max_steps(self) -> int:
         value = _as_int(self.termination.get("max_steps"))
         return value if value and value > 0 else 1000
 
-    @property
+    @cached_property
     def end_condition(self) -> str | None:
         cond = self.termination.get("end_condition")
         return cond if isinstance(cond, str) and cond.strip() else None
 
-    @property
+    @cached_property
     def responder(self) -> dict[str, Any] | None:
         resp = loads_json(self.data.get("responder"), None)
         return resp if isinstance(resp, dict) else None
