@@ -9,9 +9,8 @@ here, once, leniently, with a warning for anything the engine has to ignore.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, NamedTuple
 
 from flowcli.db.json_text import loads_json
 from flowcli.errors import SessionStateError
@@ -32,8 +31,7 @@ def _as_int(value: Any) -> int | None:
     return None
 
 
-@dataclass(frozen=True)
-class Loop:
+class Loop(NamedTuple):
     """A loop: after step ``at_order`` runs, jump back to ``to_order`` up to ``max_loops`` times."""
 
     at_order: int
@@ -44,21 +42,43 @@ class Loop:
         return self.to_order <= order <= self.at_order
 
 
-@dataclass
 class Step:
-    id: int
-    order: int
-    speaker: str
-    target: str | None
-    task_type: str
-    context_scope: str | list[str]
-    context_param: dict[str, Any]
-    logic_config: dict[str, Any]
-    next_step_id: int | None
-    description: str | None
-    raw: dict[str, Any]
-    loop: Loop | None = None
-    warnings: list[str] = field(default_factory=list)
+    """One step of a snapshot, with its loop (if it closes one) and what was wrong with its
+    loop settings. A plain class, not a dataclass: creating one at import costs a one-step
+    command more than the class is worth (docs/architecture.md)."""
+
+    def __init__(
+        self,
+        *,
+        id: int,  # noqa: A002 - the column's name
+        order: int,
+        speaker: str,
+        target: str | None,
+        task_type: str,
+        context_scope: str | list[str],
+        context_param: dict[str, Any],
+        logic_config: dict[str, Any],
+        next_step_id: int | None,
+        description: str | None,
+        raw: dict[str, Any],
+        loop: Loop | None = None,
+    ) -> None:
+        self.id = id
+        self.order = order
+        self.speaker = speaker
+        self.target = target
+        self.task_type = task_type
+        self.context_scope = context_scope
+        self.context_param = context_param
+        self.logic_config = logic_config
+        self.next_step_id = next_step_id
+        self.description = description
+        self.raw = raw
+        self.loop = loop
+        self.warnings: list[str] = []
+
+    def __repr__(self) -> str:
+        return f"Step(id={self.id!r}, order={self.order!r}, {self.speaker}→{self.target})"
 
     # Read every step of a run: a step's settings never change once parsed, so each
     # is worked out once (cached_property), not per execution.
@@ -141,12 +161,15 @@ def step_from_dict(raw: dict[str, Any]) -> Step:
     return step
 
 
-@dataclass
 class FlowSnapshot:
     """The flow a session runs: its steps in order, termination and responder settings."""
 
-    data: dict[str, Any]
-    steps: list[Step]
+    def __init__(self, data: dict[str, Any], steps: list[Step]) -> None:
+        self.data = data
+        self.steps = steps
+
+    def __repr__(self) -> str:
+        return f"FlowSnapshot({self.data.get('name')!r}, {len(self.steps)} steps)"
 
     @cached_property
     def by_id(self) -> dict[int, Step]:
