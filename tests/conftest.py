@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -306,3 +307,12 @@ def mrc_backend(mrc_venv: Path, tmp_path: Path) -> Any:
     yield start
     for server in started:
         server.stop()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A suite started in the background without job control (`cmd &`, nohup) inherits
+    SIGINT ignored, and so would every flowcli process a test starts: the Ctrl-C tests
+    would then wait for an exit that never comes. Python's own handler here is reset to
+    the default in each child at exec, and the child turns it into KeyboardInterrupt."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
